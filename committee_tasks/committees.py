@@ -1,0 +1,208 @@
+"""Ensembles and cascades, computed from cached member outputs alone (no model is run).
+
+Every metric is the task's metric of per-sample statistics summed over samples; a cascade takes,
+per sample, the statistics of the stage at which that sample exits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from .confidence import get_confidence
+from .errors import CommitteeError
+from .task import Task
+
+
+@dataclass
+class PoolPredictions:
+    """Cached outputs of a pool of members on the same samples (rows aligned by sample id)."""
+
+    ids: np.ndarray
+    targets: np.ndarray
+    outputs: dict[str, np.ndarray]
+    macs: dict[str, np.ndarray]
+    skipped: dict[str, str] = field(default_factory=dict)  # sample id -> why it was skipped
+
+    def __post_init__(self):
+        n = len(self.ids)
+        shapes = {}
+        for name, out in self.outputs.items():
+            if len(out) != n or len(self.macs[name]) != n:
+                raise CommitteeError(f"member {name!r} has {len(out)} outputs for {n} samples")
+            shapes[name] = out.shape[1:]
+        if len(set(shapes.values())) > 1:
+            listing = ", ".join(f"{m}: {s[0] if s else '?'}" for m, s in shapes.items())
+            raise CommitteeError(
+                f"members output different numbers of classes ({listing}); a committee needs "
+                "members trained on the same label set"
+            )
+
+    @property
+    def members(self) -> list[str]:
+        return list(self.outputs)
+
+    def check_members(self, names: Sequence[str]) -> None:
+        missing = [n for n in names if n not in self.outputs]
+        if missing:
+            raise CommitteeError(f"no cached outputs for {missing}; evaluated members: {self.members}")
+
+
+@dataclass
+class CommitteeResult:
+    """A member's or committee's figures on one set of samples."""
+
+    name: str
+    kind: str  # "member" | "ensemble" | "cascade"
+    members: list[str]
+    metric: float
+    macs: np.ndarray  # per sample
+    statistics: np.ndarray  # summed
+    exit_fractions: list[float] | None = None
+    thresholds: list[float] | None = None
+    exit_stage: np.ndarray | None = None  # per sample, cascades only
+    combined: np.ndarray | None = None  # per-sample combined output (not serialised)
+    worst_case_macs: float | None = None
+
+    @property
+    def macs_mean(self) -> float:
+        return float(self.macs.mean())
+
+    @property
+    def macs_worst(self) -> float:
+        return float(self.worst_case_macs if self.worst_case_macs is not None else self.macs.max())
+
+
+def member_result(preds: PoolPredictions, task: Task, name: str) -> CommitteeResult:
+    preds.check_members([name])
+    combined = task.combine([preds.outputs[name]])
+    stats = task.sample_statistics(combined, preds.targets)
+    summed = stats.sum(axis=0)
+    return CommitteeResult(name, "member", [name], task.metric(summed), preds.macs[name].astype(np.float64),
+                           summed, combined=combined)
+
+
+class Single:
+    """One member on its own, so members and committees share one code path."""
+
+    kind = "member"
+
+    def __init__(self, member: str):
+        self.members = [member]
+        self.name = member
+
+    def evaluate(self, preds: PoolPredictions, task: Task) -> CommitteeResult:
+        return member_result(preds, task, self.name)
+
+
+class Ensemble:
+    """Run every member and average their outputs."""
+
+    kind = "ensemble"
+
+    def __init__(self, members: Sequence[str]):
+        if len(members) < 2:
+            raise CommitteeError(f"an ensemble needs at least 2 members, got {list(members)}")
+        self.members = list(members)
+
+    @property
+    def name(self) -> str:
+        return "ensemble(" + "+".join(self.members) + ")"
+
+    def evaluate(self, preds: PoolPredictions, task: Task) -> CommitteeResult:
+        preds.check_members(self.members)
+        combined = task.combine([preds.outputs[m] for m in self.members])
+        stats = task.sample_statistics(combined, preds.targets)
+        macs = sum(preds.macs[m].astype(np.float64) for m in self.members)
+        summed = stats.sum(axis=0)
+        return CommitteeResult(self.name, self.kind, self.members, task.metric(summed), macs, summed,
+                               combined=combined)
+
+
+class Cascade:
+    """Run members in order; a sample exits at the first stage whose confidence reaches that
+    stage's threshold (the last stage always exits).
+
+    The prediction at stage k is the mean of the outputs of members 1..k (``combine="mean"``, the
+    paper's rule) or member k's alone (``combine="last"``).
+    """
+
+    kind = "cascade"
+
+    def __init__(self, members: Sequence[str], thresholds: float | Sequence[float],
+                 confidence: str | Callable[[np.ndarray], np.ndarray] = "max_prob", combine: str = "mean"):
+        members = list(members)
+        if len(members) < 2:
+            raise CommitteeError(f"a cascade needs at least 2 members, got {members}")
+        if np.isscalar(thresholds):
+            thresholds = [float(thresholds)] * (len(members) - 1)
+        thresholds = [float(t) for t in thresholds]
+        if len(thresholds) != len(members) - 1:
+            raise CommitteeError(
+                f"a cascade of {len(members)} members needs {len(members) - 1} thresholds (one per stage "
+                f"but the last) or a single one for all stages; got {len(thresholds)}: {thresholds}"
+            )
+        if combine not in ("mean", "last"):
+            raise CommitteeError(f"unknown cascade combine rule {combine!r}; valid: 'mean', 'last'")
+        self.members = members
+        self.thresholds = thresholds
+        self.confidence = confidence
+        self.confidence_fn = get_confidence(confidence)
+        self.combine = combine
+
+    @property
+    def name(self) -> str:
+        return "cascade(" + ">".join(self.members) + ")@" + ",".join(f"{t:g}" for t in self.thresholds)
+
+    def stage_output(self, task: Task, outputs: Sequence[np.ndarray]) -> np.ndarray:
+        """The prediction after the stages whose member outputs are given (in order)."""
+        return task.combine(outputs if self.combine == "mean" else outputs[-1:])
+
+    def exits(self, stage: int, combined: np.ndarray) -> np.ndarray:
+        """Which samples stop at ``stage`` (0-based) given that stage's combined output."""
+        if stage == len(self.members) - 1:
+            return np.ones(len(combined), dtype=bool)
+        return self.confidence_fn(combined) >= self.thresholds[stage]
+
+    def evaluate(self, preds: PoolPredictions, task: Task) -> CommitteeResult:
+        preds.check_members(self.members)
+        n = len(preds.ids)
+        exit_stage = np.full(n, -1, dtype=np.int64)
+        macs = np.zeros(n, dtype=np.float64)
+        stats = None
+        combined_out = None
+        for k, member in enumerate(self.members):
+            active = exit_stage < 0
+            macs[active] += preds.macs[member][active]
+            combined = self.stage_output(task, [preds.outputs[m] for m in self.members[: k + 1]])
+            stage_stats = task.sample_statistics(combined, preds.targets)
+            if stats is None:
+                stats = np.zeros_like(stage_stats, dtype=np.float64)
+                combined_out = np.zeros_like(combined)
+            stop = active & self.exits(k, combined)
+            exit_stage[stop] = k
+            stats[stop] = stage_stats[stop]
+            combined_out[stop] = combined[stop]
+        summed = stats.sum(axis=0)
+        fractions = [float((exit_stage == k).mean()) for k in range(len(self.members))]
+        worst = float(sum(preds.macs[m].astype(np.float64) for m in self.members).max())
+        return CommitteeResult(self.name, self.kind, self.members, task.metric(summed), macs, summed,
+                               exit_fractions=fractions, thresholds=self.thresholds, exit_stage=exit_stage,
+                               combined=combined_out, worst_case_macs=worst)
+
+
+def parse_committees(ensembles: Sequence[Sequence[str]], cascades: Sequence[Sequence[str]],
+                     thresholds: Sequence[Sequence[float] | float], **cascade_options) -> list:
+    """Committee objects from member lists (the CLI's and config files' shape)."""
+    committees: list = [Ensemble(m) for m in ensembles]
+    if len(thresholds) not in (0, 1, len(cascades)):
+        raise CommitteeError(f"got {len(cascades)} cascades but {len(thresholds)} threshold lists")
+    for i, members in enumerate(cascades):
+        if not thresholds:
+            raise CommitteeError(
+                f"cascade {','.join(members)} needs thresholds: pass --thresholds T (one per stage but the last)"
+            )
+        t = thresholds[i] if len(thresholds) == len(cascades) else thresholds[0]
+        committees.append(Cascade(members, t, **cascade_options))
+    return committees

@@ -1,0 +1,34 @@
+"""Error types and messages shared by the whole toolkit."""
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class CommitteeError(Exception):
+    """Base class of the errors this toolkit raises on bad input."""
+
+
+class UnknownNameError(CommitteeError, KeyError):
+    """A task, model, dataset or confidence name that is not registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def unknown_name(kind: str, name: str, options: Iterable[str], fix: str = "") -> UnknownNameError:
+    """An error naming the bad value, the closest valid ones and how to list them all."""
+    options = sorted(options)
+    close = difflib.get_close_matches(name, options, n=5, cutoff=0.5)
+    if not close:  # substring matches help with long zoo names ("vit" -> "vit_b_16", ...)
+        close = [o for o in options if name.lower() in o.lower()][:5]
+    message = f"unknown {kind} {name!r}"
+    if close:
+        message += f"; did you mean {', '.join(repr(c) for c in close)}?"
+    elif len(options) <= 12:
+        message += f"; valid: {', '.join(repr(o) for o in options)}"
+    else:
+        message += f" ({len(options)} are registered)"
+    if fix:
+        message += f" {fix}"
+    return UnknownNameError(message)

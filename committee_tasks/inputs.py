@@ -1,0 +1,83 @@
+"""Decode each sample once, apply every member's own preprocessing (in DataLoader workers).
+
+Members whose preprocessing is identical share one tensor. A sample that fails to decode or
+preprocess is returned as a `Skipped` marker and dropped by the collate function, so one corrupt
+file costs one sample, not the run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from .task import Sample, SampleDataset
+
+
+@dataclass
+class Skipped:
+    id: str
+    reason: str
+
+
+class PoolInputs(torch.utils.data.Dataset):
+    def __init__(self, dataset: SampleDataset, transforms: Mapping[str, Callable[[Any], torch.Tensor]]):
+        self.dataset = dataset
+        self.transforms = dict(transforms)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        sample_id = self.dataset.ids[index]
+        try:
+            sample: Sample = self.dataset[index]
+            return sample.id, sample.target, {k: t(sample.data) for k, t in self.transforms.items()}
+        except Exception as err:  # corrupt or unreadable sample: skip it, say why
+            return Skipped(sample_id, f"{type(err).__name__}: {err}")
+
+
+@dataclass
+class Batch:
+    ids: list[str]
+    targets: list[Any]
+    inputs: dict[str, torch.Tensor]
+    skipped: list[Skipped]
+
+    def pin_memory(self):  # called by the DataLoader's pin-memory thread on CUDA
+        self.inputs = {k: v.pin_memory() for k, v in self.inputs.items()}
+        return self
+
+
+def collate(items: Sequence) -> Batch:
+    good = [it for it in items if not isinstance(it, Skipped)]
+    skipped = [it for it in items if isinstance(it, Skipped)]
+    if not good:
+        return Batch([], [], {}, skipped)
+    ids, targets, tensors = zip(*good)
+    inputs = {k: torch.stack([t[k] for t in tensors]) for k in tensors[0]}
+    return Batch(list(ids), list(targets), inputs, skipped)
+
+
+class ChunkedBatches(torch.utils.data.Sampler):
+    """Batches over a given list of dataset indices, in order."""
+
+    def __init__(self, indices: Sequence[int], batch_size: int):
+        self.indices = list(indices)
+        self.batch_size = batch_size
+
+    def __iter__(self):
+        for start in range(0, len(self.indices), self.batch_size):
+            yield self.indices[start:start + self.batch_size]
+
+    def __len__(self) -> int:
+        return -(-len(self.indices) // self.batch_size)
+
+
+def make_loader(dataset: SampleDataset, transforms: Mapping[str, Callable], indices: Sequence[int],
+                batch_size: int, num_workers: int, pin_memory: bool) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(
+        PoolInputs(dataset, transforms), batch_sampler=ChunkedBatches(indices, batch_size),
+        num_workers=num_workers, collate_fn=collate, pin_memory=pin_memory,
+        persistent_workers=False, prefetch_factor=4 if num_workers > 0 else None,
+    )

@@ -1,0 +1,193 @@
+"""The shared evaluation loop: one pass over the data for the whole pool, results into the cache.
+
+Each sample is decoded once; each member gets its own preprocessing of it and runs only on the
+samples it has no cached output for. Outputs are flushed to the cache shard by shard, so an
+interrupted run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .cache import MemberCache, PredictionCache
+from .committees import PoolPredictions
+from .devices import Stopwatch, autocast, place_module, resolve_device, to_device, use_amp
+from .errors import CommitteeError
+from .inputs import make_loader
+from .task import Member, SampleDataset, Task
+
+log = logging.getLogger(__name__)
+
+OUTPUT_DTYPES = {"float16": np.float16, "float32": np.float32}
+
+
+class NonFiniteOutputError(CommitteeError):
+    """A member produced NaN or inf for a sample."""
+
+
+@dataclass
+class LoopOptions:
+    batch_size: int = 128
+    num_workers: int = 2
+    device: str = "auto"
+    amp: str | bool = "auto"
+    shard_size: int = 4096
+    output_dtype: str = "float16"
+    progress: bool = True
+
+
+@dataclass
+class _Pending:
+    cache: MemberCache
+    needed: set[str]
+    arrays: dict[str, list] = field(default_factory=lambda: {"ids": [], "targets": [], "outputs": [], "macs": []})
+    count: int = 0
+
+    def flush(self) -> None:
+        if self.count:
+            self.cache.write_shard({k: np.concatenate(v) for k, v in self.arrays.items()})
+            for v in self.arrays.values():
+                v.clear()
+            self.count = 0
+
+
+def subset_indices(n: int, limit: int | None) -> np.ndarray:
+    """Indices of an evenly spaced subset of ``limit`` samples (all when None): class-sorted
+    layouts (ImageNet folders) then still give every class, and the subset is deterministic."""
+    if limit is None or limit >= n:
+        return np.arange(n)
+    if limit <= 0:
+        raise CommitteeError(f"--limit must be positive, got {limit}")
+    return np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64))
+
+
+def member_description(member: Member, output_dtype: str) -> dict:
+    return {"member": member.name, "weights_sha256": member.weights_sha256,
+            "preprocessing": member.transform_key, "num_classes": member.num_classes,
+            "output_dtype": output_dtype}
+
+
+def check_same_classes(members: Sequence[Member]) -> None:
+    counts = {m.name: m.num_classes for m in members}
+    if len(set(counts.values())) > 1:
+        raise CommitteeError(
+            f"members predict different numbers of classes ({counts}); a committee needs members "
+            "trained on the same label set"
+        )
+
+
+def evaluate_pool(task: Task, members: Sequence[Member], dataset: SampleDataset,
+                  cache: PredictionCache, limit: int | None = None,
+                  options: LoopOptions | None = None) -> tuple[PoolPredictions, dict[str, float | None]]:
+    """Cached outputs of every member on the dataset (computing what is missing), and each
+    member's measured throughput (samples/s of its forward passes, as cached)."""
+    options = options or LoopOptions()
+    if options.output_dtype not in OUTPUT_DTYPES:
+        raise CommitteeError(f"unknown output dtype {options.output_dtype!r}; valid: {list(OUTPUT_DTYPES)}")
+    check_same_classes(members)
+    names = [m.name for m in members]
+    if len(set(names)) != len(names):
+        raise CommitteeError(f"a member is listed twice: {names}")
+
+    dataset_fp = dataset.fingerprint()
+    folder = cache.dataset_folder(task.name, dataset.name, dataset_fp)
+    all_ids = list(dataset.ids)
+    indices = subset_indices(len(all_ids), limit)
+    wanted = [all_ids[i] for i in indices]
+    skipped = cache.skipped(folder)
+
+    pending: dict[str, _Pending] = {}
+    for m in members:
+        mc = cache.member(folder, m.name, m.fingerprint, member_description(m, options.output_dtype))
+        needed = set(wanted) - mc.cached_ids() - set(skipped)
+        pending[m.name] = _Pending(mc, needed)
+    todo = [i for i, sid in zip(indices, wanted) if any(sid in p.needed for p in pending.values())]
+
+    if todo:
+        new_skips = _run(task, members, dataset, todo, pending, options)
+        skipped.update(new_skips)
+        cache.record_dataset(folder, dataset_fp, new_skips)
+    else:
+        log.info("all %d samples of %d members are cached in %s", len(wanted), len(members), folder)
+
+    kept = [sid for sid in wanted if sid not in skipped]
+    if not kept:
+        raise CommitteeError(f"no sample of {dataset.name} could be read ({len(skipped)} skipped)")
+    loaded = {m.name: pending[m.name].cache.load(kept) for m in members}
+    first = loaded[members[0].name]
+    preds = PoolPredictions(
+        ids=np.asarray(kept), targets=first["targets"],
+        outputs={n: a["outputs"] for n, a in loaded.items()},
+        macs={n: a["macs"] for n, a in loaded.items()},
+        skipped={sid: skipped[sid] for sid in wanted if sid in skipped},
+    )
+    return preds, {m.name: pending[m.name].cache.throughput() for m in members}
+
+
+def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: list[int],
+         pending: dict[str, _Pending], options: LoopOptions) -> dict[str, str]:
+    device = resolve_device(options.device)
+    amp = use_amp(device, options.amp)
+    out_dtype = OUTPUT_DTYPES[options.output_dtype]
+    transforms = {m.transform_key: m.transform for m in members}
+    loader = make_loader(dataset, transforms, todo, options.batch_size, options.num_workers,
+                         pin_memory=device.type == "cuda")
+    for m in members:
+        m.module = place_module(m.module, device)
+    watches = {m.name: Stopwatch(device) for m in members}
+    timed = {m.name: 0 for m in members}
+    skipped: dict[str, str] = {}
+    bar = tqdm(total=len(todo), desc=f"evaluating {len(members)} members", unit="sample",
+               disable=not options.progress)
+    try:
+        for batch in loader:
+            for s in batch.skipped:
+                skipped[s.id] = s.reason
+                log.warning("skipped sample %s: %s", s.id, s.reason)
+            for m in members:
+                p = pending[m.name]
+                rows = [i for i, sid in enumerate(batch.ids) if sid in p.needed]
+                if not rows:
+                    continue
+                x = batch.inputs[m.transform_key]
+                x = x[rows] if len(rows) < len(batch.ids) else x
+                macs = m.macs_per_sample(x)
+                x = to_device(x, device)
+                with watches[m.name].section(), autocast(device, amp):
+                    probs = m.predict(x)
+                probs = probs.cpu().numpy()
+                _check_finite(probs, m.name, [batch.ids[i] for i in rows])
+                p.arrays["ids"].append(np.asarray([batch.ids[i] for i in rows]))
+                p.arrays["targets"].append(np.asarray([batch.targets[i] for i in rows]))
+                p.arrays["outputs"].append(probs.astype(out_dtype))
+                p.arrays["macs"].append(macs)
+                p.count += len(rows)
+                timed[m.name] += len(rows)
+                if p.count >= options.shard_size:
+                    p.flush()
+            bar.update(len(batch.ids) + len(batch.skipped))
+    finally:  # keep what was computed, even when interrupted or failing
+        bar.close()
+        for m in members:
+            pending[m.name].flush()
+            if timed[m.name]:
+                pending[m.name].cache.add_timing(timed[m.name], watches[m.name].seconds, str(device),
+                                                 options.batch_size)
+    if skipped:
+        log.warning("skipped %d unreadable samples", len(skipped))
+    return skipped
+
+
+def _check_finite(probs: np.ndarray, member: str, ids: list[str]) -> None:
+    bad = ~np.isfinite(probs.reshape(len(probs), -1)).all(axis=1)
+    if bad.any():
+        first = [ids[i] for i in np.flatnonzero(bad)[:5]]
+        raise NonFiniteOutputError(
+            f"member {member!r} produced NaN/inf outputs for {int(bad.sum())} samples, e.g. {first}; "
+            "check its weights and preprocessing (or disable AMP with --amp off if it overflows in float16)"
+        )

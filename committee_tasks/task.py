@@ -1,0 +1,161 @@
+"""The task plugin interface: what differs between tasks, and nothing else.
+
+A task says how to build members and read datasets, how outputs combine across members, the
+per-sample additive statistics and the metric computed from their sums. The loop, cache,
+committees, executor and reports are shared and call only these methods.
+"""
+from __future__ import annotations
+
+import abc
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .errors import unknown_name
+from .macs import count_macs
+from .zoo import ZooEntry, filter_names, resolve_weights
+
+
+@dataclass
+class Sample:
+    """One decoded sample: a stable id (the cache key), the decoded data and its target."""
+
+    id: str
+    data: Any
+    target: Any
+
+
+class SampleDataset(torch.utils.data.Dataset, abc.ABC):
+    """A dataset whose items are `Sample`s, decoded once and shared by every member.
+
+    ``ids`` lists every sample id without decoding anything; ``fingerprint`` identifies the
+    content (file list, labels) so a changed dataset invalidates its cache.
+    """
+
+    name: str = "dataset"
+
+    @property
+    @abc.abstractmethod
+    def ids(self) -> Sequence[str]: ...
+
+    @abc.abstractmethod
+    def fingerprint(self) -> str: ...
+
+    @abc.abstractmethod
+    def __getitem__(self, index: int) -> Sample: ...
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class Member:
+    """A built, loaded member: the module, its own preprocessing, and its cost.
+
+    ``fingerprint`` hashes the weights and the preprocessing: it keys the prediction cache.
+    """
+
+    def __init__(self, name: str, module: torch.nn.Module, transform: Callable[[Any], torch.Tensor],
+                 weights_sha256: str, num_classes: int, to_probs: Callable[[torch.Tensor], torch.Tensor],
+                 entry: ZooEntry | None = None):
+        self.name = name
+        self.module = module.eval()
+        self.transform = transform
+        self.weights_sha256 = weights_sha256
+        self.num_classes = num_classes
+        self.to_probs = to_probs
+        self.entry = entry
+        self._macs_by_shape: dict[tuple, int] = {}
+
+    @property
+    def transform_key(self) -> str:
+        """Identifies the preprocessing; members with equal keys share the preprocessed tensor."""
+        return repr(self.transform)
+
+    @property
+    def fingerprint(self) -> str:
+        blob = json.dumps({"weights": self.weights_sha256, "preprocessing": self.transform_key,
+                           "num_classes": self.num_classes}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def macs_per_sample(self, inputs: torch.Tensor) -> np.ndarray:
+        """MACs of each sample of a batch, counted once per distinct input shape."""
+        shape = tuple(inputs.shape[1:])
+        if shape not in self._macs_by_shape:
+            self._macs_by_shape[shape] = count_macs(self.module, inputs[:1])
+        return np.full(len(inputs), self._macs_by_shape[shape], dtype=np.int64)
+
+    @torch.no_grad()
+    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (float32) of a batch already on the member's device."""
+        return self.to_probs(self.module(inputs)).float()
+
+
+class Task(abc.ABC):
+    """Base class of task plugins. Subclasses set ``name`` and implement the abstract methods."""
+
+    name: ClassVar[str]
+    metric_name: ClassVar[str] = "metric"
+
+    # ---- members -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def zoo(self) -> Mapping[str, ZooEntry]:
+        """Every model this task can build, by name."""
+
+    def list_models(self, pattern: str = "*") -> list[str]:
+        return filter_names(self.zoo(), pattern)
+
+    def model_entry(self, name: str) -> ZooEntry:
+        zoo = self.zoo()
+        if name not in zoo:
+            raise unknown_name("model", name, zoo,
+                               fix=f"List them with `tools/eval.py --list-models --task {self.name}`.")
+        return zoo[name]
+
+    @abc.abstractmethod
+    def to_probs(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Turn a member's raw outputs into probabilities."""
+
+    def build_member(self, name: str, weights_dir: str | Path | None = None) -> Member:
+        entry = self.model_entry(name)
+        module = entry.builder()
+        digest = "random-init"
+        if entry.weights is not None:
+            path, digest = resolve_weights(entry.weights, weights_dir)
+            if entry.state_dict_loader is not None:
+                state = entry.state_dict_loader(path)
+            else:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            module.load_state_dict(state, strict=True)
+        return Member(name, module, entry.preprocessing(), digest, entry.num_classes, self.to_probs, entry)
+
+    # ---- data ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def list_datasets(self) -> list[str]: ...
+
+    @abc.abstractmethod
+    def build_dataset(self, name: str, root: str | Path | None, **options: Any) -> SampleDataset: ...
+
+    # ---- combining outputs and scoring ---------------------------------------------------
+    def combine(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
+        """The committee's output from its members' outputs (default: mean of probabilities).
+
+        Summed left to right in float32 so a cascade's stage-k output is bit-identical whether it
+        is computed from the cache or live by the executor.
+        """
+        total = np.asarray(outputs[0], dtype=np.float32).copy()
+        for out in outputs[1:]:
+            total += np.asarray(out, dtype=np.float32)
+        return total / np.float32(len(outputs))
+
+    @abc.abstractmethod
+    def sample_statistics(self, combined: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Per-sample additive statistics, shape (N, K): summing rows gives the dataset's."""
+
+    @abc.abstractmethod
+    def metric(self, summed_statistics: np.ndarray) -> float:
+        """The metric (e.g. top-1 in %) from statistics summed over samples."""
