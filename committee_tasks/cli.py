@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 from .cache import PredictionCache
 from .committees import Cascade, Ensemble, Single, parse_committees
 from .confidence import CONFIDENCES
+from .devices import resolve_device
 from .errors import CommitteeError
 from .executor import CommitteeExecutor
 from .inputs import collate, PoolInputs
@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommitteeError(f"--reference {reference_name!r} is not among the evaluated models {pool}")
     reference = results[pool.index(reference_name)]
 
-    throughput = dict(loop_throughput)
+    throughput: dict[str, float] = {}
     if args.measure_samples > 0:
         batches = measurement_batches(dataset, list(members.values()), preds.ids, args.measure_samples,
                                       args.batch_size)
@@ -192,6 +192,9 @@ def run(args: argparse.Namespace) -> int:
     rows = [result_row(r, task.metric_name, reference, throughput.get(r.name), ref_tp,
                        members[r.name].entry.published() if r.kind == "member" and members[r.name].entry else None)
             for r in results]
+    for row in rows:  # forward-pass throughput inside the shared loop, when it ran (not comparable
+        if row["kind"] == "member":  # to the measured column: batches there mix all members)
+            row["throughput_eval_loop"] = loop_throughput.get(row["name"])
     print_report(task, dataset, preds, rows, args)
     return 0
 
@@ -204,9 +207,13 @@ def print_report(task, dataset, preds, rows, args) -> None:
     if preds.skipped:
         for sid, reason in list(preds.skipped.items())[:10]:
             print(f"  skipped {sid}: {reason}")
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
-    note = (f"MACs are multiply-adds per sample; throughput is samples/s of model execution on {device}, "
-            f"batch {args.batch_size}, over the first {min(args.measure_samples, len(preds.ids))} samples")
+    note = "MACs are multiply-adds per sample"
+    if args.measure_samples > 0:
+        device = resolve_device(args.device)
+        note += (f"; throughput is samples/s of model execution (data already preprocessed) on {device}, "
+                 f"batch {args.batch_size}, over the first {min(args.measure_samples, len(preds.ids))} samples")
+    else:
+        note += "; throughput not measured (--measure-samples 0)"
     print(note)
     report = {"task": task.name, "dataset": dataset.name, "samples": len(preds.ids),
               "skipped": preds.skipped, "rows": rows, "note": note}

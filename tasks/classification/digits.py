@@ -14,9 +14,9 @@ from torch import nn
 DIGITS_MEAN, DIGITS_STD = 0.3040, 0.3780
 # name -> (channel widths of the three conv stages, training epochs)
 DIGITS_MODELS = {
-    "digits_cnn_s": ((4, 8, 8), 40),
-    "digits_cnn_m": ((16, 32, 32), 40),
-    "digits_cnn_l": ((48, 96, 128), 40),
+    "digits_cnn_s": ((8, 16, 16), 40),
+    "digits_cnn_m": ((16, 32, 64), 40),
+    "digits_cnn_l": ((32, 64, 128), 40),
 }
 TRAIN_SEED = 0
 

@@ -1,0 +1,84 @@
+"""tools/eval.py end to end on the embedded default (real handwritten digits) and its errors."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from committee_tasks.cli import main
+from tests.conftest import REPO
+
+CONFIG = REPO / "configs" / "committees" / "digits_default.json"
+
+
+def test_main_job_config(digits_members, tmp_path, capsys):
+    out_json, out_csv, out_md = tmp_path / "r.json", tmp_path / "r.csv", tmp_path / "r.md"
+    code = main(["--config", str(CONFIG), "--workers", "0", "--no-progress", "--measure-samples", "128",
+                 "--json", str(out_json), "--csv", str(out_csv), "--markdown", str(out_md)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out_json.read_text())
+    rows = {r["name"]: r for r in report["rows"]}
+    assert report["samples"] == 599 and report["dataset"] == "digits-test"
+    assert [r["kind"] for r in report["rows"]] == ["member"] * 3 + ["ensemble", "cascade"]
+    cascade = report["rows"][-1]
+    assert cascade["name"] in printed and "exits per stage" in printed
+    assert sum(cascade["exit_fractions"]) == pytest.approx(1)
+    assert cascade["reference"] == "digits_cnn_l"  # the member with most MACs
+    reference = rows["digits_cnn_l"]
+    assert cascade["speedup_macs"] == pytest.approx(reference["macs_mean"] / cascade["macs_mean"])
+    assert cascade["macs_worst"] == pytest.approx(sum(rows[m]["macs_mean"] for m in cascade["members"]))
+    assert all(r["throughput"] > 0 for r in report["rows"])
+    # members get more accurate with size: the default is a real committee problem
+    assert rows["digits_cnn_s"]["metric"] < rows["digits_cnn_m"]["metric"] < reference["metric"]
+    with open(out_csv) as f:
+        assert [r["name"] for r in csv.DictReader(f)] == [r["name"] for r in report["rows"]]
+    assert out_md.read_text().startswith("| model / committee |")
+
+
+def test_flags_override_config_and_limit(digits_members, tmp_path):
+    out = tmp_path / "r.json"
+    assert main(["--config", str(CONFIG), "--models", "digits_cnn_s", "--cascade", "digits_cnn_s,digits_cnn_m",
+                 "--thresholds", "0.5", "--limit", "50", "--workers", "0", "--no-progress",
+                 "--measure-samples", "0", "--json", str(out), "--reference", "digits_cnn_m"]) == 0
+    report = json.loads(out.read_text())
+    assert report["samples"] == 50
+    # each flag replaces its own key of the config: the config's ensemble stays, its cascade goes
+    assert [r["name"] for r in report["rows"]] == [
+        "digits_cnn_s", "digits_cnn_m", "digits_cnn_l", "ensemble(digits_cnn_s+digits_cnn_m+digits_cnn_l)",
+        "cascade(digits_cnn_s>digits_cnn_m)@0.5"]
+    assert all(r["throughput"] is None for r in report["rows"])  # --measure-samples 0: not measured
+    assert "throughput not measured" in report["note"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset", "digits", "--cascade", "digits_cnn_s,digits_cnn_x", "--thresholds", "0.9"],
+     "unknown model 'digits_cnn_x'; did you mean 'digits_cnn_s', "),
+    (["--dataset", "digit", "--models", "digits_cnn_s"], "unknown dataset 'digit'; did you mean 'digits'"),
+    (["--task", "clasification", "--list-models"], "unknown task 'clasification'; did you mean 'classification'"),
+    (["--dataset", "digits", "--cascade", "digits_cnn_s,digits_cnn_m"], "needs thresholds: pass --thresholds"),
+    (["--dataset", "digits"], "nothing to evaluate"),
+    (["--dataset", "cifar10", "--data-root", "/nonexistent", "--models", "resnet20"], "no CIFAR-10 test set under"),
+])
+def test_bad_input_exits_2_with_clear_message(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_listing(capsys):
+    assert main(["--list-tasks"]) == 0
+    assert "classification" in capsys.readouterr().out.split()
+    assert main(["--task", "classification", "--list-models", "resnet*"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert {"resnet20", "resnet56", "resnet50", "resnet50.imagenet1k_v1"} <= set(listed)
+    assert main(["--list-datasets"]) == 0
+    assert capsys.readouterr().out.split() == ["cifar10", "imagenet", "digits"]
+
+
+def test_tools_eval_script_runs():
+    done = subprocess.run([sys.executable, str(REPO / "tools" / "eval.py"), "--list-tasks"],
+                          capture_output=True, text=True, check=True)
+    assert "classification" in done.stdout
