@@ -17,7 +17,7 @@ from .confidence import CONFIDENCES
 from .devices import resolve_device
 from .errors import CommitteeError
 from .executor import CommitteeExecutor
-from .inputs import collate, PoolInputs
+from .inputs import preprocessed_batches
 from .loop import LoopOptions, evaluate_pool
 from .registry import get_task, list_tasks
 from .report import markdown_table, result_row, write_csv, write_json
@@ -120,16 +120,6 @@ def build_members(task: Task, names: Sequence[str], weights_dir: Path | None) ->
     return members
 
 
-def measurement_batches(dataset, members: Sequence[Member], ids: np.ndarray, n: int, batch_size: int):
-    """Preprocessed batches of the first ``n`` evaluated samples, held in memory so every row is
-    timed on the same tensors without data loading in the timing."""
-    index = {sid: i for i, sid in enumerate(dataset.ids)}
-    inputs = PoolInputs(dataset, {m.transform_key: m.transform for m in members})
-    chosen = [index[sid] for sid in ids[:n]]
-    return [collate([inputs[i] for i in chosen[s:s + batch_size]]).inputs
-            for s in range(0, len(chosen), batch_size)]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
@@ -183,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
 
     throughput: dict[str, float] = {}
     if args.measure_samples > 0:
-        batches = measurement_batches(dataset, list(members.values()), preds.ids, args.measure_samples,
+        batches = preprocessed_batches(dataset, list(members.values()), preds.ids, args.measure_samples,
                                       args.batch_size)
         for spec in rows_spec:
             executor = CommitteeExecutor(spec, members, task, args.device, options.amp, args.output_dtype)

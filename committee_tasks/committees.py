@@ -135,9 +135,9 @@ class Cascade:
         members = list(members)
         if len(members) < 2:
             raise CommitteeError(f"a cascade needs at least 2 members, got {members}")
-        if np.isscalar(thresholds):
-            thresholds = [float(thresholds)] * (len(members) - 1)
-        thresholds = [float(t) for t in thresholds]
+        thresholds = [float(t) for t in np.atleast_1d(thresholds)]
+        if len(thresholds) == 1:  # one value for every stage
+            thresholds = thresholds * (len(members) - 1)
         if len(thresholds) != len(members) - 1:
             raise CommitteeError(
                 f"a cascade of {len(members)} members needs {len(members) - 1} thresholds (one per stage "

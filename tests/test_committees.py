@@ -97,6 +97,8 @@ def test_confidence_functions():
 
 def test_bad_committees(classification):
     preds = random_pool(4)
+    assert Cascade(["a", "b", "c"], [0.7]).thresholds == [0.7, 0.7]
+    assert Cascade(["a", "b", "c"], 0.7).thresholds == [0.7, 0.7]
     with pytest.raises(CommitteeError, match="needs 2 thresholds"):
         Cascade(["a", "b", "c"], [0.5, 0.5, 0.5])
     with pytest.raises(CommitteeError, match="at least 2"):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from committee_tasks import Cascade, CommitteeExecutor, Ensemble, LoopOptions, PredictionCache, Single, evaluate_pool
-from committee_tasks.cli import measurement_batches
+from committee_tasks.inputs import preprocessed_batches
 from tasks.classification.datasets import DigitsDataset
 
 
@@ -32,7 +32,7 @@ def cached(classification, digits_members, tmp_path_factory):
 def test_executor_equals_cache_computation(classification, cached, committee):
     members, dataset, preds = cached
     expected = committee.evaluate(preds, classification)
-    batches = measurement_batches(dataset, list(members.values()), preds.ids, len(preds.ids), batch_size=100)
+    batches = preprocessed_batches(dataset, list(members.values()), preds.ids, len(preds.ids), batch_size=100)
     live = CommitteeExecutor(committee, members, classification, device="cpu").run(batches)
     if expected.exit_stage is not None:
         np.testing.assert_array_equal(live.exit_stage, expected.exit_stage)
