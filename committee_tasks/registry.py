@@ -70,7 +70,6 @@ def get_task(name: str) -> Task:
         )
     origin, loader = _registry[name]
     try:
-        cls = loader()
+        return loader()()
     except Exception as err:
-        raise CommitteeError(f"task {name!r} ({origin}) failed to load: {err}") from err
-    return cls()
+        raise CommitteeError(f"task {name!r} ({origin}) failed to load: {type(err).__name__}: {err}") from err

@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Sequence
@@ -16,7 +17,7 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 import numpy as np
 import torch
 
-from .errors import unknown_name
+from .errors import CommitteeError, unknown_name
 from .macs import count_macs
 from .zoo import ZooEntry, filter_names, resolve_weights
 
@@ -73,8 +74,17 @@ class Member:
 
     @property
     def transform_key(self) -> str:
-        """Identifies the preprocessing; members with equal keys share the preprocessed tensor."""
-        return repr(self.transform)
+        """Identifies the preprocessing; members with equal keys share the preprocessed tensor.
+
+        It is part of the cache key, so it must be stable across runs."""
+        key = repr(self.transform)
+        if re.search(r" at 0x[0-9a-fA-F]+", key):
+            raise CommitteeError(
+                f"the preprocessing of member {self.name!r} has no stable repr ({key[:120]!r}): it holds a "
+                "memory address, so its cached outputs could never be found again. Use a transform class "
+                "whose __repr__ lists its parameters (torchvision transforms do) instead of a lambda"
+            )
+        return key
 
     @property
     def fingerprint(self) -> str:

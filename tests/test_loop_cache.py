@@ -150,3 +150,11 @@ def test_members_with_different_class_counts_are_refused(classification, digits_
     with pytest.raises(Exception, match=r"different numbers of classes \(\{'digits_cnn_s': 10, 'other': 12\}\)"):
         evaluate_pool(classification, [base, other], DigitsDataset(), PredictionCache(tmp_path), limit=8,
                       options=LoopOptions(**OPTIONS))
+
+
+def test_preprocessing_without_stable_repr_is_refused(digits_members):
+    base = digits_members["digits_cnn_s"]
+    member = Member(base.name, base.module, lambda image: base.transform(image), base.weights_sha256,
+                    base.num_classes, base.to_probs)
+    with pytest.raises(Exception, match="has no stable repr .* memory address"):
+        member.fingerprint

@@ -58,6 +58,11 @@ def _torchvision_entry(name: str, weights) -> ZooEntry:
     arch = {"num_classes": len(meta["categories"])}
     if name.startswith("vit_"):
         arch["image_size"] = meta["min_size"][0]
+    elif name.startswith("maxvit_"):
+        arch["input_size"] = meta["min_size"]
+    elif name.split(".")[0] in ("googlenet", "inception_v3"):
+        # ported from TF: the weights expect the model to re-normalise its input (transform_input)
+        arch.update(transform_input=True, aux_logits=True, init_weights=False)
     return ZooEntry(
         name=name, task=TASK,
         builder=functools.partial(torchvision.models.get_model, name.split(".")[0], weights=None, **arch),
