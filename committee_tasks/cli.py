@@ -153,8 +153,13 @@ def run(args: argparse.Namespace) -> int:
         raise CommitteeError("nothing to evaluate: pass --models, --ensemble or --cascade (or --config)")
     if args.dataset is None:
         raise CommitteeError(f"pass --dataset (one of {task.list_datasets()})")
-    for name in pool:  # unknown names fail before anything is loaded
-        task.model_entry(name)
+    entries = {name: task.model_entry(name) for name in pool}  # bad names fail before any loading
+    classes = {name: e.num_classes for name, e in entries.items()}
+    if len(set(classes.values())) > 1:
+        raise CommitteeError(
+            f"members predict different numbers of classes ({classes}); a committee needs members "
+            "trained on the same label set"
+        )
     dataset = task.build_dataset(args.dataset, args.data_root, split=args.split,
                                  class_list=args.class_list, label_file=args.label_file)
     members = build_members(task, pool, args.weights_dir)

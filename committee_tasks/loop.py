@@ -158,8 +158,14 @@ def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: li
                 x = x[rows] if len(rows) < len(batch.ids) else x
                 macs = m.macs_per_sample(x)
                 x = to_device(x, device)
-                with watches[m.name].section(), autocast(device, amp):
-                    probs = m.predict(x)
+                try:
+                    with watches[m.name].section(), autocast(device, amp):
+                        probs = m.predict(x)
+                except Exception as err:  # e.g. a model fed another dataset's input size
+                    raise CommitteeError(
+                        f"member {m.name!r} failed on a batch of inputs of shape {tuple(x.shape)} "
+                        f"(samples {[batch.ids[i] for i in rows][:3]}...): {type(err).__name__}: {err}"
+                    ) from err
                 probs = probs.cpu().numpy()
                 _check_finite(probs, m.name, [batch.ids[i] for i in rows])
                 p.arrays["ids"].append(np.asarray([batch.ids[i] for i in rows]))

@@ -61,6 +61,10 @@ def test_flags_override_config_and_limit(digits_members, tmp_path):
     (["--task", "clasification", "--list-models"], "unknown task 'clasification'; did you mean 'classification'"),
     (["--dataset", "digits", "--cascade", "digits_cnn_s,digits_cnn_m"], "needs thresholds: pass --thresholds"),
     (["--dataset", "digits"], "nothing to evaluate"),
+    (["--dataset", "cifar10", "--data-root", "/x", "--ensemble", "resnet20,resnet50"],
+     "members predict different numbers of classes ({'resnet20': 10, 'resnet50': 1000})"),
+    (["--dataset", "digits", "--models", "resnet20", "--weights-dir", "/nonexistent"],
+     "Put the file 'resnet20-12fca82f.th' in"),
     (["--dataset", "cifar10", "--data-root", "/nonexistent", "--models", "resnet20"], "no CIFAR-10 test set under"),
 ])
 def test_bad_input_exits_2_with_clear_message(argv, message, capsys):

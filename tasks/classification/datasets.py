@@ -123,6 +123,9 @@ def load_imagenet(root: str | Path, split: str = "val", class_list: str | Path |
     folder = root / split if (root / split).is_dir() else root
     class_dirs = sorted(p.name for p in folder.iterdir() if p.is_dir())
     wnids = read_class_list(Path(class_list)) if class_list else None
+    if wnids is not None and len(wnids) != num_classes:
+        raise CommitteeError(f"class list {class_list} has {len(wnids)} wnids but the models predict "
+                             f"{num_classes} classes: list every class, in index order")
 
     if class_dirs and label_file is None:  # <folder>/<wnid>/<image>
         if wnids is None:
@@ -154,9 +157,23 @@ def load_imagenet(root: str | Path, split: str = "val", class_list: str | Path |
         )
     if label_path.suffix == ".csv":  # Kaggle: ImageId,PredictionString ("<wnid> x y x y ...")
         with open(label_path, newline="") as f:
-            rows = [(r["ImageId"], r["PredictionString"].split()[0]) for r in csv.DictReader(f)]
-        wnids = wnids or sorted({w for _, w in rows})
+            reader = csv.DictReader(f)
+            if not {"ImageId", "PredictionString"} <= set(reader.fieldnames or ()):
+                raise CommitteeError(f"{label_path}: expected Kaggle's columns ImageId,PredictionString, "
+                                     f"got {reader.fieldnames}")
+            rows = [(r["ImageId"], r["PredictionString"].split()[0]) for r in reader]
+        if wnids is None:
+            wnids = sorted({w for _, w in rows})
+            if len(wnids) != num_classes:
+                raise CommitteeError(
+                    f"{label_path} names {len(wnids)} classes but the models predict {num_classes} classes: "
+                    "class indices come from the sorted wnids only when all are present. Pass --class-list "
+                    "FILE (the wnids in index order, one per line) for a subset"
+                )
         index = {w: i for i, w in enumerate(wnids)}
+        unknown = sorted({w for _, w in rows if w not in index})
+        if unknown:
+            raise CommitteeError(f"{label_path}: wnids {unknown[:5]} are not in the class list ({len(unknown)} unknown)")
         pairs = [(stem, index[w]) for stem, w in rows]
     else:
         pairs = []
