@@ -17,11 +17,15 @@ from .confidence import CONFIDENCES
 from .devices import resolve_device
 from .errors import CommitteeError
 from .executor import CommitteeExecutor
+from .fitting import fit_cascade, fit_guaranteed_cascade
+from .guarantee import BOUNDS
 from .inputs import preprocessed_batches
 from .loop import LoopOptions, evaluate_pool
 from .registry import get_task, list_tasks
 from .report import markdown_table, result_row, write_csv, write_json
+from .splits import calibration_mask
 from .task import Member, Task
+from .temperature import fit_temperature
 
 log = logging.getLogger("committee_tasks")
 
@@ -69,6 +73,25 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stage-k prediction: mean of members so far (default) or the last member only")
     models.add_argument("--reference", help="model the speedups are measured against (default: the member "
                         "with the most MACs)")
+    fit = p.add_argument_group("fitting thresholds (calibration split -> evaluation split)")
+    fit.add_argument("--match", metavar="MODEL", help="fit each --cascade to the cheapest setting whose metric "
+                     "is at least MODEL's on the calibration split")
+    fit.add_argument("--budget", metavar="MODEL|MACS", help="fit each --cascade to the most accurate setting "
+                     "whose mean MACs are at most MODEL's (or this number)")
+    fit.add_argument("--guarantee", type=_floats, metavar="EPS,DELTA", help="fit each --cascade so that, with "
+                     "probability >= 1-DELTA, its metric is at most EPS below --match MODEL's (or --reference's) "
+                     "on new data (Learn-then-Test)")
+    fit.add_argument("--bound", choices=list(BOUNDS), default="bernstein", help="p-value of --guarantee")
+    fit.add_argument("--calibration-fraction", type=float, default=0.5,
+                     help="share of samples (chosen by a hash of their id) used to fit thresholds")
+    fit.add_argument("--calibration-dataset", help="fit on this dataset instead and evaluate on all of --dataset")
+    fit.add_argument("--calibration-data-root", type=Path)
+    fit.add_argument("--calibration-split")
+    fit.add_argument("--levels", type=int, default=20, help="threshold levels per stage (quantiles)")
+    fit.add_argument("--temperature", action="store_true",
+                     help="temperature-scale each member, fitted on the calibration split")
+    fit.add_argument("--worst-case", action="store_true",
+                     help="only settings whose worst-case MACs stay within the reference's")
     run = p.add_argument_group("execution")
     run.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     run.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="mixed precision (auto: on CUDA)")
@@ -109,6 +132,11 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     for key, default in defaults.items():
         if getattr(args, key, None) is None:
             setattr(args, key, config.get(key, default))
+    if args.guarantee is not None and len(args.guarantee) != 2:
+        raise CommitteeError(f"--guarantee takes EPS,DELTA, got {args.guarantee}")
+    args.guarantee_reference = lambda: (args.match or args.reference) if args.guarantee else None
+    if args.guarantee and not args.guarantee_reference():
+        raise CommitteeError("--guarantee needs the model to compare with: pass --match MODEL or --reference MODEL")
     return args
 
 
@@ -145,14 +173,32 @@ def run(args: argparse.Namespace) -> int:
     if args.list_datasets:
         print("\n".join(task.list_datasets()))
         return 0
+    return evaluate(task, args)
 
-    committees = parse_committees(args.ensemble, args.cascade, args.thresholds,
-                                  confidence=args.confidence, combine=args.cascade_combine)
-    pool = list(dict.fromkeys([*args.models, *(m for c in committees for m in c.members)]))
+
+def fitting_requested(args: argparse.Namespace) -> bool:
+    return bool(args.match or args.budget or args.guarantee)
+
+
+def plan(task: Task, args: argparse.Namespace) -> tuple[list[str], list, list[list[str]]]:
+    """The pool to evaluate, the committees given in full, and the cascades to fit."""
+    to_fit: list[list[str]] = []
+    if fitting_requested(args):
+        if args.thresholds:
+            raise CommitteeError("--thresholds fixes a cascade's thresholds; --match/--budget/--guarantee fit "
+                                 "them: pass one or the other")
+        if not args.cascade:
+            raise CommitteeError("--match/--budget/--guarantee fit the thresholds of a --cascade: pass one")
+        to_fit = args.cascade
+        committees = parse_committees(args.ensemble, [], [])
+    else:
+        committees = parse_committees(args.ensemble, args.cascade, args.thresholds,
+                                      confidence=args.confidence, combine=args.cascade_combine)
+    named = [args.match, args.guarantee_reference(), args.budget if not _is_number(args.budget) else None]
+    pool = list(dict.fromkeys([*args.models, *(m for c in committees for m in c.members),
+                               *(m for c in to_fit for m in c), *(n for n in named if n)]))
     if not pool:
         raise CommitteeError("nothing to evaluate: pass --models, --ensemble or --cascade (or --config)")
-    if args.dataset is None:
-        raise CommitteeError(f"pass --dataset (one of {task.list_datasets()})")
     entries = {name: task.model_entry(name) for name in pool}  # bad names fail before any loading
     classes = {name: e.num_classes for name, e in entries.items()}
     if len(set(classes.values())) > 1:
@@ -160,18 +206,44 @@ def run(args: argparse.Namespace) -> int:
             f"members predict different numbers of classes ({classes}); a committee needs members "
             "trained on the same label set"
         )
+    return pool, committees, to_fit
+
+
+def _is_number(text: str | None) -> bool:
+    try:
+        float(text)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def evaluate(task: Task, args: argparse.Namespace) -> int:
+    pool, committees, to_fit = plan(task, args)
+    if args.dataset is None:
+        raise CommitteeError(f"pass --dataset (one of {task.list_datasets()})")
     dataset = task.build_dataset(args.dataset, args.data_root, split=args.split,
                                  class_list=args.class_list, label_file=args.label_file)
     members = build_members(task, pool, args.weights_dir)
     options = LoopOptions(batch_size=args.batch_size, num_workers=args.workers, device=args.device,
                           amp={"auto": "auto", "on": True, "off": False}[args.amp],
                           output_dtype=args.output_dtype, progress=not args.no_progress)
-    preds, loop_throughput = evaluate_pool(task, list(members.values()), dataset, PredictionCache(args.cache_dir),
-                                           args.limit, options)
+    cache = PredictionCache(args.cache_dir)
+    preds, loop_throughput = evaluate_pool(task, list(members.values()), dataset, cache, args.limit, options)
 
-    rows_spec = [Single(m) for m in pool] + committees
+    calib = None
+    temperatures: dict[str, float] = {}
+    if to_fit or args.temperature:
+        calib, preds = calibration_and_evaluation(task, args, members, preds, cache, options)
+        if args.temperature:
+            temperatures = {m: fit_temperature(calib.outputs[m], calib.targets) for m in pool}
+            log.info("temperatures fitted on the calibration split: %s",
+                     ", ".join(f"{m}={t:.3f}" for m, t in temperatures.items()))
+            calib, preds = calib.tempered(temperatures), preds.tempered(temperatures)
+        committees = committees + fit_cascades(task, args, calib, to_fit)
+
+    rows_spec = [Single(m) for m in pool] + [c for c in committees if c is not None]
     results = [c.evaluate(preds, task) for c in rows_spec]
-    reference_name = args.reference or max(pool, key=lambda m: preds.macs[m].mean())
+    reference_name = args.reference or args.match or max(pool, key=lambda m: preds.macs[m].mean())
     if reference_name not in pool:
         raise CommitteeError(f"--reference {reference_name!r} is not among the evaluated models {pool}")
     reference = results[pool.index(reference_name)]
@@ -179,26 +251,94 @@ def run(args: argparse.Namespace) -> int:
     throughput: dict[str, float] = {}
     if args.measure_samples > 0:
         batches = preprocessed_batches(dataset, list(members.values()), preds.ids, args.measure_samples,
-                                      args.batch_size)
+                                       args.batch_size)
         for spec in rows_spec:
-            executor = CommitteeExecutor(spec, members, task, args.device, options.amp, args.output_dtype)
+            executor = CommitteeExecutor(spec, members, task, args.device, options.amp, args.output_dtype,
+                                         temperatures)
             throughput[spec.name] = executor.run(batches).throughput
     ref_tp = throughput.get(reference_name)
     rows = [result_row(r, task.metric_name, reference, throughput.get(r.name), ref_tp,
                        members[r.name].entry.published() if r.kind == "member" and members[r.name].entry else None)
             for r in results]
-    for row in rows:  # forward-pass throughput inside the shared loop, when it ran (not comparable
-        if row["kind"] == "member":  # to the measured column: batches there mix all members)
+    for row, spec in zip(rows, rows_spec):
+        if row["kind"] == "member":  # forward-pass throughput inside the shared loop, when it ran
             row["throughput_eval_loop"] = loop_throughput.get(row["name"])
-    print_report(task, dataset, preds, rows, args)
+        if calib is not None:  # figures on the calibration split too: overfitting stays visible
+            on_calib = spec.evaluate(calib, task)
+            row["calibration"] = {"metric": on_calib.metric, "macs_mean": on_calib.macs_mean,
+                                  "samples": len(calib.ids)}
+        if getattr(spec, "fit", None):
+            row["fit"] = spec.fit
+    print_report(task, dataset, preds, rows, args, temperatures)
     return 0
 
 
-def print_report(task, dataset, preds, rows, args) -> None:
+def calibration_and_evaluation(task, args, members, preds, cache, options):
+    """Calibration and evaluation predictions: a separate calibration dataset, or a split of the
+    evaluated one that is deterministic by sample id."""
+    if args.calibration_dataset:
+        calib_set = task.build_dataset(args.calibration_dataset, args.calibration_data_root or args.data_root,
+                                       split=args.calibration_split, class_list=args.class_list,
+                                       label_file=None)
+        calib, _ = evaluate_pool(task, list(members.values()), calib_set, cache, None, options)
+        return calib, preds
+    mask = calibration_mask(preds.ids, args.calibration_fraction)
+    return preds.subset(mask), preds.subset(~mask)
+
+
+def fit_cascades(task: Task, args: argparse.Namespace, calib, to_fit: list[list[str]]) -> list:
+    """One fitted cascade per cascade and objective; objectives nothing satisfies are reported."""
+    fitted = []
+    options = dict(confidence=args.confidence, combine=args.cascade_combine)
+    worst = None
+    if args.worst_case:
+        bound_by = args.match or (None if _is_number(args.budget) else args.budget) or args.reference
+        if not bound_by:
+            raise CommitteeError("--worst-case needs a reference model: --match, --budget MODEL or --reference")
+        worst = Single(bound_by).evaluate(calib, task).macs_worst
+    for members in to_fit:
+        objectives = []
+        if args.match:
+            objectives.append((f"match {args.match}", dict(match=Single(args.match).evaluate(calib, task).metric)))
+        if args.budget:
+            if _is_number(args.budget):
+                objectives.append((f"budget {float(args.budget):g} MACs", dict(budget=float(args.budget))))
+            else:
+                budget = Single(args.budget).evaluate(calib, task).macs_mean
+                objectives.append((f"budget {args.budget}", dict(budget=budget)))
+        for label, objective in objectives:
+            cascade = fit_cascade(calib, task, members, levels=args.levels, macs_worst=worst, **objective, **options)
+            _record_fit(fitted, cascade, label, members)
+        if args.guarantee:
+            eps, delta = args.guarantee
+            reference = args.guarantee_reference()
+            cascade, test = fit_guaranteed_cascade(calib, task, members, reference, eps, delta, args.bound, **options)
+            _record_fit(fitted, cascade, f"guarantee {reference} eps={eps:g} delta={delta:g} ({args.bound})", members)
+    return fitted
+
+
+def _record_fit(fitted: list, cascade, label: str, members: list[str]) -> None:
+    if cascade is None:
+        log.warning("no threshold setting of cascade %s satisfies '%s' on the calibration split",
+                    ",".join(members), label)
+        return
+    cascade.fit = label
+    fitted.append(cascade)
+
+
+def print_report(task, dataset, preds, rows, args, temperatures=None) -> None:
     table = markdown_table(rows)
-    print(f"\n{task.name} on {dataset.name}: {len(preds.ids)} samples"
+    split = " (evaluation split)" if any("calibration" in r for r in rows) else ""
+    print(f"\n{task.name} on {dataset.name}{split}: {len(preds.ids)} samples"
           + (f" ({len(preds.skipped)} skipped: unreadable)" if preds.skipped else ""))
     print(table)
+    reference = next(r for r in rows if r["name"] == rows[0]["reference"])
+    for r in rows:
+        if "fit" in r:
+            c, rc = r["calibration"], reference["calibration"]
+            print(f"  {r['name']} [{r['fit']}]: calibration ({c['samples']} samples) {c['metric']:.2f} vs "
+                  f"{reference['name']} {rc['metric']:.2f}, {c['macs_mean'] / 1e6:.4g}M MACs; evaluation "
+                  f"{r['metric']:.2f} vs {reference['metric']:.2f}, {r['macs_mean'] / 1e6:.4g}M MACs")
     if preds.skipped:
         for sid, reason in list(preds.skipped.items())[:10]:
             print(f"  skipped {sid}: {reason}")
@@ -211,7 +351,7 @@ def print_report(task, dataset, preds, rows, args) -> None:
         note += "; throughput not measured (--measure-samples 0)"
     print(note)
     report = {"task": task.name, "dataset": dataset.name, "samples": len(preds.ids),
-              "skipped": preds.skipped, "rows": rows, "note": note}
+              "skipped": preds.skipped, "rows": rows, "note": note, "temperatures": temperatures or {}}
     if args.json:
         write_json(report, args.json)
     if args.csv:

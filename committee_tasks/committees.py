@@ -43,6 +43,19 @@ class PoolPredictions:
     def members(self) -> list[str]:
         return list(self.outputs)
 
+    def subset(self, mask: np.ndarray) -> PoolPredictions:
+        """The same pool restricted to the samples where ``mask`` is True."""
+        return PoolPredictions(self.ids[mask], self.targets[mask], {m: o[mask] for m, o in self.outputs.items()},
+                               {m: c[mask] for m, c in self.macs.items()}, dict(self.skipped))
+
+    def tempered(self, temperatures: Mapping[str, float]) -> PoolPredictions:
+        """Outputs after per-member temperature scaling (members not named stay as they are)."""
+        from .temperature import tempered_numpy
+
+        outputs = {m: tempered_numpy(o, temperatures[m]) if temperatures.get(m, 1.0) != 1.0 else o
+                   for m, o in self.outputs.items()}
+        return PoolPredictions(self.ids, self.targets, outputs, self.macs, dict(self.skipped))
+
     def check_members(self, names: Sequence[str]) -> None:
         missing = [n for n in names if n not in self.outputs]
         if missing:

@@ -2,48 +2,72 @@
 
 Functions take probabilities of shape (N, C, ...) and reduce over the class axis 1; for outputs
 with extra axes (per-pixel maps) the per-position confidence is averaged, so the same functions
-serve every task.
+serve every task. There is one implementation, on tensors: the cache-based committees, the live
+executor and the search all call it, so they agree to the last bit at a threshold.
 """
 from __future__ import annotations
 
 from typing import Callable
 
 import numpy as np
+import torch
 
 from .errors import unknown_name
 
 
-def _reduce(per_position: np.ndarray) -> np.ndarray:
-    return per_position.reshape(len(per_position), -1).mean(axis=1) if per_position.ndim > 1 else per_position
+def _reduce(per_position: torch.Tensor) -> torch.Tensor:
+    return per_position.flatten(1).mean(1) if per_position.dim() > 1 else per_position
 
 
-def max_prob(probs: np.ndarray) -> np.ndarray:
+def max_prob_t(probs: torch.Tensor) -> torch.Tensor:
     """Largest class probability (the paper's default)."""
-    return _reduce(probs.max(axis=1))
+    return _reduce(probs.amax(dim=1))
 
 
-def margin(probs: np.ndarray) -> np.ndarray:
+def margin_t(probs: torch.Tensor) -> torch.Tensor:
     """Top-1 minus top-2 probability."""
-    top2 = np.partition(probs, probs.shape[1] - 2, axis=1)[:, -2:]
-    return _reduce(top2[:, 1] - top2[:, 0])
+    top2 = probs.topk(2, dim=1).values
+    return _reduce(top2[:, 0] - top2[:, 1])
 
 
-def neg_entropy(probs: np.ndarray) -> np.ndarray:
+def neg_entropy_t(probs: torch.Tensor) -> torch.Tensor:
     """Negative Shannon entropy in nats (0 for a one-hot prediction)."""
-    p = np.clip(probs, 1e-12, 1.0)
-    return _reduce((p * np.log(p)).sum(axis=1))
+    p = probs.clamp(1e-12, 1.0)
+    return _reduce((p * p.log()).sum(dim=1))
 
 
-CONFIDENCES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "max_prob": max_prob,
-    "margin": margin,
-    "neg_entropy": neg_entropy,
+TORCH_CONFIDENCES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "max_prob": max_prob_t,
+    "margin": margin_t,
+    "neg_entropy": neg_entropy_t,
 }
+CONFIDENCES = TORCH_CONFIDENCES  # the valid names
+
+
+def _on_numpy(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[np.ndarray], np.ndarray]:
+    def confidence(probs: np.ndarray) -> np.ndarray:
+        return fn(torch.from_numpy(np.ascontiguousarray(probs, dtype=np.float32))).numpy()
+
+    confidence.__name__ = fn.__name__.removesuffix("_t")
+    confidence.__doc__ = fn.__doc__
+    return confidence
+
+
+max_prob, margin, neg_entropy = (_on_numpy(f) for f in (max_prob_t, margin_t, neg_entropy_t))
 
 
 def get_confidence(name_or_fn: str | Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """A confidence on numpy arrays: a registered name, or a callable used as it is."""
     if callable(name_or_fn):
         return name_or_fn
-    if name_or_fn not in CONFIDENCES:
-        raise unknown_name("confidence", name_or_fn, CONFIDENCES)
-    return CONFIDENCES[name_or_fn]
+    if name_or_fn not in TORCH_CONFIDENCES:
+        raise unknown_name("confidence", name_or_fn, TORCH_CONFIDENCES)
+    return _on_numpy(TORCH_CONFIDENCES[name_or_fn])
+
+
+def get_torch_confidence(name_or_fn) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The same on tensors; a custom numpy callable runs through numpy."""
+    if callable(name_or_fn):
+        return lambda p: torch.from_numpy(np.asarray(name_or_fn(p.numpy()), dtype=np.float32))
+    get_confidence(name_or_fn)  # validates the name
+    return TORCH_CONFIDENCES[name_or_fn]

@@ -16,6 +16,7 @@ from .committees import Cascade, Ensemble
 from .devices import Stopwatch, autocast, place_module, resolve_device, to_device, use_amp
 from .loop import OUTPUT_DTYPES
 from .task import Member, Task
+from .temperature import tempered_numpy
 
 
 @dataclass
@@ -34,20 +35,24 @@ class CommitteeExecutor:
     """Runs an `Ensemble` or `Cascade` of built members on batches of preprocessed inputs."""
 
     def __init__(self, committee: Cascade | Ensemble, members: Mapping[str, Member], task: Task,
-                 device: str = "auto", amp: str | bool = "auto", output_dtype: str = "float16"):
+                 device: str = "auto", amp: str | bool = "auto", output_dtype: str = "float16",
+                 temperatures: Mapping[str, float] | None = None):
         self.committee = committee
         self.members = [members[name] for name in committee.members]
         self.task = task
         self.device = resolve_device(device)
         self.amp = use_amp(self.device, amp)
         self.out_dtype = OUTPUT_DTYPES[output_dtype]
+        self.temperatures = dict(temperatures or {})
         for m in self.members:
             m.module = place_module(m.module, self.device)
 
     def _member_outputs(self, member: Member, x: torch.Tensor) -> np.ndarray:
         with autocast(self.device, self.amp):
             probs = member.predict(to_device(x, self.device))
-        return probs.cpu().numpy().astype(self.out_dtype)
+        rounded = probs.cpu().numpy().astype(self.out_dtype)  # as the cache stores them
+        temperature = self.temperatures.get(member.name, 1.0)
+        return rounded if temperature == 1.0 else tempered_numpy(rounded, temperature)
 
     @torch.no_grad()
     def run_batch(self, inputs: Mapping[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

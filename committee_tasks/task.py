@@ -167,5 +167,20 @@ class Task(abc.ABC):
         """Per-sample additive statistics, shape (N, K): summing rows gives the dataset's."""
 
     @abc.abstractmethod
-    def metric(self, summed_statistics: np.ndarray) -> float:
-        """The metric (e.g. top-1 in %) from statistics summed over samples."""
+    def metric(self, summed_statistics: np.ndarray) -> float | np.ndarray:
+        """The metric (e.g. top-1 in %) from statistics summed over samples.
+
+        Takes (..., K) and returns (...): the search scores many committees in one call."""
+
+    def sample_scores(self, statistics: np.ndarray) -> np.ndarray | None:
+        """Per-sample scores whose mean is the metric, or None when the metric is not such a mean
+        (mIoU): statistical guarantees on the metric need them."""
+        return None
+
+    score_range: ClassVar[float] = 1.0  # scores lie in [0, score_range]
+
+    def sample_statistics_torch(self, combined: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """`sample_statistics` on tensors (the search's hot loop). The default goes through numpy,
+        whose SIMD argmax is several times faster than torch's on CPU; override if that is slow."""
+        stats = self.sample_statistics(combined.numpy(), targets.numpy())
+        return torch.from_numpy(np.ascontiguousarray(stats))

@@ -47,6 +47,13 @@ class ClassificationTask(Task):
         correct = (combined.argmax(axis=1) == targets).astype(np.float64)
         return np.stack([correct, np.ones_like(correct)], axis=1)
 
-    def metric(self, summed_statistics: np.ndarray) -> float:
-        correct, count = summed_statistics
-        return float(100.0 * correct / count) if count else float("nan")
+    score_range = 100.0
+
+    def sample_scores(self, statistics: np.ndarray) -> np.ndarray:
+        return 100.0 * statistics[:, 0] / statistics[:, 1]  # top-1 is their mean
+
+    def metric(self, summed_statistics: np.ndarray) -> float | np.ndarray:
+        summed = np.asarray(summed_statistics, dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            top1 = 100.0 * summed[..., 0] / summed[..., 1]
+        return float(top1) if top1.ndim == 0 else top1

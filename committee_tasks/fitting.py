@@ -1,0 +1,77 @@
+"""Fit a cascade's per-stage thresholds on calibration samples.
+
+* ``match``: the cheapest setting whose metric is at least the target (a reference model's).
+* ``budget``: the most accurate setting whose mean MACs are at most the budget.
+* ``guarantee``: the cheapest setting on a data-independent path that Learn-then-Test certifies
+  (see `guarantee.py`).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .committees import Cascade, PoolPredictions
+from .errors import CommitteeError
+from .guarantee import GuaranteeResult, fixed_sequence_test, threshold_path
+from .search import cascade_grid, subset_table
+from .task import Task
+
+
+def fit_cascade(calib: PoolPredictions, task: Task, members: Sequence[str], *, match: float | None = None,
+                budget: float | None = None, confidence: str = "max_prob", combine: str = "mean",
+                levels: int = 20, macs_worst: float | None = None) -> Cascade | None:
+    """Thresholds of the cascade ``members`` (in this order) for one objective; None if nothing
+    on the grid qualifies. ``macs_worst`` additionally bounds the worst-case MACs."""
+    if (match is None) == (budget is None):
+        raise CommitteeError("fit a cascade either to match a metric or to a MACs budget")
+    table = subset_table(calib, members, task, confidence, max_size=len(members))
+    grid = cascade_grid(table, tuple(range(len(members))), levels, combine)
+    if macs_worst is not None and grid.macs_worst > macs_worst * (1 + 1e-9):
+        return None
+    metric = np.asarray(task.metric(grid.totals), dtype=np.float64)
+    macs = grid.macs_sum / table.n
+    if match is not None:
+        score = np.where(metric >= match - 1e-9, -macs, -np.inf)
+        tie = metric
+    else:
+        score = np.where(macs <= budget * (1 + 1e-9), metric, -np.inf)
+        tie = -macs
+    if not np.isfinite(score).any():
+        return None
+    best = score.max()
+    flat = np.flatnonzero((score >= best - 1e-12).ravel())
+    index = np.unravel_index(flat[np.argmax(tie.ravel()[flat])], score.shape)
+    return Cascade(members, grid.thresholds(index), confidence=confidence, combine=combine)
+
+
+def fit_guaranteed_cascade(calib: PoolPredictions, task: Task, members: Sequence[str], reference: str,
+                           eps: float, delta: float, bound: str = "bernstein", confidence: str = "max_prob",
+                           combine: str = "mean") -> tuple[Cascade | None, GuaranteeResult]:
+    """The cheapest cascade on a fixed threshold path (one threshold for all stages, strictest
+    first) whose metric drop against ``reference`` is certified to be <= eps w.p. >= 1 - delta."""
+    ref_stats = task.sample_statistics(task.combine([calib.outputs[reference]]), calib.targets)
+    ref_scores = task.sample_scores(ref_stats)
+    if ref_scores is None:
+        raise CommitteeError(f"the {task.name} metric is not a mean of per-sample scores, which --guarantee needs")
+    num_classes = calib.outputs[members[0]].shape[1]
+    path = threshold_path(confidence, num_classes)
+
+    def scores(threshold: float) -> np.ndarray:
+        result = Cascade(members, threshold, confidence=confidence, combine=combine).evaluate(calib, task)
+        stats = task.sample_statistics(result.combined, calib.targets)
+        return task.sample_scores(stats)
+
+    # lazily: the test stops at the first acceptance
+    test = fixed_sequence_test(ref_scores, _LazyPath(path, scores), eps, delta, bound, task.score_range)
+    if test.index is None:
+        return None, test
+    return Cascade(members, float(path[test.index]), confidence=confidence, combine=combine), test
+
+
+class _LazyPath:
+    def __init__(self, thresholds: np.ndarray, scores):
+        self.thresholds, self.scores = thresholds, scores
+
+    def __iter__(self):
+        return (self.scores(float(t)) for t in self.thresholds)
