@@ -6,13 +6,12 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
 from .cache import PredictionCache
-from .committees import Cascade, Ensemble, Single, parse_committees
+from .committees import PoolPredictions, Single, parse_committees
 from .confidence import CONFIDENCES
 from .devices import resolve_device
 from .errors import CommitteeError
@@ -24,7 +23,7 @@ from .loop import LoopOptions, evaluate_pool
 from .registry import get_task, list_tasks
 from .report import markdown_table, result_row, write_csv, write_json
 from .splits import calibration_mask
-from .task import Member, Task
+from .task import Member, SampleDataset, Task
 from .temperature import fit_temperature
 
 log = logging.getLogger("committee_tasks")
@@ -53,15 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-models", nargs="?", const="*", metavar="PATTERN",
                    help="list the task's models (optionally filtered by a wildcard) and exit")
     p.add_argument("--list-datasets", action="store_true", help="list the task's datasets and exit")
-    data = p.add_argument_group("data")
-    data.add_argument("--dataset", help="dataset name of the task")
-    data.add_argument("--data-root", type=Path, help="where the dataset is on disk")
-    data.add_argument("--split", help="dataset split (e.g. ImageNet 'val')")
-    data.add_argument("--class-list", type=Path, help="ImageNet: wnids in class-index order (for a subset of classes)")
-    data.add_argument("--label-file", type=Path, help="ImageNet flat folder: val.txt or LOC_val_solution.csv")
-    data.add_argument("--limit", type=int, help="evaluate an evenly spaced subset of N samples (quick runs)")
+    add_data_args(p)
     models = p.add_argument_group("models and committees")
-    models.add_argument("--weights-dir", type=Path, help="folder holding weight files (checked before the torch.hub cache)")
     models.add_argument("--models", type=_names, default=None, help="members to report on their own: a,b,c")
     models.add_argument("--ensemble", type=_names, action="append", default=None, help="an ensemble a,b (repeatable)")
     models.add_argument("--cascade", type=_names, action="append", default=None,
@@ -82,16 +74,40 @@ def build_parser() -> argparse.ArgumentParser:
                      "probability >= 1-DELTA, its metric is at most EPS below --match MODEL's (or --reference's) "
                      "on new data (Learn-then-Test)")
     fit.add_argument("--bound", choices=list(BOUNDS), default="bernstein", help="p-value of --guarantee")
-    fit.add_argument("--calibration-fraction", type=float, default=0.5,
-                     help="share of samples (chosen by a hash of their id) used to fit thresholds")
-    fit.add_argument("--calibration-dataset", help="fit on this dataset instead and evaluate on all of --dataset")
-    fit.add_argument("--calibration-data-root", type=Path)
-    fit.add_argument("--calibration-split")
+    add_split_args(fit)
     fit.add_argument("--levels", type=int, default=20, help="threshold levels per stage (quantiles)")
     fit.add_argument("--temperature", action="store_true",
                      help="temperature-scale each member, fitted on the calibration split")
     fit.add_argument("--worst-case", action="store_true",
                      help="only settings whose worst-case MACs stay within the reference's")
+    add_execution_args(p)
+    out = p.add_argument_group("output")
+    out.add_argument("--json", type=Path, help="write every figure as JSON")
+    out.add_argument("--csv", type=Path, help="write one row per member/committee as CSV")
+    out.add_argument("--markdown", type=Path, help="write the table as Markdown")
+    return p
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", help="dataset name of the task")
+    data.add_argument("--data-root", type=Path, help="where the dataset is on disk")
+    data.add_argument("--split", help="dataset split (e.g. ImageNet 'val')")
+    data.add_argument("--class-list", type=Path, help="ImageNet: wnids in class-index order (for a subset of classes)")
+    data.add_argument("--label-file", type=Path, help="ImageNet flat folder: val.txt or LOC_val_solution.csv")
+    data.add_argument("--limit", type=int, help="evaluate an evenly spaced subset of N samples (quick runs)")
+    data.add_argument("--weights-dir", type=Path, help="folder holding weight files (checked before the torch.hub cache)")
+
+
+def add_split_args(fit) -> None:
+    fit.add_argument("--calibration-fraction", type=float, default=0.5,
+                     help="share of samples (chosen by a hash of their id) used to fit thresholds")
+    fit.add_argument("--calibration-dataset", help="fit on this dataset instead and evaluate on all of --dataset")
+    fit.add_argument("--calibration-data-root", type=Path)
+    fit.add_argument("--calibration-split")
+
+
+def add_execution_args(p: argparse.ArgumentParser) -> None:
     run = p.add_argument_group("execution")
     run.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     run.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="mixed precision (auto: on CUDA)")
@@ -104,11 +120,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--measure-samples", type=int, default=2048,
                      help="measure throughput of every row on this many samples (0: do not measure)")
     run.add_argument("--no-progress", action="store_true")
-    out = p.add_argument_group("output")
-    out.add_argument("--json", type=Path, help="write every figure as JSON")
-    out.add_argument("--csv", type=Path, help="write one row per member/committee as CSV")
-    out.add_argument("--markdown", type=Path, help="write the table as Markdown")
-    return p
 
 
 def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
@@ -219,21 +230,13 @@ def _is_number(text: str | None) -> bool:
 
 def evaluate(task: Task, args: argparse.Namespace) -> int:
     pool, committees, to_fit = plan(task, args)
-    if args.dataset is None:
-        raise CommitteeError(f"pass --dataset (one of {task.list_datasets()})")
-    dataset = task.build_dataset(args.dataset, args.data_root, split=args.split,
-                                 class_list=args.class_list, label_file=args.label_file)
-    members = build_members(task, pool, args.weights_dir)
-    options = LoopOptions(batch_size=args.batch_size, num_workers=args.workers, device=args.device,
-                          amp={"auto": "auto", "on": True, "off": False}[args.amp],
-                          output_dtype=args.output_dtype, progress=not args.no_progress)
-    cache = PredictionCache(args.cache_dir)
-    preds, loop_throughput = evaluate_pool(task, list(members.values()), dataset, cache, args.limit, options)
+    loaded = load_pool(task, args, pool)
+    dataset, members, options, preds = loaded.dataset, loaded.members, loaded.options, loaded.preds
 
     calib = None
     temperatures: dict[str, float] = {}
     if to_fit or args.temperature:
-        calib, preds = calibration_and_evaluation(task, args, members, preds, cache, options)
+        calib, preds = calibration_and_evaluation(task, args, loaded)
         if args.temperature:
             temperatures = {m: fit_temperature(calib.outputs[m], calib.targets) for m in pool}
             log.info("temperatures fitted on the calibration split: %s",
@@ -262,7 +265,7 @@ def evaluate(task: Task, args: argparse.Namespace) -> int:
             for r in results]
     for row, spec in zip(rows, rows_spec):
         if row["kind"] == "member":  # forward-pass throughput inside the shared loop, when it ran
-            row["throughput_eval_loop"] = loop_throughput.get(row["name"])
+            row["throughput_eval_loop"] = loaded.loop_throughput.get(row["name"])
         if calib is not None:  # figures on the calibration split too: overfitting stays visible
             on_calib = spec.evaluate(calib, task)
             row["calibration"] = {"metric": on_calib.metric, "macs_mean": on_calib.macs_mean,
@@ -273,17 +276,43 @@ def evaluate(task: Task, args: argparse.Namespace) -> int:
     return 0
 
 
-def calibration_and_evaluation(task, args, members, preds, cache, options):
+@dataclass
+class LoadedPool:
+    dataset: SampleDataset
+    members: dict[str, Member]
+    options: LoopOptions
+    cache: PredictionCache
+    preds: PoolPredictions
+    loop_throughput: dict[str, float | None]
+
+
+def load_pool(task: Task, args: argparse.Namespace, pool: Sequence[str]) -> LoadedPool:
+    """Build the dataset and members and get every member's outputs (from the cache or the loop)."""
+    if args.dataset is None:
+        raise CommitteeError(f"pass --dataset (one of {task.list_datasets()})")
+    dataset = task.build_dataset(args.dataset, args.data_root, split=args.split,
+                                 class_list=args.class_list, label_file=args.label_file)
+    members = build_members(task, pool, args.weights_dir)
+    options = LoopOptions(batch_size=args.batch_size, num_workers=args.workers, device=args.device,
+                          amp={"auto": "auto", "on": True, "off": False}[args.amp],
+                          output_dtype=args.output_dtype, progress=not args.no_progress)
+    cache = PredictionCache(args.cache_dir)
+    preds, throughput = evaluate_pool(task, list(members.values()), dataset, cache, args.limit, options)
+    return LoadedPool(dataset, members, options, cache, preds, throughput)
+
+
+def calibration_and_evaluation(task: Task, args: argparse.Namespace, loaded: LoadedPool):
     """Calibration and evaluation predictions: a separate calibration dataset, or a split of the
     evaluated one that is deterministic by sample id."""
     if args.calibration_dataset:
         calib_set = task.build_dataset(args.calibration_dataset, args.calibration_data_root or args.data_root,
                                        split=args.calibration_split, class_list=args.class_list,
                                        label_file=None)
-        calib, _ = evaluate_pool(task, list(members.values()), calib_set, cache, None, options)
-        return calib, preds
-    mask = calibration_mask(preds.ids, args.calibration_fraction)
-    return preds.subset(mask), preds.subset(~mask)
+        calib, _ = evaluate_pool(task, list(loaded.members.values()), calib_set, loaded.cache, None,
+                                 loaded.options)
+        return calib, loaded.preds
+    mask = calibration_mask(loaded.preds.ids, args.calibration_fraction)
+    return loaded.preds.subset(mask), loaded.preds.subset(~mask)
 
 
 def fit_cascades(task: Task, args: argparse.Namespace, calib, to_fit: list[list[str]]) -> list:

@@ -1,0 +1,223 @@
+"""`tools/search.py`: search every ensemble and cascade of a pool from the prediction cache.
+
+Thresholds are chosen on the calibration split and every figure is reported on both splits;
+for each single model: the committee matching its metric at the fewest MACs (similar accuracy)
+and the best one within its MACs (similar cost), plus the Pareto front. Writes the JSON that
+`tools/report.py` turns into paper-style tables and plots.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from .cli import _names, add_data_args, add_execution_args, add_split_args, calibration_and_evaluation, load_pool
+from .committees import Cascade, Ensemble, PoolPredictions, Single
+from .confidence import CONFIDENCES
+from .errors import CommitteeError
+from .greedy import greedy_cascade
+from .registry import get_task
+from .report import _fmt_macs
+from .cache import atomic_write_json
+from .search import Candidate, search, subset_table
+from .task import Task
+from .temperature import fit_temperature
+
+log = logging.getLogger("committee_tasks")
+GREEDY_ABOVE = 10  # members: beyond this, exhaustive search gives way to greedy construction
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tools/search.py", description=__doc__)
+    p.add_argument("--task", default="classification")
+    p.add_argument("--pool", type=_names, required=True, help="members to search over: a,b,c,...")
+    add_data_args(p)
+    s = p.add_argument_group("search")
+    s.add_argument("--max-size", type=int, default=4, help="largest committee (members)")
+    s.add_argument("--levels", type=int, default=20, help="threshold levels per cascade stage")
+    s.add_argument("--any-order", action="store_true", help="cascades in every member order, not only cheapest first")
+    s.add_argument("--worst-case", action="store_true",
+                   help="keep only committees whose worst-case MACs stay within the reference's")
+    s.add_argument("--confidence", type=_names, default=["max_prob"],
+                   help=f"confidence function(s) to compare: {', '.join(CONFIDENCES)}")
+    s.add_argument("--temperature", action="store_true",
+                   help="also compare each confidence after per-member temperature scaling")
+    s.add_argument("--cascade-combine", choices=["mean", "last"], default="mean")
+    s.add_argument("--greedy", action="store_true",
+                   help=f"greedy cascade construction (Streeter 2018); automatic above {GREEDY_ABOVE} members")
+    s.add_argument("--alpha", type=float, default=0.0, help="greedy: metric slack against the reference")
+    add_split_args(s)
+    add_execution_args(p)
+    p.add_argument("--json", help="write the search result (input of tools/report.py)")
+    p.add_argument("--front", type=int, default=12, help="Pareto points to print")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    args.calibration_dataset = getattr(args, "calibration_dataset", None)
+    try:
+        return run(args)
+    except CommitteeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    task = get_task(args.task)
+    if len(set(args.pool)) != len(args.pool):
+        raise CommitteeError(f"a member is listed twice in --pool {args.pool}")
+    for name in args.confidence:
+        if name not in CONFIDENCES:
+            raise CommitteeError(f"unknown confidence {name!r}; valid: {', '.join(CONFIDENCES)}")
+    for name in args.pool:
+        task.model_entry(name)
+    loaded = load_pool(task, args, args.pool)
+    calib, evaluation = calibration_and_evaluation(task, args, loaded)
+
+    variants = [(c, False) for c in args.confidence] + ([(c, True) for c in args.confidence] if args.temperature else [])
+    summaries = []
+    primary = None
+    for confidence, temper in variants:
+        cal, ev, temps = calib, evaluation, {}
+        if temper:
+            temps = {m: fit_temperature(calib.outputs[m], calib.targets) for m in args.pool}
+            cal, ev = calib.tempered(temps), evaluation.tempered(temps)
+        result = search_variant(task, args, cal, ev, confidence)
+        result.update(confidence=confidence, temperatures=temps)
+        summaries.append(result)
+        primary = primary or result
+    report = {"task": task.name, "dataset": loaded.dataset.name, "metric_name": task.metric_name,
+              "split": {"calibration": len(calib.ids), "evaluation": len(evaluation.ids)}, **primary}
+    if len(summaries) > 1:
+        report["comparison"] = [compare_line(s) for s in summaries]
+    print_search(report, args)
+    if args.json:
+        atomic_write_json(Path(args.json), report)
+    return 0
+
+
+def _both(spec, cal: PoolPredictions, ev: PoolPredictions, task: Task) -> dict[str, Any]:
+    rc, re_ = spec.evaluate(cal, task), spec.evaluate(ev, task)
+    return {"name": spec.name, "kind": spec.kind, "members": list(spec.members),
+            "thresholds": getattr(spec, "thresholds", None),
+            "metric": {"calibration": rc.metric, "evaluation": re_.metric},
+            "macs_mean": {"calibration": rc.macs_mean, "evaluation": re_.macs_mean},
+            "macs_worst": max(rc.macs_worst, re_.macs_worst), "exit_fractions": re_.exit_fractions}
+
+
+def _committee(c: Candidate, confidence: str, combine: str):
+    if c.kind == "member":
+        return Single(c.members[0])
+    if c.kind == "ensemble":
+        return Ensemble(c.members)
+    return Cascade(c.members, c.thresholds, confidence=confidence, combine=combine)
+
+
+def search_variant(task: Task, args, cal: PoolPredictions, ev: PoolPredictions, confidence: str) -> dict:
+    members = {m: _both(Single(m), cal, ev, task) for m in args.pool}
+    timings: dict[str, float] = {}
+    picks: dict[str, dict[str, Any]] = {}
+    points: dict[str, dict[str, Any]] = {}
+    greedy = args.greedy or len(args.pool) > GREEDY_ABOVE
+    if greedy:
+        t0 = time.perf_counter()
+        for ref in args.pool:
+            cascade = greedy_cascade(cal, task, args.pool, ref, args.alpha, confidence, args.levels)
+            picks[ref] = {"similar_accuracy": cascade, "similar_cost": None}
+        timings["greedy"] = time.perf_counter() - t0
+        front_specs = [p["similar_accuracy"] for p in picks.values()]
+        configurations = len(args.pool)
+    else:
+        t0 = time.perf_counter()
+        table = subset_table(cal, args.pool, task, confidence, max_size=args.max_size)
+        timings["subsets"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        result = search(table, task, args.max_size, args.levels, args.any_order, args.cascade_combine)
+        timings["settings"] = time.perf_counter() - t0
+        configurations = result.configurations
+        for ref in args.pool:
+            r = members[ref]
+            worst = r["macs_worst"] if args.worst_case else None
+            match = result.cheapest_matching(r["metric"]["calibration"], worst)
+            within = result.best_within(r["macs_mean"]["calibration"], worst)
+            picks[ref] = {key: None if i is None else _committee(result.candidate(i), confidence, args.cascade_combine)
+                          for key, i in (("similar_accuracy", match), ("similar_cost", within))}
+        front_specs = [_committee(result.candidate(i), confidence, args.cascade_combine) for i in result.pareto()]
+        for subset in (s for s in table.statistics if len(s) > 1):  # every ensemble, for the plots
+            spec = Ensemble([args.pool[i] for i in subset])
+            points[spec.name] = _both(spec, cal, ev, task) | {"pareto": False}
+    front_names = set()
+    for spec in front_specs:
+        if spec.kind != "member":
+            points[spec.name] = _both(spec, cal, ev, task) | {"pareto": True}
+            front_names.add(spec.name)
+    references = []
+    for ref, pick in picks.items():
+        r = members[ref]
+        entry = {"reference": ref, "metric": r["metric"], "macs_mean": r["macs_mean"]["evaluation"],
+                 "throughput": None}
+        for key, spec in pick.items():
+            if spec is None or spec.kind == "member" and spec.name == ref:
+                entry[key] = None
+                continue
+            figures = points.get(spec.name) or _both(spec, cal, ev, task) | {"pareto": spec.name in front_names}
+            points.setdefault(spec.name, figures)
+            e_macs = figures["macs_mean"]["evaluation"]
+            entry[key] = {"name": spec.name, "metric": figures["metric"], "macs_mean": figures["macs_mean"],
+                          "speedup": r["macs_mean"]["evaluation"] / e_macs if e_macs else None,
+                          "delta": figures["metric"]["evaluation"] - r["metric"]["evaluation"]}
+        references.append(entry)
+    return {"members": [{"name": m, "metric": v["metric"], "macs_mean": v["macs_mean"]["evaluation"],
+                         "macs_worst": v["macs_worst"], "throughput": None} for m, v in members.items()],
+            "points": [p for p in points.values() if p["kind"] != "member"],
+            "references": references, "configurations": configurations, "timings": timings,
+            "method": "greedy" if greedy else "exhaustive"}
+
+
+def compare_line(summary: dict) -> dict:
+    """How a confidence variant does against the most expensive single model."""
+    ref = max(summary["references"], key=lambda r: r["macs_mean"])
+    acc, cost = ref["similar_accuracy"], ref["similar_cost"]
+    return {"confidence": summary["confidence"], "temperature": bool(summary["temperatures"]),
+            "reference": ref["reference"], "speedup": acc["speedup"] if acc else None,
+            "delta_at_cost": cost["delta"] if cost else None}
+
+
+def print_search(report: dict, args) -> None:
+    metric = report["metric_name"]
+    split = report["split"]
+    print(f"\n{report['task']} on {report['dataset']}: thresholds fitted on {split['calibration']} calibration "
+          f"samples, figures as calibration / evaluation ({split['evaluation']} samples); "
+          f"{report['configurations']:,} settings searched ({report['method']}, confidence {report['confidence']})")
+    print(f"| reference | {metric} | MACs | similar cost: committee | {metric} | Δ | similar accuracy: committee "
+          f"| {metric} | MACs | speedup |")
+    print("|---|---:|---:|---|---:|---:|---|---:|---:|---:|")
+
+    def both(m):
+        return f"{m['calibration']:.2f} / {m['evaluation']:.2f}"
+
+    for r in report["references"]:
+        cost, acc = r["similar_cost"], r["similar_accuracy"]
+        cells = [r["reference"], both(r["metric"]), _fmt_macs(r["macs_mean"])]
+        cells += [cost["name"], both(cost["metric"]), f"{cost['delta']:+.2f}"] if cost else ["–"] * 3
+        cells += ([acc["name"], both(acc["metric"]), _fmt_macs(acc["macs_mean"]["evaluation"]),
+                   f"{acc['speedup']:.2f}x"] if acc else ["–"] * 4)
+        print("| " + " | ".join(cells) + " |")
+    front = sorted((p for p in report["points"] if p["pareto"]), key=lambda p: p["macs_mean"]["evaluation"])
+    print(f"\nPareto front on the calibration split ({len(front)} committees; {args.front} shown, cheapest first):")
+    for p in front[:: max(1, -(-len(front) // args.front))]:
+        print(f"  {_fmt_macs(p['macs_mean']['evaluation']):>8s}  {both(p['metric'])}  {p['name']}")
+    if report.get("comparison"):
+        print("\nconfidence functions against the most expensive model:")
+        for c in report["comparison"]:
+            name = c["confidence"] + (" + temperature" if c["temperature"] else "")
+            speed = f"{c['speedup']:.2f}x" if c["speedup"] else "–"
+            delta = f"{c['delta_at_cost']:+.2f}" if c["delta_at_cost"] is not None else "–"
+            print(f"  {name:28s} speedup at similar {metric}: {speed:>7s}   Δ{metric} at similar cost: {delta}")
+    t = report["timings"]
+    print("search time: " + ", ".join(f"{k} {v:.2f} s" for k, v in t.items()))
