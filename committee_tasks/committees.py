@@ -39,6 +39,28 @@ class PoolPredictions:
                 "members trained on the same label set"
             )
 
+    @classmethod
+    def from_members(cls, arrays: Mapping[str, Mapping[str, np.ndarray]],
+                     skipped: Mapping[str, str] | None = None) -> PoolPredictions:
+        """A pool from each member's ``ids``, ``targets``, ``outputs`` and ``macs`` arrays, which
+        must cover the same samples in the same order."""
+        names = list(arrays)
+        first = arrays[names[0]]
+        for name in names[1:]:
+            ids = arrays[name]["ids"]
+            if len(ids) != len(first["ids"]) or not np.array_equal(ids, first["ids"]):
+                only_first = sorted(set(first["ids"].tolist()) - set(ids.tolist()))[:3]
+                only_this = sorted(set(ids.tolist()) - set(first["ids"].tolist()))[:3]
+                raise CommitteeError(
+                    f"members {names[0]!r} and {name!r} cover different samples ({len(first['ids'])} vs {len(ids)}; "
+                    f"only in the first e.g. {only_first}, only in the second e.g. {only_this}, or another order): "
+                    "evaluate them on the same dataset and sample list"
+                )
+            if not np.array_equal(arrays[name]["targets"], first["targets"]):
+                raise CommitteeError(f"members {names[0]!r} and {name!r} disagree on the targets of the same samples")
+        return cls(first["ids"], first["targets"], {n: a["outputs"] for n, a in arrays.items()},
+                   {n: a["macs"] for n, a in arrays.items()}, dict(skipped or {}))
+
     @property
     def members(self) -> list[str]:
         return list(self.outputs)

@@ -119,13 +119,7 @@ def evaluate_pool(task: Task, members: Sequence[Member], dataset: SampleDataset,
     if not kept:
         raise CommitteeError(f"no sample of {dataset.name} could be read ({len(skipped)} skipped)")
     loaded = {m.name: pending[m.name].cache.load(kept) for m in members}
-    first = loaded[members[0].name]
-    preds = PoolPredictions(
-        ids=np.asarray(kept), targets=first["targets"],
-        outputs={n: a["outputs"] for n, a in loaded.items()},
-        macs={n: a["macs"] for n, a in loaded.items()},
-        skipped={sid: skipped[sid] for sid in wanted if sid in skipped},
-    )
+    preds = PoolPredictions.from_members(loaded, {sid: skipped[sid] for sid in wanted if sid in skipped})
     return preds, {m.name: pending[m.name].cache.throughput() for m in members}
 
 

@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", type=_names, required=True, help="members to search over: a,b,c,...")
     add_data_args(p)
     s = p.add_argument_group("search")
+    s.add_argument("--references", type=_names, help="single models to match (default: every pool member)")
     s.add_argument("--max-size", type=int, default=4, help="largest committee (members)")
     s.add_argument("--levels", type=int, default=20, help="threshold levels per cascade stage")
     s.add_argument("--any-order", action="store_true", help="cascades in every member order, not only cheapest first")
@@ -76,6 +77,12 @@ def run(args: argparse.Namespace) -> int:
             raise CommitteeError(f"unknown confidence {name!r}; valid: {', '.join(CONFIDENCES)}")
     for name in args.pool:
         task.model_entry(name)
+    args.references = args.references or args.pool
+    outside = [r for r in args.references if r not in args.pool]
+    if outside:
+        raise CommitteeError(f"references {outside} are not in the pool {args.pool}: add them to --pool")
+    if args.max_size < 1 or args.levels < 2:
+        raise CommitteeError(f"--max-size must be >= 1 and --levels >= 2, got {args.max_size} and {args.levels}")
     loaded = load_pool(task, args, args.pool)
     calib, evaluation = calibration_and_evaluation(task, args, loaded)
 
@@ -126,7 +133,7 @@ def search_variant(task: Task, args, cal: PoolPredictions, ev: PoolPredictions, 
     greedy = args.greedy or len(args.pool) > GREEDY_ABOVE
     if greedy:
         t0 = time.perf_counter()
-        for ref in args.pool:
+        for ref in args.references:
             cascade = greedy_cascade(cal, task, args.pool, ref, args.alpha, confidence, args.levels)
             picks[ref] = {"similar_accuracy": cascade, "similar_cost": None}
         timings["greedy"] = time.perf_counter() - t0
@@ -140,7 +147,7 @@ def search_variant(task: Task, args, cal: PoolPredictions, ev: PoolPredictions, 
         result = search(table, task, args.max_size, args.levels, args.any_order, args.cascade_combine)
         timings["settings"] = time.perf_counter() - t0
         configurations = result.configurations
-        for ref in args.pool:
+        for ref in args.references:
             r = members[ref]
             worst = r["macs_worst"] if args.worst_case else None
             match = result.cheapest_matching(r["metric"]["calibration"], worst)

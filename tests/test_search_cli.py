@@ -1,0 +1,102 @@
+"""tools/search.py end to end, greedy construction for large pools, and its errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from committee_tasks import CommitteeError, PoolPredictions, Single
+from committee_tasks.greedy import greedy_cascade
+from committee_tasks.search_cli import main
+from tests.conftest import REPO
+from tests.test_committees import random_pool
+
+DIGITS = ["digits_cnn_s", "digits_cnn_m", "digits_cnn_l"]
+COMMON = ["--dataset", "digits", "--workers", "0", "--no-progress"]
+
+
+def test_search_on_digits_writes_the_report_schema(digits_members, tmp_path, capsys):
+    out = tmp_path / "search.json"
+    assert main(["--pool", ",".join(DIGITS), *COMMON, "--confidence", "max_prob,margin", "--temperature",
+                 "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["task"] == "classification" and report["metric_name"] == "top-1"
+    assert report["split"]["calibration"] + report["split"]["evaluation"] == 599
+    assert [m["name"] for m in report["members"]] == DIGITS
+    ensembles = [p for p in report["points"] if p["kind"] == "ensemble"]
+    assert len(ensembles) == 4  # every subset of 2 or 3 of the 3 members
+    assert any(p["pareto"] for p in report["points"])
+    by_name = {p["name"]: p for p in report["points"]}
+    largest = next(r for r in report["references"] if r["reference"] == "digits_cnn_l")
+    match = largest["similar_accuracy"]
+    assert match is not None and match["name"] in by_name
+    # fitted on calibration: at least the reference's calibration metric, fewer MACs
+    assert match["metric"]["calibration"] >= largest["metric"]["calibration"] - 1e-9
+    assert match["speedup"] == pytest.approx(largest["macs_mean"] / match["macs_mean"]["evaluation"])
+    assert match["speedup"] > 1
+    cost = largest["similar_cost"]
+    assert cost["macs_mean"]["calibration"] <= largest["macs_mean"] * 1.05
+    assert len(report["comparison"]) == 4  # two confidences, with and without temperature
+    assert "Pareto front" in printed and "speedup at similar top-1" in printed
+
+
+def test_worst_case_keeps_committees_within_the_reference(digits_members, tmp_path):
+    out = tmp_path / "search.json"
+    assert main(["--pool", ",".join(DIGITS), *COMMON, "--worst-case", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    members = {m["name"]: m for m in report["members"]}
+    for ref in report["references"]:
+        for key in ("similar_accuracy", "similar_cost"):
+            if ref[key]:
+                point = next(p for p in report["points"] if p["name"] == ref[key]["name"])
+                assert point["macs_worst"] <= members[ref["reference"]]["macs_worst"] * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--pool", "digits_cnn_s,digits_cnn_m", "--references", "digits_cnn_l"], "references ['digits_cnn_l'] are not in the pool"),
+    (["--pool", "digits_cnn_s,digits_cnn_s"], "listed twice"),
+    (["--pool", "digits_cnn_s,digits_cnn_m", "--calibration-fraction", "1.5"], "calibration fraction must be in (0, 1)"),
+    (["--pool", "digits_cnn_s,digits_cnn_m", "--confidence", "maxprob"], "unknown confidence 'maxprob'"),
+])
+def test_bad_search_input(digits_members, argv, message, capsys):
+    assert main([*argv, *COMMON]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_empty_split_is_an_error(digits_members, capsys):
+    assert main(["--pool", "digits_cnn_s,digits_cnn_m", *COMMON, "--limit", "1"]) == 2
+    assert "split of 1 samples is empty" in capsys.readouterr().err
+
+
+def test_members_with_mismatched_sample_ids_are_refused():
+    pool = random_pool(0, n=20)
+    arrays = {m: {"ids": pool.ids, "targets": pool.targets, "outputs": pool.outputs[m], "macs": pool.macs[m]}
+              for m in pool.outputs}
+    arrays["b"] = dict(arrays["b"], ids=pool.ids[::-1])
+    with pytest.raises(CommitteeError, match="members 'a' and 'b' cover different samples"):
+        PoolPredictions.from_members(arrays)
+
+
+def test_greedy_cascade_on_a_large_pool(classification):
+    names = [f"m{i:02d}" for i in range(12)]
+    pool = random_pool(3, n=600, c=5, members=names)
+    reference = names[-1]
+    cascade = greedy_cascade(pool, classification, names, reference, alpha=0.0, levels=10)
+    assert cascade.members[-1] == reference and len(cascade.members) >= 2
+    assert len(cascade.thresholds) == len(cascade.members) - 1
+    result = cascade.evaluate(pool, classification)
+    ref = Single(reference).evaluate(pool, classification)
+    assert result.macs_mean < ref.macs_worst + sum(pool.macs[m].mean() for m in cascade.members[:-1])
+    assert result.exit_fractions[0] > 0  # the first stage does let samples out
+    with pytest.raises(CommitteeError, match="not in the pool"):
+        greedy_cascade(pool, classification, names[:3], reference)
+
+
+def test_tools_search_script_runs(digits_members):
+    done = subprocess.run([sys.executable, str(REPO / "tools" / "search.py"), "--help"], capture_output=True,
+                          text=True, check=True)
+    assert "--pool" in done.stdout and "--worst-case" in done.stdout
