@@ -66,6 +66,8 @@ def bernstein_pvalue(drops: np.ndarray, eps: float, score_range: float) -> float
 
 def binomial_pvalue(losses: np.ndarray, eps_rate: float) -> float:
     """P(Binomial(n, eps_rate) <= observed losses): small when the loss rate is clearly below."""
+    if eps_rate >= 1.0:  # no loss rate can exceed 1: H0 is impossible
+        return 0.0
     return float(scipy_stats.binom.cdf(int(np.sum(losses)), len(losses), eps_rate))
 
 

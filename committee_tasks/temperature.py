@@ -25,11 +25,12 @@ def tempered_numpy(probs: np.ndarray, temperature: float) -> np.ndarray:
 
 def fit_temperature(probs: np.ndarray, targets: np.ndarray) -> float:
     targets = np.asarray(targets)
-    if probs.ndim != 2 or targets.ndim != 1 or not np.issubdtype(targets.dtype, np.integer):
+    if (probs.ndim != 2 or targets.ndim != 1 or len(probs) != len(targets)
+            or not np.issubdtype(targets.dtype, np.integer)):
         raise CommitteeError("temperature scaling needs (N, C) class probabilities and class-index targets; "
                              f"got outputs {probs.shape} and targets {targets.shape} {targets.dtype}")
     log_p = torch.from_numpy(np.asarray(probs, dtype=np.float32)).clamp_min(1e-12).log()
-    t = torch.from_numpy(targets)
+    t = torch.from_numpy(targets.astype(np.int64))  # cross_entropy takes int64 (not int32) class indices
 
     def nll(log_temperature: float) -> float:
         return float(torch.nn.functional.cross_entropy(log_p / np.exp(log_temperature), t))
