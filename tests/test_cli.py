@@ -86,3 +86,15 @@ def test_tools_eval_script_runs():
     done = subprocess.run([sys.executable, str(REPO / "tools" / "eval.py"), "--list-tasks"],
                           capture_output=True, text=True, check=True)
     assert "classification" in done.stdout
+
+
+@pytest.mark.skipif(not (REPO / ".venv" / "bin" / "python").exists(), reason="the main job runs .venv/bin/python")
+def test_main_job_writes_tables_and_plot(digits_members, tmp_path):
+    """README command 1 after the install: eval, search and report on the embedded default."""
+    out = tmp_path / "digits"
+    done = subprocess.run(["bash", str(REPO / "tools" / "main_job.sh"), str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for name in ("eval.json", "eval.csv", "search.json", "committees.md", "committees.tex", "committees.csv",
+                 "committees.json", "classification-digits-test.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert "similar accuracy" in done.stdout and "| cascade(" in done.stdout
