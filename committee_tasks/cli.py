@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -14,7 +13,7 @@ from .cache import PredictionCache
 from .committees import PoolPredictions, Single, parse_committees
 from .confidence import CONFIDENCES
 from .devices import resolve_device
-from .errors import CommitteeError
+from .errors import CommitteeError, run_tool
 from .executor import CommitteeExecutor
 from .fitting import fit_cascade, fit_guaranteed_cascade
 from .guarantee import BOUNDS
@@ -162,11 +161,7 @@ def build_members(task: Task, names: Sequence[str], weights_dir: Path | None) ->
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    try:
-        return run(resolve_args(args))
-    except CommitteeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_tool(lambda: run(resolve_args(args)))
 
 
 def run(args: argparse.Namespace) -> int:

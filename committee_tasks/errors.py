@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+import sys
+from typing import Callable, Iterable
 
 
 class CommitteeError(Exception):
@@ -32,3 +33,12 @@ def unknown_name(kind: str, name: str, options: Iterable[str], fix: str = "") ->
     if fix:
         message += f" {fix}"
     return UnknownNameError(message)
+
+
+def run_tool(run: Callable[..., int], *args) -> int:
+    """Run a command-line tool: bad input prints ``error: ...`` on stderr and exits 2, no traceback."""
+    try:
+        return run(*args)
+    except CommitteeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

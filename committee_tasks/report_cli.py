@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from .cache import atomic_write
-from .errors import CommitteeError
+from .errors import CommitteeError, run_tool
 from .tables import build_tables, to_csv, to_json, to_latex, to_markdown, validate_result
 
 FORMATS = ("md", "tex", "csv", "json", "png")
@@ -55,12 +54,7 @@ def load_result(path: Path) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except CommitteeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_tool(run, build_parser().parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,7 +16,7 @@ from typing import Any, Sequence
 from .cli import _names, add_data_args, add_execution_args, add_split_args, calibration_and_evaluation, load_pool
 from .committees import Cascade, Ensemble, PoolPredictions, Single
 from .confidence import CONFIDENCES
-from .errors import CommitteeError
+from .errors import CommitteeError, run_tool
 from .greedy import greedy_cascade
 from .registry import get_task
 from .report import _fmt_macs
@@ -59,13 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
-    args.calibration_dataset = getattr(args, "calibration_dataset", None)
-    try:
-        return run(args)
-    except CommitteeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_tool(run, build_parser().parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:

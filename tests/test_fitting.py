@@ -9,7 +9,7 @@ import logging
 import numpy as np
 import pytest
 
-from committee_tasks import Cascade, CommitteeError, PoolPredictions, Single
+from committee_tasks import Cascade, CommitteeError, Single
 from committee_tasks.cli import main
 from committee_tasks.fitting import fit_cascade
 from committee_tasks.search import cascade_grid, subset_table
