@@ -145,6 +145,9 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     if args.guarantee is not None and len(args.guarantee) != 2:
         raise CommitteeError(f"--guarantee takes EPS,DELTA, got {args.guarantee}")
     args.guarantee_reference = lambda: (args.match or args.reference) if args.guarantee else None
+    if args.guarantee and args.temperature:
+        raise CommitteeError("--guarantee needs members fixed before the calibration samples are seen; "
+                             "--temperature fits them on those samples: drop one of the two")
     if args.guarantee and not args.guarantee_reference():
         raise CommitteeError("--guarantee needs the model to compare with: pass --match MODEL or --reference MODEL")
     return args

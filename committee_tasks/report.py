@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from .cache import atomic_write, atomic_write_json
 from .committees import CommitteeResult
+from .tables import format_macs
 
 
 def result_row(result: CommitteeResult, metric_name: str, reference: CommitteeResult,
@@ -35,13 +36,6 @@ def result_row(result: CommitteeResult, metric_name: str, reference: CommitteeRe
     return row
 
 
-def _fmt_macs(macs: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if macs >= scale:
-            return f"{macs / scale:.3g}{unit}"
-    return f"{macs:.3g}"
-
-
 def _fmt(value: float | None, spec: str) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
@@ -54,8 +48,8 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 2) + ["---"]) + "|"]
     for r in rows:
         exits = " / ".join(f"{100 * f:.1f}%" for f in r["exit_fractions"]) if r.get("exit_fractions") else ""
-        cells = [r["name"], r["kind"], f"{r['metric']:.2f}", f"{r['delta_metric']:+.2f}", _fmt_macs(r["macs_mean"]),
-                 _fmt_macs(r["macs_worst"]), _fmt(r["throughput"], ".0f"), _fmt(r["speedup_macs"], ".2f") + "x",
+        cells = [r["name"], r["kind"], f"{r['metric']:.2f}", f"{r['delta_metric']:+.2f}", format_macs(r["macs_mean"]),
+                 format_macs(r["macs_worst"]), _fmt(r["throughput"], ".0f"), _fmt(r["speedup_macs"], ".2f") + "x",
                  _fmt(r["speedup_measured"], ".2f") + ("x" if r["speedup_measured"] else ""), exits]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -19,9 +19,9 @@ from .confidence import CONFIDENCES
 from .errors import CommitteeError, run_tool
 from .greedy import greedy_cascade
 from .registry import get_task
-from .report import _fmt_macs
 from .cache import atomic_write_json
 from .search import Candidate, search, subset_table
+from .tables import format_macs
 from .task import Task
 from .temperature import fit_temperature
 
@@ -203,15 +203,15 @@ def print_search(report: dict, args) -> None:
 
     for r in report["references"]:
         cost, acc = r["similar_cost"], r["similar_accuracy"]
-        cells = [r["reference"], both(r["metric"]), _fmt_macs(r["macs_mean"])]
+        cells = [r["reference"], both(r["metric"]), format_macs(r["macs_mean"])]
         cells += [cost["name"], both(cost["metric"]), f"{cost['delta']:+.2f}"] if cost else ["–"] * 3
-        cells += ([acc["name"], both(acc["metric"]), _fmt_macs(acc["macs_mean"]["evaluation"]),
+        cells += ([acc["name"], both(acc["metric"]), format_macs(acc["macs_mean"]["evaluation"]),
                    f"{acc['speedup']:.2f}x"] if acc else ["–"] * 4)
         print("| " + " | ".join(cells) + " |")
     front = sorted((p for p in report["points"] if p["pareto"]), key=lambda p: p["macs_mean"]["evaluation"])
     print(f"\nPareto front on the calibration split ({len(front)} committees; {args.front} shown, cheapest first):")
     for p in front[:: max(1, -(-len(front) // args.front))]:
-        print(f"  {_fmt_macs(p['macs_mean']['evaluation']):>8s}  {both(p['metric'])}  {p['name']}")
+        print(f"  {format_macs(p['macs_mean']['evaluation']):>8s}  {both(p['metric'])}  {p['name']}")
     if report.get("comparison"):
         print("\nconfidence functions against the most expensive model:")
         for c in report["comparison"]:

@@ -61,6 +61,8 @@ def test_flags_override_config_and_limit(digits_members, tmp_path):
     (["--task", "clasification", "--list-models"], "unknown task 'clasification'; did you mean 'classification'"),
     (["--dataset", "digits", "--cascade", "digits_cnn_s,digits_cnn_m"], "needs thresholds: pass --thresholds"),
     (["--dataset", "digits"], "nothing to evaluate"),
+    (["--dataset", "digits", "--cascade", "digits_cnn_s,digits_cnn_l", "--guarantee", "1,0.1", "--reference",
+      "digits_cnn_l", "--temperature"], "--guarantee needs members fixed before"),
     (["--dataset", "cifar10", "--data-root", "/x", "--ensemble", "resnet20,resnet50"],
      "members predict different numbers of classes ({'resnet20': 10, 'resnet50': 1000})"),
     (["--dataset", "digits", "--models", "resnet20", "--weights-dir", "/nonexistent"],
