@@ -18,7 +18,7 @@ from .executor import CommitteeExecutor
 from .fitting import fit_cascade, fit_guaranteed_cascade
 from .guarantee import BOUNDS
 from .inputs import preprocessed_batches
-from .loop import LoopOptions, evaluate_pool
+from .loop import LoopOptions, check_same_classes, evaluate_pool
 from .registry import get_task, list_tasks
 from .report import markdown_table, result_row, write_csv, write_json
 from .splits import calibration_mask
@@ -208,13 +208,8 @@ def plan(task: Task, args: argparse.Namespace) -> tuple[list[str], list, list[li
                                *(m for c in to_fit for m in c), *(n for n in named if n)]))
     if not pool:
         raise CommitteeError("nothing to evaluate: pass --models, --ensemble or --cascade (or --config)")
-    entries = {name: task.model_entry(name) for name in pool}  # bad names fail before any loading
-    classes = {name: e.num_classes for name, e in entries.items()}
-    if len(set(classes.values())) > 1:
-        raise CommitteeError(
-            f"members predict different numbers of classes ({classes}); a committee needs members "
-            "trained on the same label set"
-        )
+    # bad names and mismatched label sets fail before anything is loaded
+    check_same_classes({name: task.model_entry(name).num_classes for name in pool})
     return pool, committees, to_fit
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from .committees import Cascade, PoolPredictions
 from .errors import CommitteeError
 from .guarantee import GuaranteeResult, fixed_sequence_test, threshold_path
-from .search import cascade_grid, subset_table
+from .search import argbest, cascade_grid, subset_table
 from .task import Task
 
 
@@ -29,19 +29,15 @@ def fit_cascade(calib: PoolPredictions, task: Task, members: Sequence[str], *, m
     grid = cascade_grid(table, tuple(range(len(members))), levels, combine)
     if macs_worst is not None and grid.macs_worst > macs_worst * (1 + 1e-9):
         return None
-    metric = np.asarray(task.metric(grid.totals), dtype=np.float64)
-    macs = grid.macs_sum / table.n
-    if match is not None:
-        score = np.where(metric >= match - 1e-9, -macs, -np.inf)
-        tie = metric
-    else:
-        score = np.where(macs <= budget * (1 + 1e-9), metric, -np.inf)
-        tie = -macs
-    if not np.isfinite(score).any():
+    metric = np.asarray(task.metric(grid.totals), dtype=np.float64).ravel()
+    macs = grid.macs_sum.ravel() / table.n
+    if match is not None:  # the cheapest setting reaching the metric (ties: the more accurate)
+        best = argbest(np.where(metric >= match - 1e-9, -macs, -np.inf), metric)
+    else:  # the most accurate setting within the budget (ties: the cheaper)
+        best = argbest(np.where(macs <= budget * (1 + 1e-9), metric, -np.inf), -macs)
+    if best is None:
         return None
-    best = score.max()
-    flat = np.flatnonzero((score >= best - 1e-12).ravel())
-    index = np.unravel_index(flat[np.argmax(tie.ravel()[flat])], score.shape)
+    index = np.unravel_index(best, grid.macs_sum.shape)
     return Cascade(members, grid.thresholds(index), confidence=confidence, combine=combine)
 
 

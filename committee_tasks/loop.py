@@ -71,8 +71,8 @@ def member_description(member: Member, output_dtype: str) -> dict:
             "output_dtype": output_dtype}
 
 
-def check_same_classes(members: Sequence[Member]) -> None:
-    counts = {m.name: m.num_classes for m in members}
+def check_same_classes(counts: dict[str, int]) -> None:
+    """Members of one committee must predict the same classes: ``counts`` maps name -> classes."""
     if len(set(counts.values())) > 1:
         raise CommitteeError(
             f"members predict different numbers of classes ({counts}); a committee needs members "
@@ -88,7 +88,7 @@ def evaluate_pool(task: Task, members: Sequence[Member], dataset: SampleDataset,
     options = options or LoopOptions()
     if options.output_dtype not in OUTPUT_DTYPES:
         raise CommitteeError(f"unknown output dtype {options.output_dtype!r}; valid: {list(OUTPUT_DTYPES)}")
-    check_same_classes(members)
+    check_same_classes({m.name: m.num_classes for m in members})
     names = [m.name for m in members]
     if len(set(names)) != len(names):
         raise CommitteeError(f"a member is listed twice: {names}")

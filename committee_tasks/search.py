@@ -192,17 +192,18 @@ class SearchResult:
         ok = self.metric >= metric - 1e-9
         if macs_worst is not None:
             ok &= self.macs_worst <= macs_worst * (1 + 1e-9)
-        return _argbest(np.where(ok, -self.macs_mean, -np.inf), self.metric)
+        return argbest(np.where(ok, -self.macs_mean, -np.inf), self.metric)
 
     def best_within(self, macs: float, macs_worst: float | None = None) -> int | None:
         """The most accurate setting whose mean MACs are at most ``macs``."""
         ok = self.macs_mean <= macs * (1 + 1e-9)
         if macs_worst is not None:
             ok &= self.macs_worst <= macs_worst * (1 + 1e-9)
-        return _argbest(np.where(ok, self.metric, -np.inf), -self.macs_mean)
+        return argbest(np.where(ok, self.metric, -np.inf), -self.macs_mean)
 
 
-def _argbest(score: np.ndarray, tie_break: np.ndarray) -> int | None:
+def argbest(score: np.ndarray, tie_break: np.ndarray) -> int | None:
+    """Index of the highest finite score (ties: the highest tie_break); None if none is finite."""
     if not np.isfinite(score).any():
         return None
     best = score.max()
