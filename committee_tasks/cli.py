@@ -96,6 +96,8 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     data.add_argument("--label-file", type=Path, help="ImageNet flat folder: val.txt or LOC_val_solution.csv")
     data.add_argument("--limit", type=int, help="evaluate an evenly spaced subset of N samples (quick runs)")
     data.add_argument("--weights-dir", type=Path, help="folder holding weight files (checked before the torch.hub cache)")
+    data.add_argument("--zoo", type=Path, action="append", default=None, metavar="FILE",
+                      help="JSON file describing more models for the task (your own checkpoints; repeatable)")
 
 
 def add_split_args(fit) -> None:
@@ -110,7 +112,7 @@ def add_execution_args(p: argparse.ArgumentParser) -> None:
     run = p.add_argument_group("execution")
     run.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     run.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="mixed precision (auto: on CUDA)")
-    run.add_argument("--batch-size", type=int, default=128)
+    run.add_argument("--batch-size", type=int, help="samples per batch (default: the task's, e.g. 128 images, 2 videos)")
     run.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     run.add_argument("--cache-dir", type=Path, help="prediction cache root (default ~/.cache/committee_tasks/predictions "
                      "or $COMMITTEE_TASKS_CACHE)")
@@ -171,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     if args.list_tasks:
         print("\n".join(list_tasks()))
         return 0
-    task = get_task(args.task)
+    task = prepare_task(args)
     if args.list_models:
         for name in task.list_models(args.list_models):
             e = task.model_entry(name)
@@ -183,6 +185,16 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(task.list_datasets()))
         return 0
     return evaluate(task, args)
+
+
+def prepare_task(args: argparse.Namespace) -> Task:
+    """The task named by --task, with the models of any --zoo files, and its default batch size."""
+    task = get_task(args.task)
+    for path in args.zoo or []:
+        task.add_zoo_file(path)
+    if args.batch_size is None:
+        args.batch_size = task.default_batch_size
+    return task
 
 
 def fitting_requested(args: argparse.Namespace) -> bool:
@@ -247,7 +259,7 @@ def evaluate(task: Task, args: argparse.Namespace) -> int:
     throughput: dict[str, float] = {}
     if args.measure_samples > 0:
         batches = preprocessed_batches(dataset, list(members.values()), preds.ids, args.measure_samples,
-                                       args.batch_size)
+                                       options.batch_size, task.member_inputs)
         for spec in rows_spec:
             executor = CommitteeExecutor(spec, members, task, args.device, options.amp, args.output_dtype,
                                          temperatures)

@@ -47,12 +47,12 @@ class CommitteeExecutor:
         for m in self.members:
             m.module = place_module(m.module, self.device)
 
-    def _member_outputs(self, member: Member, x: torch.Tensor) -> np.ndarray:
+    def _member_outputs(self, member: Member, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         with autocast(self.device, self.amp):
-            probs = member.predict(to_device(x, self.device))
+            probs, macs = member.predict_with_cost(to_device(x, self.device))
         rounded = probs.cpu().numpy().astype(self.out_dtype)  # as the cache stores them
         temperature = self.temperatures.get(member.name, 1.0)
-        return rounded if temperature == 1.0 else tempered_numpy(rounded, temperature)
+        return (rounded if temperature == 1.0 else tempered_numpy(rounded, temperature)), macs
 
     @torch.no_grad()
     def run_batch(self, inputs: Mapping[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -67,8 +67,9 @@ class CommitteeExecutor:
         for k, member in enumerate(self.members):
             x = inputs[member.transform_key]
             x = x if len(active) == n else x[torch.from_numpy(active)]
-            macs[active] += member.macs_per_sample(x)
-            outputs.append(self._member_outputs(member, x))
+            probs, member_macs = self._member_outputs(member, x)
+            macs[active] += member_macs
+            outputs.append(probs)
             if cascade:
                 combined = self.committee.stage_output(self.task, outputs)
                 stop = self.committee.exits(k, combined)

@@ -21,9 +21,11 @@ class Skipped:
 
 
 class PoolInputs(torch.utils.data.Dataset):
-    def __init__(self, dataset: SampleDataset, transforms: Mapping[str, Callable[[Any], torch.Tensor]]):
+    def __init__(self, dataset: SampleDataset, transforms: Mapping[str, Callable[[Any], torch.Tensor]],
+                 member_inputs: Callable | None = None):
         self.dataset = dataset
         self.transforms = dict(transforms)
+        self.member_inputs = member_inputs or (lambda data, ts: {k: t(data) for k, t in ts.items()})
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -32,7 +34,7 @@ class PoolInputs(torch.utils.data.Dataset):
         sample_id = self.dataset.ids[index]
         try:
             sample: Sample = self.dataset[index]
-            return sample.id, sample.target, {k: t(sample.data) for k, t in self.transforms.items()}
+            return sample.id, sample.target, self.member_inputs(sample.data, self.transforms)
         except Exception as err:  # corrupt or unreadable sample: skip it, say why
             return Skipped(sample_id, f"{type(err).__name__}: {err}")
 
@@ -75,20 +77,21 @@ class ChunkedBatches(torch.utils.data.Sampler):
 
 
 def make_loader(dataset: SampleDataset, transforms: Mapping[str, Callable], indices: Sequence[int],
-                batch_size: int, num_workers: int, pin_memory: bool) -> torch.utils.data.DataLoader:
+                batch_size: int, num_workers: int, pin_memory: bool,
+                member_inputs: Callable | None = None) -> torch.utils.data.DataLoader:
     return torch.utils.data.DataLoader(
-        PoolInputs(dataset, transforms), batch_sampler=ChunkedBatches(indices, batch_size),
+        PoolInputs(dataset, transforms, member_inputs), batch_sampler=ChunkedBatches(indices, batch_size),
         num_workers=num_workers, collate_fn=collate, pin_memory=pin_memory,
         persistent_workers=False, prefetch_factor=4 if num_workers > 0 else None,
     )
 
 
 def preprocessed_batches(dataset: SampleDataset, members: Sequence, ids: Sequence[str], limit: int,
-                         batch_size: int) -> list[dict[str, torch.Tensor]]:
+                         batch_size: int, member_inputs: Callable | None = None) -> list[dict[str, torch.Tensor]]:
     """Preprocessed input batches of the first ``limit`` of ``ids``, held in memory, so throughput
     is timed on the same tensors for every member and committee, without data loading."""
     index = {sid: i for i, sid in enumerate(dataset.ids)}
-    inputs = PoolInputs(dataset, {m.transform_key: m.transform for m in members})
+    inputs = PoolInputs(dataset, {m.transform_key: m.transform for m in members}, member_inputs)
     chosen = [index[sid] for sid in list(ids)[:limit]]
     return [collate([inputs[i] for i in chosen[s:s + batch_size]]).inputs
             for s in range(0, len(chosen), batch_size)]

@@ -129,7 +129,7 @@ def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: li
     out_dtype = OUTPUT_DTYPES[options.output_dtype]
     transforms = {m.transform_key: m.transform for m in members}
     loader = make_loader(dataset, transforms, todo, options.batch_size, options.num_workers,
-                         pin_memory=device.type == "cuda")
+                         pin_memory=device.type == "cuda", member_inputs=task.member_inputs)
     for m in members:
         m.module = place_module(m.module, device)
     watches = {m.name: Stopwatch(device) for m in members}
@@ -149,11 +149,10 @@ def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: li
                     continue
                 x = batch.inputs[m.transform_key]
                 x = x[rows] if len(rows) < len(batch.ids) else x
-                macs = m.macs_per_sample(x)
                 x = to_device(x, device)
                 try:
                     with watches[m.name].section(), autocast(device, amp):
-                        probs = m.predict(x)
+                        probs, macs = m.predict_with_cost(x)
                 except Exception as err:  # e.g. a model fed another dataset's input size
                     raise CommitteeError(
                         f"member {m.name!r} failed on a batch of inputs of shape {tuple(x.shape)} "

@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .cli import _names, add_data_args, add_execution_args, add_split_args, calibration_and_evaluation, load_pool
+from .cli import (_names, add_data_args, add_execution_args, add_split_args, calibration_and_evaluation, load_pool,
+                  prepare_task)
 from .committees import Cascade, Ensemble, PoolPredictions, Single
 from .confidence import CONFIDENCES
 from .errors import CommitteeError, run_tool
 from .greedy import greedy_cascade
-from .registry import get_task
 from .cache import atomic_write_json
 from .search import Candidate, search, subset_table
 from .tables import format_macs
@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    task = get_task(args.task)
+    task = prepare_task(args)
     if len(set(args.pool)) != len(args.pool):
         raise CommitteeError(f"a member is listed twice in --pool {args.pool}")
     for name in args.confidence:

@@ -96,7 +96,7 @@ class Member:
         """MACs of each sample of a batch, counted once per distinct input shape."""
         shape = tuple(inputs.shape[1:])
         if shape not in self._macs_by_shape:
-            self._macs_by_shape[shape] = count_macs(self.module, inputs[:1])
+            self._macs_by_shape[shape] = count_macs(self.module, inputs[:1].to(_module_device(self.module)))
         return np.full(len(inputs), self._macs_by_shape[shape], dtype=np.int64)
 
     @torch.no_grad()
@@ -104,12 +104,31 @@ class Member:
         """Class probabilities (float32) of a batch already on the member's device."""
         return self.to_probs(self.module(inputs)).float()
 
+    def predict_with_cost(self, inputs: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        """Probabilities and the MACs each sample actually cost. Members whose cost depends on
+        the input (a video member that stops adding views once confident) override this."""
+        return self.predict(inputs), self.macs_per_sample(inputs)
+
+    def cost_note(self) -> str | None:
+        """A line explaining how this member's per-sample cost is made up, for reports."""
+        return None
+
+
+def _module_device(module: torch.nn.Module) -> torch.device:
+    tensor = next(module.parameters(), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
+
 
 class Task(abc.ABC):
     """Base class of task plugins. Subclasses set ``name`` and implement the abstract methods."""
 
     name: ClassVar[str]
     metric_name: ClassVar[str] = "metric"
+    default_batch_size: ClassVar[int] = 128  # samples per batch of the shared loop
+
+    def add_zoo_file(self, path: str | Path) -> None:
+        """Add the models a user describes in a file (``--zoo FILE``) to this task's zoo."""
+        raise CommitteeError(f"task {self.name!r} does not read extra zoo files (--zoo {path})")
 
     # ---- members -------------------------------------------------------------------------
     @abc.abstractmethod
@@ -149,6 +168,14 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def build_dataset(self, name: str, root: str | Path | None, **options: Any) -> SampleDataset: ...
+
+    def member_inputs(self, data: Any, transforms: Mapping[str, Callable[[Any], torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Every member's input from one decoded sample, keyed like ``transforms``.
+
+        Runs in DataLoader workers. The default applies each transform to the decoded data; a task
+        whose decoding depends on what the members need (a video decodes only the frames some
+        member samples) overrides it."""
+        return {key: transform(data) for key, transform in transforms.items()}
 
     # ---- combining outputs and scoring ---------------------------------------------------
     def combine(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
