@@ -3,7 +3,7 @@
 Layout (documented in the README)::
 
     <root>/<task>/<dataset name>-<dataset fingerprint[:16]>/
-        dataset.json                        # dataset fingerprint, skipped samples and why
+        dataset.json                        # dataset fingerprint, skipped samples and why, notes
         <member>-<member fingerprint[:16]>/
             manifest.json                   # fingerprint parts, output dtype, measured timing
             shard-000000.npz ...            # ids, targets, outputs, macs of a chunk of samples
@@ -146,7 +146,12 @@ class PredictionCache:
     def skipped(self, dataset_folder: Path) -> dict[str, str]:
         return read_json(dataset_folder / "dataset.json", {}).get("skipped", {})
 
-    def record_dataset(self, dataset_folder: Path, fingerprint: str, skipped: Mapping[str, str]) -> None:
+    def notes(self, dataset_folder: Path) -> dict[str, str]:
+        return read_json(dataset_folder / "dataset.json", {}).get("notes", {})
+
+    def record_dataset(self, dataset_folder: Path, fingerprint: str, skipped: Mapping[str, str],
+                       notes: Mapping[str, str] | None = None) -> None:
         info = read_json(dataset_folder / "dataset.json", {"fingerprint": fingerprint, "skipped": {}})
         info["skipped"].update(skipped)
+        info.setdefault("notes", {}).update(notes or {})
         atomic_write_json(dataset_folder / "dataset.json", info)

@@ -277,7 +277,7 @@ def evaluate(task: Task, args: argparse.Namespace) -> int:
                                   "samples": len(calib.ids)}
         if getattr(spec, "fit", None):
             row["fit"] = spec.fit
-    print_report(task, dataset, preds, rows, args, temperatures)
+    print_report(task, dataset, preds, rows, args, temperatures, members)
     return 0
 
 
@@ -360,7 +360,7 @@ def _record_fit(fitted: list, cascade, label: str, members: list[str]) -> None:
     fitted.append(cascade)
 
 
-def print_report(task, dataset, preds, rows, args, temperatures=None) -> None:
+def print_report(task, dataset, preds, rows, args, temperatures=None, members=None) -> None:
     table = markdown_table(rows)
     split = " (evaluation split)" if any("calibration" in r for r in rows) else ""
     print(f"\n{task.name} on {dataset.name}{split}: {len(preds.ids)} samples"
@@ -376,6 +376,13 @@ def print_report(task, dataset, preds, rows, args, temperatures=None) -> None:
     if preds.skipped:
         for sid, reason in list(preds.skipped.items())[:10]:
             print(f"  skipped {sid}: {reason}")
+    if preds.notes:
+        print(f"{len(preds.notes)} samples handled specially (kept):")
+        for sid, note in list(preds.notes.items())[:10]:
+            print(f"  {sid}: {note}")
+    for name, member in (members or {}).items():
+        if member.cost_note():
+            print(f"  {name}: {member.cost_note()}")
     note = "MACs are multiply-adds per sample"
     if args.measure_samples > 0:
         device = resolve_device(args.device)
@@ -385,7 +392,8 @@ def print_report(task, dataset, preds, rows, args, temperatures=None) -> None:
         note += "; throughput not measured (--measure-samples 0)"
     print(note)
     report = {"task": task.name, "dataset": dataset.name, "samples": len(preds.ids),
-              "skipped": preds.skipped, "rows": rows, "note": note, "temperatures": temperatures or {}}
+              "skipped": preds.skipped, "notes": preds.notes,
+              "cost_notes": {n: m.cost_note() for n, m in (members or {}).items() if m.cost_note()}, "rows": rows, "note": note, "temperatures": temperatures or {}}
     if args.json:
         write_json(report, args.json)
     if args.csv:

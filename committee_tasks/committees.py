@@ -24,6 +24,7 @@ class PoolPredictions:
     outputs: dict[str, np.ndarray]
     macs: dict[str, np.ndarray]
     skipped: dict[str, str] = field(default_factory=dict)  # sample id -> why it was skipped
+    notes: dict[str, str] = field(default_factory=dict)  # sample id -> how it was handled (kept samples)
 
     def __post_init__(self):
         n = len(self.ids)
@@ -41,7 +42,8 @@ class PoolPredictions:
 
     @classmethod
     def from_members(cls, arrays: Mapping[str, Mapping[str, np.ndarray]],
-                     skipped: Mapping[str, str] | None = None) -> PoolPredictions:
+                     skipped: Mapping[str, str] | None = None,
+                     notes: Mapping[str, str] | None = None) -> PoolPredictions:
         """A pool from each member's ``ids``, ``targets``, ``outputs`` and ``macs`` arrays, which
         must cover the same samples in the same order."""
         names = list(arrays)
@@ -59,7 +61,7 @@ class PoolPredictions:
             if not np.array_equal(arrays[name]["targets"], first["targets"]):
                 raise CommitteeError(f"members {names[0]!r} and {name!r} disagree on the targets of the same samples")
         return cls(first["ids"], first["targets"], {n: a["outputs"] for n, a in arrays.items()},
-                   {n: a["macs"] for n, a in arrays.items()}, dict(skipped or {}))
+                   {n: a["macs"] for n, a in arrays.items()}, dict(skipped or {}), dict(notes or {}))
 
     @property
     def members(self) -> list[str]:
@@ -68,7 +70,8 @@ class PoolPredictions:
     def subset(self, mask: np.ndarray) -> PoolPredictions:
         """The same pool restricted to the samples where ``mask`` is True."""
         return PoolPredictions(self.ids[mask], self.targets[mask], {m: o[mask] for m, o in self.outputs.items()},
-                               {m: c[mask] for m, c in self.macs.items()}, dict(self.skipped))
+                               {m: c[mask] for m, c in self.macs.items()}, dict(self.skipped),
+                               {sid: self.notes[sid] for sid in self.ids[mask].tolist() if sid in self.notes})
 
     def tempered(self, temperatures: Mapping[str, float]) -> PoolPredictions:
         """Outputs after per-member temperature scaling (members not named stay as they are)."""
@@ -76,7 +79,7 @@ class PoolPredictions:
 
         outputs = {m: tempered_numpy(o, temperatures[m]) if temperatures.get(m, 1.0) != 1.0 else o
                    for m, o in self.outputs.items()}
-        return PoolPredictions(self.ids, self.targets, outputs, self.macs, dict(self.skipped))
+        return PoolPredictions(self.ids, self.targets, outputs, self.macs, dict(self.skipped), dict(self.notes))
 
     def check_members(self, names: Sequence[str]) -> None:
         missing = [n for n in names if n not in self.outputs]

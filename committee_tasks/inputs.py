@@ -6,7 +6,7 @@ file costs one sample, not the run.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -25,7 +25,7 @@ class PoolInputs(torch.utils.data.Dataset):
                  member_inputs: Callable | None = None):
         self.dataset = dataset
         self.transforms = dict(transforms)
-        self.member_inputs = member_inputs or (lambda data, ts: {k: t(data) for k, t in ts.items()})
+        self.member_inputs = member_inputs or (lambda data, ts: ({k: t(data) for k, t in ts.items()}, []))
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -34,7 +34,8 @@ class PoolInputs(torch.utils.data.Dataset):
         sample_id = self.dataset.ids[index]
         try:
             sample: Sample = self.dataset[index]
-            return sample.id, sample.target, self.member_inputs(sample.data, self.transforms)
+            inputs, notes = self.member_inputs(sample.data, self.transforms)
+            return sample.id, sample.target, inputs, notes
         except Exception as err:  # corrupt or unreadable sample: skip it, say why
             return Skipped(sample_id, f"{type(err).__name__}: {err}")
 
@@ -45,6 +46,7 @@ class Batch:
     targets: list[Any]
     inputs: dict[str, torch.Tensor]
     skipped: list[Skipped]
+    notes: dict[str, str] = field(default_factory=dict)  # sample id -> how it was handled
 
     def pin_memory(self):  # called by the DataLoader's pin-memory thread on CUDA
         self.inputs = {k: v.pin_memory() for k, v in self.inputs.items()}
@@ -56,9 +58,10 @@ def collate(items: Sequence) -> Batch:
     skipped = [it for it in items if isinstance(it, Skipped)]
     if not good:
         return Batch([], [], {}, skipped)
-    ids, targets, tensors = zip(*good)
+    ids, targets, tensors, notes = zip(*good)
     inputs = {k: torch.stack([t[k] for t in tensors]) for k in tensors[0]}
-    return Batch(list(ids), list(targets), inputs, skipped)
+    return Batch(list(ids), list(targets), inputs, skipped,
+                 {sid: "; ".join(n) for sid, n in zip(ids, notes) if n})
 
 
 class ChunkedBatches(torch.utils.data.Sampler):

@@ -108,9 +108,9 @@ def evaluate_pool(task: Task, members: Sequence[Member], dataset: SampleDataset,
     todo = [i for i, sid in zip(indices, wanted) if any(sid in p.needed for p in pending.values())]
 
     if todo:
-        new_skips = _run(task, members, dataset, todo, pending, options)
+        new_skips, new_notes = _run(task, members, dataset, todo, pending, options)
         skipped.update(new_skips)
-        cache.record_dataset(folder, dataset_fp, new_skips)
+        cache.record_dataset(folder, dataset_fp, new_skips, new_notes)
     else:
         log.info("all %d samples of %d members are cached in %s", len(wanted), len(members), folder)
 
@@ -118,12 +118,14 @@ def evaluate_pool(task: Task, members: Sequence[Member], dataset: SampleDataset,
     if not kept:
         raise CommitteeError(f"no sample of {dataset.name} could be read ({len(skipped)} skipped)")
     loaded = {m.name: pending[m.name].cache.load(kept) for m in members}
-    preds = PoolPredictions.from_members(loaded, {sid: skipped[sid] for sid in wanted if sid in skipped})
+    notes = cache.notes(folder)
+    preds = PoolPredictions.from_members(loaded, {sid: skipped[sid] for sid in wanted if sid in skipped},
+                                         {sid: notes[sid] for sid in kept if sid in notes})
     return preds, {m.name: pending[m.name].cache.throughput() for m in members}
 
 
 def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: list[int],
-         pending: dict[str, _Pending], options: LoopOptions) -> dict[str, str]:
+         pending: dict[str, _Pending], options: LoopOptions) -> tuple[dict[str, str], dict[str, str]]:
     device = resolve_device(options.device)
     amp = use_amp(device, options.amp)
     out_dtype = OUTPUT_DTYPES[options.output_dtype]
@@ -135,6 +137,7 @@ def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: li
     watches = {m.name: Stopwatch(device) for m in members}
     timed = {m.name: 0 for m in members}
     skipped: dict[str, str] = {}
+    notes: dict[str, str] = {}
     bar = tqdm(total=len(todo), desc=f"evaluating {len(members)} members", unit="sample",
                disable=not options.progress)
     try:
@@ -142,6 +145,7 @@ def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: li
             for s in batch.skipped:
                 skipped[s.id] = s.reason
                 log.warning("skipped sample %s: %s", s.id, s.reason)
+            notes.update(batch.notes)
             for m in members:
                 p = pending[m.name]
                 rows = [i for i, sid in enumerate(batch.ids) if sid in p.needed]
@@ -178,7 +182,7 @@ def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: li
                                                  options.batch_size)
     if skipped:
         log.warning("skipped %d unreadable samples", len(skipped))
-    return skipped
+    return skipped, notes
 
 
 def _check_finite(probs: np.ndarray, member: str, ids: list[str]) -> None:

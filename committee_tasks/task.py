@@ -169,13 +169,15 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def build_dataset(self, name: str, root: str | Path | None, **options: Any) -> SampleDataset: ...
 
-    def member_inputs(self, data: Any, transforms: Mapping[str, Callable[[Any], torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """Every member's input from one decoded sample, keyed like ``transforms``.
+    def member_inputs(self, data: Any, transforms: Mapping[str, Callable[[Any], torch.Tensor]]
+                      ) -> tuple[dict[str, torch.Tensor], list[str]]:
+        """Every member's input from one sample, keyed like ``transforms``, and notes on how the
+        sample was handled (e.g. "shorter than a clip: frames repeated"), which reports count.
 
         Runs in DataLoader workers. The default applies each transform to the decoded data; a task
         whose decoding depends on what the members need (a video decodes only the frames some
         member samples) overrides it."""
-        return {key: transform(data) for key, transform in transforms.items()}
+        return {key: transform(data) for key, transform in transforms.items()}, []
 
     # ---- combining outputs and scoring ---------------------------------------------------
     def combine(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
