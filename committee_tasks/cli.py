@@ -22,6 +22,7 @@ from .loop import LoopOptions, check_same_classes, evaluate_pool
 from .registry import get_task, list_tasks
 from .report import markdown_table, result_row, write_csv, write_json
 from .splits import calibration_mask
+from .tables import format_macs
 from .task import Member, SampleDataset, Task
 from .temperature import fit_temperature
 
@@ -178,8 +179,10 @@ def run(args: argparse.Namespace) -> int:
         for name in task.list_models(args.list_models):
             e = task.model_entry(name)
             top1 = e.metrics.get(task.metric_name)
-            print(f"{name:45s} {e.dataset:10s} MACs={e.macs or '?'!s:>12} "
-                  f"{task.metric_name}={top1 if top1 is not None else '?'}")
+            per = f" per {e.notes['macs_per']}" if e.notes.get("macs_per") else ""
+            views = f" views={e.notes['views']}" if e.notes.get("views") else ""
+            print(f"{name:30s} {e.dataset:12s} MACs={format_macs(e.macs):>7}{per} at {'x'.join(map(str, e.input_size))}"
+                  f"{views} {task.metric_name}={top1 if top1 is not None else '?'}")
         return 0
     if args.list_datasets:
         print("\n".join(task.list_datasets()))

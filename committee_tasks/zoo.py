@@ -60,10 +60,12 @@ class ZooEntry:
     metrics: Mapping[str, float] = field(default_factory=dict)
     state_dict_loader: Callable[[Path], Mapping[str, torch.Tensor]] | None = None
     source: str = ""
+    notes: Mapping[str, Any] = field(default_factory=dict)  # task-specific published facts (e.g. views)
 
     def published(self) -> dict[str, Any]:
         return {"macs": self.macs, "params": self.params, "metrics": dict(self.metrics),
-                "dataset": self.dataset, "input_size": list(self.input_size), "source": self.source}
+                "dataset": self.dataset, "input_size": list(self.input_size), "source": self.source,
+                **dict(self.notes)}
 
 
 def filter_names(names, pattern: str = "*") -> list[str]:
