@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 from .errors import CommitteeError
 
@@ -26,6 +27,9 @@ def import_pytorchvideo():
     if functional_tensor is not None:
         sys.modules.setdefault("torchvision.transforms.functional_tensor", functional_tensor)
     try:
+        with warnings.catch_warnings():  # its layers call torch.jit.script at import (deprecated, harmless)
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+            import pytorchvideo.models.hub  # noqa: F401  (everything the video task uses)
         return importlib.import_module("pytorchvideo")
     except ImportError as err:
         raise CommitteeError(

@@ -38,10 +38,25 @@ def autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def memory_format_for(module: torch.nn.Module) -> torch.memory_format | None:
+    """Channels-last for 2-D convnets, channels-last-3d for 3-D ones (video), None when the
+    module mixes both (``Module.to(memory_format=...)`` converts every 4-D or 5-D parameter and
+    fails on a rank it does not fit) or has no convolutions."""
+    ranks = {p.dim() for m in module.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)
+             for p in m.parameters(recurse=False) if p.dim() in (4, 5)}
+    if ranks == {4}:
+        return torch.channels_last
+    if ranks == {5}:
+        return torch.channels_last_3d
+    return None
+
+
 def place_module(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     module = module.to(device)
     if device.type == "cuda":  # channels-last speeds up convolutions with tensor cores
-        module = module.to(memory_format=torch.channels_last)
+        memory_format = memory_format_for(module)
+        if memory_format is not None:
+            module = module.to(memory_format=memory_format)
     return module
 
 

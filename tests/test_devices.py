@@ -1,0 +1,21 @@
+"""Device placement choices that only take effect on CUDA, checked on CPU."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from committee_tasks.devices import memory_format_for, place_module
+
+
+def test_memory_format_fits_the_convolutions():
+    assert memory_format_for(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())) is torch.channels_last
+    assert memory_format_for(nn.Sequential(nn.Conv3d(3, 4, 3), nn.Linear(4, 2))) is torch.channels_last_3d
+    assert memory_format_for(nn.Sequential(nn.Conv3d(3, 4, 3), nn.Conv2d(4, 4, 1))) is None  # would fail either way
+    assert memory_format_for(nn.Linear(4, 2)) is None
+    for module, fmt in ((nn.Conv2d(3, 4, 3), torch.channels_last), (nn.Conv3d(3, 4, 3), torch.channels_last_3d)):
+        assert module.to(memory_format=fmt).weight.is_contiguous(memory_format=fmt)  # what CUDA placement does
+
+
+def test_place_module_on_cpu_keeps_the_layout():
+    conv = place_module(nn.Conv3d(3, 4, 3), torch.device("cpu"))
+    assert conv.weight.is_contiguous()
