@@ -207,6 +207,11 @@ def fitting_requested(args: argparse.Namespace) -> bool:
 def plan(task: Task, args: argparse.Namespace) -> tuple[list[str], list, list[list[str]]]:
     """The pool to evaluate, the committees given in full, and the cascades to fit."""
     to_fit: list[list[str]] = []
+    if args.cascade and not args.thresholds and not fitting_requested(args):
+        # The paper's question by default: the cheapest setting matching the cascade's last (largest) member
+        args.match = args.reference or args.cascade[0][-1]
+        log.info("no --thresholds given: fitting the cascade thresholds to match %s on the calibration split "
+                 "(as --match %s)", args.match, args.match)
     if fitting_requested(args):
         if args.thresholds:
             raise CommitteeError("--thresholds fixes a cascade's thresholds; --match/--budget/--guarantee fit "
@@ -296,6 +301,7 @@ class LoadedPool:
 
 def load_pool(task: Task, args: argparse.Namespace, pool: Sequence[str]) -> LoadedPool:
     """Build the dataset and members and get every member's outputs (from the cache or the loop)."""
+    args.dataset = args.dataset or task.default_dataset
     if args.dataset is None:
         raise CommitteeError(f"pass --dataset (one of {task.list_datasets()})")
     dataset = task.build_dataset(args.dataset, args.data_root, split=args.split,

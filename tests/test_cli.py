@@ -54,12 +54,19 @@ def test_flags_override_config_and_limit(digits_members, tmp_path):
     assert "throughput not measured" in report["note"]
 
 
+def test_cascade_without_thresholds_is_fitted_to_match_its_last_member(digits_members, tmp_path):
+    out = tmp_path / "fit.json"
+    assert main(["--dataset", "digits", "--cascade", "digits_cnn_s,digits_cnn_m", "--workers", "0", "--no-progress",
+                 "--measure-samples", "0", "--json", str(out)]) == 0
+    fitted = [r for r in json.loads(out.read_text())["rows"] if r["kind"] == "cascade"]
+    assert len(fitted) == 1 and fitted[0]["fit"] == "match digits_cnn_m"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--dataset", "digits", "--cascade", "digits_cnn_s,digits_cnn_x", "--thresholds", "0.9"],
      "unknown model 'digits_cnn_x'; did you mean 'digits_cnn_s', "),
     (["--dataset", "digit", "--models", "digits_cnn_s"], "unknown dataset 'digit'; did you mean 'digits'"),
     (["--task", "clasification", "--list-models"], "unknown task 'clasification'; did you mean 'classification'"),
-    (["--dataset", "digits", "--cascade", "digits_cnn_s,digits_cnn_m"], "needs thresholds: pass --thresholds"),
     (["--dataset", "digits"], "nothing to evaluate"),
     (["--dataset", "digits", "--cascade", "digits_cnn_s,digits_cnn_l", "--guarantee", "1,0.1", "--reference",
       "digits_cnn_l", "--temperature"], "--guarantee needs members fixed before"),

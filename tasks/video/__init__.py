@@ -38,6 +38,7 @@ class VideoTask(Top1Statistics, Task):
     name = "video"
     default_batch_size = 2  # videos per batch: each carries up to 30 uint8 views
     DATASETS = ("kinetics400", "kinetics600", "kinetics700", "kinetics")
+    default_dataset = "kinetics400"
 
     def __init__(self):
         self._extra: dict[str, VideoModel] = {}
