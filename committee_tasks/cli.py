@@ -119,8 +119,9 @@ def add_execution_args(p: argparse.ArgumentParser) -> None:
                      "or $COMMITTEE_TASKS_CACHE)")
     run.add_argument("--output-dtype", choices=["float16", "float32"], default="float16",
                      help="dtype of cached probabilities")
-    run.add_argument("--measure-samples", type=int, default=2048,
-                     help="measure throughput of every row on this many samples (0: do not measure)")
+    run.add_argument("--measure-samples", type=int,
+                     help="measure throughput of every row on this many samples, held in memory preprocessed "
+                          "(0: do not measure; default: the task's, e.g. 2048 images, 8 videos)")
     run.add_argument("--no-progress", action="store_true")
 
 
@@ -197,6 +198,8 @@ def prepare_task(args: argparse.Namespace) -> Task:
         task.add_zoo_file(path)
     if args.batch_size is None:
         args.batch_size = task.default_batch_size
+    if getattr(args, "measure_samples", 0) is None:
+        args.measure_samples = task.default_measure_samples
     return task
 
 

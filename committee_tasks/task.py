@@ -126,6 +126,7 @@ class Task(abc.ABC):
     metric_name: ClassVar[str] = "metric"
     default_batch_size: ClassVar[int] = 128  # samples per batch of the shared loop
     default_dataset: ClassVar[str | None] = None  # used when --dataset is not given
+    default_measure_samples: ClassVar[int] = 2048  # samples held in memory to time committees on
 
     def add_zoo_file(self, path: str | Path) -> None:
         """Add the models a user describes in a file (``--zoo FILE``) to this task's zoo."""

@@ -302,3 +302,22 @@ def test_search_and_cross_task_report_work_for_video(world, digits_members, tmp_
     table = next(out.glob("*.md")).read_text()
     assert "video" in table and "classification" in table and B in table
     assert any(p.suffix == ".png" and p.stat().st_size > 0 for p in out.iterdir())
+
+
+def test_tools_eval_script_runs_video(world, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = tmp_path / "script.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "eval.py"), "--task", "video", "--dataset", "kinetics",
+         "--data-root", str(world["root"]), "--zoo", str(world["zoo"]), "--weights-dir", str(world["weights"]),
+         "--cascade", f"{A}@3x1,{B}", "--thresholds", "0.4", "--cache-dir", str(tmp_path / "cache"),
+         "--workers", "1", "--no-progress", "--json", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["rows"][-1]["kind"] == "cascade" and report["rows"][-1]["throughput"] > 0
+    assert f"{A}@3x1: 3 views x" in result.stdout

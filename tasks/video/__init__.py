@@ -39,6 +39,7 @@ class VideoTask(Top1Statistics, Task):
     default_batch_size = 2  # videos per batch: each carries up to 30 uint8 views
     DATASETS = ("kinetics400", "kinetics600", "kinetics700", "kinetics")
     default_dataset = "kinetics400"
+    default_measure_samples = 8  # timed on preprocessed views held in memory: ~100-200 MB per video
 
     def __init__(self):
         self._extra: dict[str, VideoModel] = {}
