@@ -40,6 +40,13 @@ def _fmt(value: float | None, spec: str) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
+def _fmt_rate(value: float | None) -> str:
+    """Samples/s: whole numbers, but three significant digits below 100 (videos on a CPU run < 1/s)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     metric = rows[0]["metric_name"] if rows else "metric"
     reference = rows[0]["reference"] if rows else "?"
@@ -49,7 +56,7 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     for r in rows:
         exits = " / ".join(f"{100 * f:.1f}%" for f in r["exit_fractions"]) if r.get("exit_fractions") else ""
         cells = [r["name"], r["kind"], f"{r['metric']:.2f}", f"{r['delta_metric']:+.2f}", format_macs(r["macs_mean"]),
-                 format_macs(r["macs_worst"]), _fmt(r["throughput"], ".0f"), _fmt(r["speedup_macs"], ".2f") + "x",
+                 format_macs(r["macs_worst"]), _fmt_rate(r["throughput"]), _fmt(r["speedup_macs"], ".2f") + "x",
                  _fmt(r["speedup_measured"], ".2f") + ("x" if r["speedup_measured"] else ""), exits]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
