@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from .cache import PredictionCache
 from .committees import PoolPredictions, Single, parse_committees
-from .confidence import CONFIDENCES
+from .confidence import confidence_names, get_confidence
 from .devices import resolve_device
 from .errors import CommitteeError, run_tool
 from .executor import CommitteeExecutor
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a cascade a,b,c, cheapest first (repeatable)")
     models.add_argument("--thresholds", type=_floats, action="append", default=None,
                         help="per-stage thresholds t1,t2 of each --cascade, in order (one value: all stages)")
-    models.add_argument("--confidence", choices=sorted(CONFIDENCES), help="cascade confidence (default max_prob)")
+    models.add_argument("--confidence", help=f"cascade confidence: {confidence_names()} (default max_prob)")
     models.add_argument("--cascade-combine", choices=["mean", "last"],
                         help="stage-k prediction: mean of members so far (default) or the last member only")
     models.add_argument("--reference", help="model the speedups are measured against (default: the member "
@@ -146,6 +146,7 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     for key, default in defaults.items():
         if getattr(args, key, None) is None:
             setattr(args, key, config.get(key, default))
+    get_confidence(args.confidence)  # an unknown name fails before anything runs
     if args.guarantee is not None and len(args.guarantee) != 2:
         raise CommitteeError(f"--guarantee takes EPS,DELTA, got {args.guarantee}")
     args.guarantee_reference = lambda: (args.match or args.reference) if args.guarantee else None

@@ -7,6 +7,7 @@ executor and the search all call it, so they agree to the last bit at a threshol
 """
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 import numpy as np
@@ -36,12 +37,35 @@ def neg_entropy_t(probs: torch.Tensor) -> torch.Tensor:
     return _reduce((p * p.log()).sum(dim=1))
 
 
+def frac_above_t(level: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Share of positions (pixels) whose largest class probability is at least ``level``."""
+    def frac_above(probs: torch.Tensor) -> torch.Tensor:
+        return _reduce((probs.amax(dim=1) >= level).float())
+    frac_above.__name__ = f"frac_above_{level:g}_t"
+    return frac_above
+
+
 TORCH_CONFIDENCES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "max_prob": max_prob_t,
     "margin": margin_t,
     "neg_entropy": neg_entropy_t,
 }
-CONFIDENCES = TORCH_CONFIDENCES  # the valid names
+CONFIDENCES = TORCH_CONFIDENCES  # the fixed names; "frac_above_<level>" (e.g. frac_above_0.9) as well
+FRAC_ABOVE = re.compile(r"^frac_above_(0(?:\.\d+)?|1(?:\.0+)?)$")
+
+
+def confidence_names() -> str:
+    return ", ".join([*TORCH_CONFIDENCES, "frac_above_<level> (e.g. frac_above_0.9)"])
+
+
+def _lookup(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    if name in TORCH_CONFIDENCES:
+        return TORCH_CONFIDENCES[name]
+    match = FRAC_ABOVE.match(name)
+    if match:
+        return frac_above_t(float(match[1]))
+    raise unknown_name("confidence", name, [*TORCH_CONFIDENCES, "frac_above_0.9"],
+                       fix="frac_above_<level> takes a level in [0, 1], e.g. frac_above_0.9.")
 
 
 def _on_numpy(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[np.ndarray], np.ndarray]:
@@ -60,14 +84,11 @@ def get_confidence(name_or_fn: str | Callable[[np.ndarray], np.ndarray]) -> Call
     """A confidence on numpy arrays: a registered name, or a callable used as it is."""
     if callable(name_or_fn):
         return name_or_fn
-    if name_or_fn not in TORCH_CONFIDENCES:
-        raise unknown_name("confidence", name_or_fn, TORCH_CONFIDENCES)
-    return _on_numpy(TORCH_CONFIDENCES[name_or_fn])
+    return _on_numpy(_lookup(name_or_fn))
 
 
 def get_torch_confidence(name_or_fn) -> Callable[[torch.Tensor], torch.Tensor]:
     """The same on tensors; a custom numpy callable runs through numpy."""
     if callable(name_or_fn):
         return lambda p: torch.from_numpy(np.asarray(name_or_fn(p.numpy()), dtype=np.float32))
-    get_confidence(name_or_fn)  # validates the name
-    return TORCH_CONFIDENCES[name_or_fn]
+    return _lookup(name_or_fn)

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from .cli import (_names, add_data_args, add_execution_args, add_split_args, calibration_and_evaluation, load_pool,
                   prepare_task)
 from .committees import Cascade, Ensemble, PoolPredictions, Single
-from .confidence import CONFIDENCES
+from .confidence import confidence_names, get_confidence
 from .errors import CommitteeError, run_tool
 from .greedy import greedy_cascade
 from .cache import atomic_write_json
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--worst-case", action="store_true",
                    help="keep only committees whose worst-case MACs stay within the reference's")
     s.add_argument("--confidence", type=_names, default=["max_prob"],
-                   help=f"confidence function(s) to compare: {', '.join(CONFIDENCES)}")
+                   help=f"confidence function(s) to compare: {confidence_names()}")
     s.add_argument("--temperature", action="store_true",
                    help="also compare each confidence after per-member temperature scaling")
     s.add_argument("--cascade-combine", choices=["mean", "last"], default="mean")
@@ -66,8 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if len(set(args.pool)) != len(args.pool):
         raise CommitteeError(f"a member is listed twice in --pool {args.pool}")
     for name in args.confidence:
-        if name not in CONFIDENCES:
-            raise CommitteeError(f"unknown confidence {name!r}; valid: {', '.join(CONFIDENCES)}")
+        get_confidence(name)  # an unknown name fails before anything runs
     for name in args.pool:
         task.model_entry(name)
     args.references = args.references or args.pool
