@@ -16,8 +16,32 @@ from .task import Task
 
 
 @dataclass
+class SubsetRecord:
+    """Per-sample statistics and confidences of one member subset's combined prediction, for
+    tasks whose outputs are too big to cache (segmentation: C x H x W per image). The loop
+    computes them while the outputs are in memory; committees and the search read them."""
+
+    statistics: np.ndarray  # (N, K) additive statistics
+    confidence: dict[str, np.ndarray]  # confidence name -> (N,)
+
+    def subset(self, mask: np.ndarray) -> SubsetRecord:
+        return SubsetRecord(self.statistics[mask], {k: v[mask] for k, v in self.confidence.items()})
+
+    def confidence_of(self, name, members) -> np.ndarray:
+        if not isinstance(name, str) or name not in self.confidence:
+            raise CommitteeError(
+                f"confidence {name!r} of {'+'.join(members)} was not computed by the evaluation loop "
+                f"(this task caches statistics, not outputs); available: {', '.join(self.confidence)}"
+            )
+        return self.confidence[name]
+
+
+@dataclass
 class PoolPredictions:
-    """Cached outputs of a pool of members on the same samples (rows aligned by sample id)."""
+    """Cached outputs of a pool of members on the same samples (rows aligned by sample id).
+
+    For tasks that cache statistics instead of outputs, ``outputs`` is empty and ``subsets``
+    holds a `SubsetRecord` per member subset (keyed by the frozenset of member names)."""
 
     ids: np.ndarray
     targets: np.ndarray
@@ -25,6 +49,19 @@ class PoolPredictions:
     macs: dict[str, np.ndarray]
     skipped: dict[str, str] = field(default_factory=dict)  # sample id -> why it was skipped
     notes: dict[str, str] = field(default_factory=dict)  # sample id -> how it was handled (kept samples)
+    subsets: dict[frozenset, SubsetRecord] | None = None
+
+    def record(self, members: Sequence[str]) -> SubsetRecord:
+        """The cached statistics of a subset's combined prediction (statistics-caching tasks)."""
+        key = frozenset(members)
+        if self.subsets is None or key not in self.subsets:
+            largest = max((len(k) for k in self.subsets or {}), default=0)
+            raise CommitteeError(
+                f"no cached statistics for the combination {'+'.join(members)}: this task caches statistics "
+                f"of member subsets of up to {largest} members of the evaluated pool {self.members}; evaluate "
+                "a pool holding all of them"
+            )
+        return self.subsets[key]
 
     def __post_init__(self):
         n = len(self.ids)
@@ -60,29 +97,35 @@ class PoolPredictions:
                 )
             if not np.array_equal(arrays[name]["targets"], first["targets"]):
                 raise CommitteeError(f"members {names[0]!r} and {name!r} disagree on the targets of the same samples")
-        return cls(first["ids"], first["targets"], {n: a["outputs"] for n, a in arrays.items()},
+        return cls(first["ids"], first["targets"], {n: a["outputs"] for n, a in arrays.items() if "outputs" in a},
                    {n: a["macs"] for n, a in arrays.items()}, dict(skipped or {}), dict(notes or {}))
 
     @property
     def members(self) -> list[str]:
-        return list(self.outputs)
+        return list(self.macs)
 
     def subset(self, mask: np.ndarray) -> PoolPredictions:
         """The same pool restricted to the samples where ``mask`` is True."""
+        subsets = None if self.subsets is None else {k: r.subset(mask) for k, r in self.subsets.items()}
         return PoolPredictions(self.ids[mask], self.targets[mask], {m: o[mask] for m, o in self.outputs.items()},
                                {m: c[mask] for m, c in self.macs.items()}, dict(self.skipped),
-                               {sid: self.notes[sid] for sid in self.ids[mask].tolist() if sid in self.notes})
+                               {sid: self.notes[sid] for sid in self.ids[mask].tolist() if sid in self.notes},
+                               subsets)
 
     def tempered(self, temperatures: Mapping[str, float]) -> PoolPredictions:
         """Outputs after per-member temperature scaling (members not named stay as they are)."""
         from .temperature import tempered_numpy
+
+        if self.subsets is not None:
+            raise CommitteeError("temperature scaling needs cached probabilities; this task caches per-sample "
+                                 "statistics of member subsets instead (drop --temperature)")
 
         outputs = {m: tempered_numpy(o, temperatures[m]) if temperatures.get(m, 1.0) != 1.0 else o
                    for m, o in self.outputs.items()}
         return PoolPredictions(self.ids, self.targets, outputs, self.macs, dict(self.skipped), dict(self.notes))
 
     def check_members(self, names: Sequence[str]) -> None:
-        missing = [n for n in names if n not in self.outputs]
+        missing = [n for n in names if n not in self.macs]
         if missing:
             raise CommitteeError(f"no cached outputs for {missing}; evaluated members: {self.members}")
 
@@ -114,6 +157,10 @@ class CommitteeResult:
 
 def member_result(preds: PoolPredictions, task: Task, name: str) -> CommitteeResult:
     preds.check_members([name])
+    if preds.subsets is not None:
+        summed = preds.record([name]).statistics.sum(axis=0)
+        return CommitteeResult(name, "member", [name], task.metric(summed), preds.macs[name].astype(np.float64),
+                               summed)
     combined = task.combine([preds.outputs[name]])
     stats = task.sample_statistics(combined, preds.targets)
     summed = stats.sum(axis=0)
@@ -150,9 +197,12 @@ class Ensemble:
 
     def evaluate(self, preds: PoolPredictions, task: Task) -> CommitteeResult:
         preds.check_members(self.members)
+        macs = sum(preds.macs[m].astype(np.float64) for m in self.members)
+        if preds.subsets is not None:
+            summed = preds.record(self.members).statistics.sum(axis=0)
+            return CommitteeResult(self.name, self.kind, self.members, task.metric(summed), macs, summed)
         combined = task.combine([preds.outputs[m] for m in self.members])
         stats = task.sample_statistics(combined, preds.targets)
-        macs = sum(preds.macs[m].astype(np.float64) for m in self.members)
         summed = stats.sum(axis=0)
         return CommitteeResult(self.name, self.kind, self.members, task.metric(summed), macs, summed,
                                combined=combined)
@@ -213,15 +263,24 @@ class Cascade:
         for k, member in enumerate(self.members):
             active = exit_stage < 0
             macs[active] += preds.macs[member][active]
-            combined = self.stage_output(task, [preds.outputs[m] for m in self.members[: k + 1]])
-            stage_stats = task.sample_statistics(combined, preds.targets)
+            if preds.subsets is not None:  # statistics cached per member subset
+                stage = self.members[: k + 1] if self.combine == "mean" else [member]
+                record = preds.record(stage)
+                stage_stats, combined = record.statistics, None
+                stop_here = (np.ones(n, dtype=bool) if k == len(self.members) - 1 else
+                             record.confidence_of(self.confidence, stage) >= self.thresholds[k])
+            else:
+                combined = self.stage_output(task, [preds.outputs[m] for m in self.members[: k + 1]])
+                stage_stats = task.sample_statistics(combined, preds.targets)
+                stop_here = self.exits(k, combined)
             if stats is None:
                 stats = np.zeros_like(stage_stats, dtype=np.float64)
-                combined_out = np.zeros_like(combined)
-            stop = active & self.exits(k, combined)
+                combined_out = None if combined is None else np.zeros_like(combined)
+            stop = active & stop_here
             exit_stage[stop] = k
             stats[stop] = stage_stats[stop]
-            combined_out[stop] = combined[stop]
+            if combined_out is not None:
+                combined_out[stop] = combined[stop]
         summed = stats.sum(axis=0)
         fractions = [float((exit_stage == k).mean()) for k in range(len(self.members))]
         worst = float(sum(preds.macs[m].astype(np.float64) for m in self.members).max())

@@ -25,7 +25,17 @@ def greedy_cascade(preds: PoolPredictions, task: Task, pool: Sequence[str], refe
     if reference not in pool:
         raise CommitteeError(f"reference {reference!r} is not in the pool {list(pool)}")
     conf_fn = get_confidence(confidence)
-    ref_stats = task.sample_statistics(task.combine([preds.outputs[reference]]), preds.targets)
+    cached = preds.subsets is not None  # statistics cached per member subset (segmentation)
+
+    def stage(members: Sequence[str], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Confidence and statistics of the mean prediction of ``members`` on ``rows``."""
+        if cached:
+            record = preds.record(members)
+            return record.confidence_of(confidence, members)[rows], record.statistics[rows]
+        combined = task.combine([preds.outputs[m][rows] for m in members])
+        return conf_fn(combined), task.sample_statistics(combined, preds.targets[rows])
+
+    ref_stats = stage([reference], np.arange(len(preds.ids)))[1]
     remaining = np.ones(len(preds.ids), dtype=bool)
     chosen: list[str] = []
     thresholds: list[float] = []
@@ -35,9 +45,7 @@ def greedy_cascade(preds: PoolPredictions, task: Task, pool: Sequence[str], refe
         for member in pool:
             if member in chosen or member == reference:
                 continue
-            combined = task.combine([preds.outputs[m][rows] for m in (*chosen, member)])
-            conf = conf_fn(combined)
-            stats = task.sample_statistics(combined, preds.targets[rows])
+            conf, stats = stage([*chosen, member], rows)
             cost = float(preds.macs[member][rows].sum())
             for t in threshold_levels(conf, levels):
                 exit_ = conf >= t

@@ -6,15 +6,21 @@ interrupted run resumes where it stopped.
 """
 from __future__ import annotations
 
+import hashlib
+import itertools
+import json
 import logging
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from .cache import MemberCache, PredictionCache
-from .committees import PoolPredictions
+from .committees import PoolPredictions, SubsetRecord
+from .confidence import get_torch_confidence
 from .devices import Stopwatch, autocast, place_module, resolve_device, to_device, use_amp
 from .errors import CommitteeError
 from .inputs import make_loader
@@ -44,12 +50,12 @@ class LoopOptions:
 class _Pending:
     cache: MemberCache
     needed: set[str]
-    arrays: dict[str, list] = field(default_factory=lambda: {"ids": [], "targets": [], "outputs": [], "macs": []})
+    arrays: dict[str, list] = field(default_factory=lambda: defaultdict(list))  # key -> batches of rows
     count: int = 0
 
     def flush(self) -> None:
         if self.count:
-            self.cache.write_shard({k: np.concatenate(v) for k, v in self.arrays.items()})
+            self.cache.write_shard({k: np.concatenate(v) for k, v in self.arrays.items() if v})
             for v in self.arrays.values():
                 v.clear()
             self.count = 0
@@ -105,10 +111,16 @@ def evaluate_pool(task: Task, members: Sequence[Member], dataset: SampleDataset,
         mc = cache.member(folder, m.name, m.fingerprint, member_description(m, options.output_dtype))
         needed = set(wanted) - mc.cached_ids() - set(skipped)
         pending[m.name] = _Pending(mc, needed)
-    todo = [i for i, sid in zip(indices, wanted) if any(sid in p.needed for p in pending.values())]
+    subsets: dict[tuple[int, ...], _Pending] = {}
+    if not task.caches_outputs:  # statistics of every member subset, computed while outputs are in memory
+        for subset in member_subsets(len(members), task.max_subset_size):
+            sc = subset_cache(task, cache, folder, [members[i] for i in subset])
+            subsets[subset] = _Pending(sc, set(wanted) - sc.cached_ids() - set(skipped))
+    todo = [i for i, sid in zip(indices, wanted)
+            if any(sid in p.needed for p in (*pending.values(), *subsets.values()))]
 
     if todo:
-        new_skips, new_notes = _run(task, members, dataset, todo, pending, options)
+        new_skips, new_notes = _run(task, members, dataset, todo, pending, options, subsets)
         skipped.update(new_skips)
         cache.record_dataset(folder, dataset_fp, new_skips, new_notes)
     else:
@@ -121,11 +133,66 @@ def evaluate_pool(task: Task, members: Sequence[Member], dataset: SampleDataset,
     notes = cache.notes(folder)
     preds = PoolPredictions.from_members(loaded, {sid: skipped[sid] for sid in wanted if sid in skipped},
                                          {sid: notes[sid] for sid in kept if sid in notes})
+    if subsets:
+        preds.subsets = {frozenset(members[i].name for i in subset): _record(p.cache.load(kept))
+                         for subset, p in subsets.items()}
     return preds, {m.name: pending[m.name].cache.throughput() for m in members}
 
 
+def member_subsets(count: int, max_size: int) -> list[tuple[int, ...]]:
+    """Every subset of up to ``max_size`` of ``count`` members, as sorted index tuples."""
+    return [s for k in range(1, min(max_size, count) + 1) for s in itertools.combinations(range(count), k)]
+
+
+def subset_cache(task: Task, cache: PredictionCache, folder, members: Sequence[Member]) -> MemberCache:
+    """The cache of one member subset's per-sample statistics and confidences. Its key is the
+    members' fingerprints (as a set: the mean does not depend on order) and the confidences."""
+    description = {"members": sorted(m.name for m in members),
+                   "member_fingerprints": sorted(m.fingerprint for m in members),
+                   "confidences": list(task.cached_confidences), "task": task.name}
+    fingerprint = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
+    return cache.member(folder, "subset", fingerprint, description)
+
+
+def _record(arrays: dict[str, np.ndarray]) -> SubsetRecord:
+    confidence = {k.removeprefix("confidence_"): v for k, v in arrays.items() if k.startswith("confidence_")}
+    return SubsetRecord(arrays["statistics"], confidence)
+
+
+def _subset_statistics(task: Task, members: Sequence[Member], probs: dict[str, "torch.Tensor"], targets,
+                       subsets: dict[tuple[int, ...], _Pending], ids: list[str], shard_size: int) -> None:
+    """Statistics and confidences of each subset's mean prediction for one batch, each subset's
+    probability sum made from its parent's with one add (depth-first)."""
+    confidences = {name: get_torch_confidence(name) for name in task.cached_confidences}
+    max_size = max((len(s) for s in subsets), default=0)
+
+    def visit(subset: tuple[int, ...], total) -> None:
+        for m in range(subset[-1] + 1 if subset else 0, len(members)):
+            child = subset + (m,)
+            p = subsets.get(child)
+            if p is None:
+                continue
+            child_total = probs[members[m].name] if total is None else total + probs[members[m].name]
+            rows = [i for i, sid in enumerate(ids) if sid in p.needed]
+            if rows:
+                combined = child_total[rows] / float(len(child))
+                p.arrays["ids"].append(np.asarray([ids[i] for i in rows]))
+                p.arrays["statistics"].append(
+                    task.sample_statistics_torch(combined, targets[rows]).cpu().numpy().astype(np.float64))
+                for name, fn in confidences.items():
+                    p.arrays[f"confidence_{name}"].append(fn(combined).float().cpu().numpy())
+                p.count += len(rows)
+                if p.count >= shard_size:
+                    p.flush()
+            if len(child) < max_size:
+                visit(child, child_total)
+
+    visit((), None)
+
+
 def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: list[int],
-         pending: dict[str, _Pending], options: LoopOptions) -> tuple[dict[str, str], dict[str, str]]:
+         pending: dict[str, _Pending], options: LoopOptions,
+         subsets: dict[tuple[int, ...], _Pending] | None = None) -> tuple[dict[str, str], dict[str, str]]:
     device = resolve_device(options.device)
     amp = use_amp(device, options.amp)
     out_dtype = OUTPUT_DTYPES[options.output_dtype]
@@ -146,9 +213,12 @@ def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: li
                 skipped[s.id] = s.reason
                 log.warning("skipped sample %s: %s", s.id, s.reason)
             notes.update(batch.notes)
+            kept = {}  # statistics-caching tasks: every member's probabilities of the batch, on the device
             for m in members:
                 p = pending[m.name]
                 rows = [i for i, sid in enumerate(batch.ids) if sid in p.needed]
+                if subsets:  # every member runs on every sample some subset still needs
+                    rows = list(range(len(batch.ids)))
                 if not rows:
                     continue
                 x = batch.inputs[m.transform_key]
@@ -162,6 +232,18 @@ def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: li
                         f"member {m.name!r} failed on a batch of inputs of shape {tuple(x.shape)} "
                         f"(samples {[batch.ids[i] for i in rows][:3]}...): {type(err).__name__}: {err}"
                     ) from err
+                timed[m.name] += len(rows)
+                if subsets:
+                    _check_finite_tensor(probs, m.name, batch.ids)
+                    kept[m.name] = probs.float()
+                    rows_new = [i for i in rows if batch.ids[i] in p.needed]
+                    p.arrays["ids"].append(np.asarray([batch.ids[i] for i in rows_new]))
+                    p.arrays["targets"].append(np.zeros(len(rows_new), dtype=np.int8))  # targets live in the statistics
+                    p.arrays["macs"].append(np.asarray(macs)[rows_new])
+                    p.count += len(rows_new)
+                    if p.count >= options.shard_size:
+                        p.flush()
+                    continue
                 probs = probs.cpu().numpy()
                 _check_finite(probs, m.name, [batch.ids[i] for i in rows])
                 p.arrays["ids"].append(np.asarray([batch.ids[i] for i in rows]))
@@ -169,12 +251,16 @@ def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: li
                 p.arrays["outputs"].append(probs.astype(out_dtype))
                 p.arrays["macs"].append(macs)
                 p.count += len(rows)
-                timed[m.name] += len(rows)
                 if p.count >= options.shard_size:
                     p.flush()
+            if kept:
+                targets = to_device(torch.stack([torch.as_tensor(t) for t in batch.targets]), device)
+                _subset_statistics(task, members, kept, targets, subsets, batch.ids, options.shard_size)
             bar.update(len(batch.ids) + len(batch.skipped))
     finally:  # keep what was computed, even when interrupted or failing
         bar.close()
+        for p in (subsets or {}).values():
+            p.flush()
         for m in members:
             pending[m.name].flush()
             if timed[m.name]:
@@ -183,6 +269,15 @@ def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: li
     if skipped:
         log.warning("skipped %d unreadable samples", len(skipped))
     return skipped, notes
+
+
+def _check_finite_tensor(probs, member: str, ids: list[str]) -> None:
+    if not bool(torch.isfinite(probs).all()):
+        bad = (~torch.isfinite(probs.reshape(len(probs), -1)).all(dim=1)).nonzero().flatten().tolist()
+        raise NonFiniteOutputError(
+            f"member {member!r} produced NaN/inf outputs for samples {[ids[i] for i in bad[:5]]}; check its "
+            "weights and preprocessing (or disable AMP with --amp off if it overflows in float16)"
+        )
 
 
 def _check_finite(probs: np.ndarray, member: str, ids: list[str]) -> None:

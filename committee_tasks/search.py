@@ -50,9 +50,15 @@ def subset_table(preds: PoolPredictions, members: Sequence[str], task: Task, con
     Sums run in member order in float32, as `Task.combine` does, so the figures equal the
     cache-based committees'."""
     preds.check_members(members)
-    conf_fn = get_torch_confidence(confidence)
     m_count = len(members)
     subsets = [s for k in range(1, min(max_size, m_count) + 1) for s in itertools.combinations(range(m_count), k)]
+    macs = np.stack([np.asarray(preds.macs[m], dtype=np.float64) for m in members])
+    if preds.subsets is not None:  # the loop cached each subset's statistics: read them
+        records = {s: preds.record([members[i] for i in s]) for s in subsets}
+        return SubsetTable(list(members), {s: r.confidence_of(confidence, [members[i] for i in s]).astype(np.float32)
+                                           for s, r in records.items()},
+                           {s: np.asarray(r.statistics, dtype=np.float64) for s, r in records.items()}, macs)
+    conf_fn = get_torch_confidence(confidence)
     n = len(preds.ids)
     conf = {s: np.empty(n, np.float32) for s in subsets}
     stats: dict[tuple[int, ...], np.ndarray] = {}
@@ -83,7 +89,6 @@ def subset_table(preds: PoolPredictions, members: Sequence[str], task: Task, con
                     visit(child, child_total)
 
         visit((), None)
-    macs = np.stack([np.asarray(preds.macs[m], dtype=np.float64) for m in members])
     return SubsetTable(list(members), conf, stats, macs)
 
 

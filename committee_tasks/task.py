@@ -127,6 +127,11 @@ class Task(abc.ABC):
     default_batch_size: ClassVar[int] = 128  # samples per batch of the shared loop
     default_dataset: ClassVar[str | None] = None  # used when --dataset is not given
     default_measure_samples: ClassVar[int] = 2048  # samples held in memory to time committees on
+    # Outputs too big to cache (segmentation: C x H x W per image)? Then the loop caches, per sample,
+    # the statistics and these confidences of every member subset of up to max_subset_size members.
+    caches_outputs: ClassVar[bool] = True
+    cached_confidences: ClassVar[tuple[str, ...]] = ("max_prob", "margin", "neg_entropy", "frac_above_0.9")
+    max_subset_size: ClassVar[int] = 4
 
     def add_zoo_file(self, path: str | Path) -> None:
         """Add the models a user describes in a file (``--zoo FILE``) to this task's zoo."""
@@ -213,5 +218,5 @@ class Task(abc.ABC):
     def sample_statistics_torch(self, combined: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """`sample_statistics` on tensors (the search's hot loop). The default goes through numpy,
         whose SIMD argmax is several times faster than torch's on CPU; override if that is slow."""
-        stats = self.sample_statistics(combined.numpy(), targets.numpy())
+        stats = self.sample_statistics(combined.cpu().numpy(), targets.cpu().numpy())
         return torch.from_numpy(np.ascontiguousarray(stats))
