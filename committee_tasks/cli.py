@@ -178,12 +178,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     task = prepare_task(args)
     if args.list_models:
+        zoo = task.zoo()
         for name in task.list_models(args.list_models):
-            e = task.model_entry(name)
+            e = zoo[name]
             top1 = e.metrics.get(task.metric_name)
             per = f" per {e.notes['macs_per']}" if e.notes.get("macs_per") else ""
             views = f" views={e.notes['views']}" if e.notes.get("views") else ""
-            print(f"{name:30s} {e.dataset:12s} MACs={format_macs(e.macs):>7}{per} at {'x'.join(map(str, e.input_size))}"
+            at = f" at {'x'.join(map(str, e.input_size))}" if len(e.input_size) > 1 else ""
+            print(f"{name:30s} {e.dataset:12s} MACs={format_macs(e.macs):>7}{per}{at}"
                   f"{views} {task.metric_name}={top1 if top1 is not None else '?'}")
         return 0
     if args.list_datasets:

@@ -91,7 +91,9 @@ def import_mmseg():
     if "mmcv.ops" not in sys.modules and importlib.util.find_spec("mmcv._ext") is None:
         _register_bare_mmcv_ops()
     try:
-        importlib.import_module("mmseg.models")
+        with warnings.catch_warnings():  # mmcv-lite: "install mmcv rather than mmcv-lite if you need this op"
+            warnings.filterwarnings("ignore", message=r".*mmcv-lite.*", category=UserWarning)
+            importlib.import_module("mmseg.models")
         return importlib.import_module("mmseg")
     except ImportError as err:
         raise CommitteeError(f"cannot import mmseg.models ({type(err).__name__}: {err}); the segmentation "

@@ -44,11 +44,27 @@ def _mha_fastpath_disabled():
         mha.set_fastpath_enabled(previous)
 
 
-@torch.no_grad()
-def count_macs(model: torch.nn.Module, *inputs: Any) -> int:
-    """Multiply-adds of one forward pass of `model(*inputs)` (total over the batch in `inputs`)."""
+class MacCount:
+    """Multiply-adds counted inside a `mac_counter` block (read ``macs`` after it)."""
+
+    macs: int = 0
+
+
+@contextlib.contextmanager
+def mac_counter():
+    """Count the multiply-adds of everything run inside the block (e.g. a real forward pass, so a
+    model whose cost depends on its input is counted without a second pass)."""
+    result = MacCount()
     with _mha_fastpath_disabled(), flop_counter.FlopCounterMode(
         display=False, custom_mapping=_EXTRA_FORMULAS
     ) as counter:
+        yield result
+    result.macs = counter.get_total_flops() // 2
+
+
+@torch.no_grad()
+def count_macs(model: torch.nn.Module, *inputs: Any) -> int:
+    """Multiply-adds of one forward pass of `model(*inputs)` (total over the batch in `inputs`)."""
+    with mac_counter() as counted:
         model(*inputs)
-    return counter.get_total_flops() // 2
+    return counted.macs

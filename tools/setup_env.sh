@@ -22,7 +22,7 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check "setuptools>=64" wheel
 # The editable build's warnings are noise on success; on failure the whole log is shown.
 log=$(mktemp)
-if ! .venv/bin/python -m pip install -q --disable-pip-version-check --no-build-isolation -e ".[test,video]" >"$log" 2>&1; then
+if ! .venv/bin/python -m pip install -q --disable-pip-version-check --no-build-isolation -e ".[test,video,segmentation]" >"$log" 2>&1; then
   cat "$log" >&2
   rm -f "$log"
   exit 1

@@ -1,0 +1,118 @@
+"""Semantic segmentation: mmsegmentation models and datasets, per-pixel probability averaging.
+
+Per-pixel probabilities (C x H x W per image) are too big to cache, so this task caches
+statistics instead: the shared loop computes, while every member's probabilities of an image are
+in memory, the per-class intersection, union, predicted area and label area and the confidences
+of each member subset's mean prediction (up to 4 members: every ensemble, and every cascade's
+stage, since a cascade's stage-k prediction is the mean of its first k members). mIoU comes from
+intersection and union summed over the dataset (mmseg's IoUMetric), never a mean of per-image IoUs.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from committee_tasks.errors import CommitteeError, unknown_name
+from committee_tasks.task import Member, SampleDataset, Task
+from committee_tasks.zoo import ZooEntry, resolve_weights
+
+from .datasets import IGNORE_INDEX, LAYOUTS, load_segmentation_dataset
+from .members import OriginalImage, SegmentationMember, Segmentor
+from .zoo import SegmentationModel, exact_entry, metafile_models, models_from_file
+
+
+class SegmentationTask(Task):
+    name = "segmentation"
+    metric_name = "mIoU"
+    default_batch_size = 1  # images differ in size (ADE20K) and maps are large
+    default_measure_samples = 8
+    caches_outputs = False
+    score_range = 100.0
+
+    def __init__(self):
+        self._extra: dict[str, SegmentationModel] = {}
+
+    # ---- members -------------------------------------------------------------------------
+    def models(self) -> dict[str, SegmentationModel]:
+        return {**metafile_models(), **self._extra}
+
+    def zoo(self) -> Mapping[str, ZooEntry]:
+        return {name: m.entry for name, m in self.models().items()}
+
+    def add_zoo_file(self, path: str | Path) -> None:
+        self._extra.update(models_from_file(path))
+
+    def model_entry(self, name: str) -> ZooEntry:
+        models = self.models()
+        if name not in models:
+            raise unknown_name("model", name, models,
+                               fix="List them with `tools/eval.py --list-models --task segmentation 'segformer*'`.")
+        return exact_entry(models[name])
+
+    def build_member(self, name: str, weights_dir: str | Path | None = None) -> Member:
+        self.model_entry(name)  # a clear error for unknown names
+        model = self.models()[name]
+        entry = exact_entry(model)
+        module = entry.builder()
+        digest = "random-init"
+        if entry.weights is not None:
+            path, digest = resolve_weights(entry.weights, weights_dir)
+            missing, unexpected = module.load_state_dict(entry.state_dict_loader(path), strict=False)
+            if missing or unexpected:
+                raise CommitteeError(f"{path} does not fit {name}'s config: missing {missing[:5]}, "
+                                     f"unexpected {unexpected[:5]}")
+        return SegmentationMember(name, Segmentor(module, module.cfg), OriginalImage(), digest, entry.num_classes,
+                                  _identity, entry)
+
+    def to_probs(self, outputs: torch.Tensor) -> torch.Tensor:
+        return outputs.float()  # the Segmentor returns probabilities already
+
+    # ---- data ----------------------------------------------------------------------------
+    def list_datasets(self) -> list[str]:
+        return list(LAYOUTS)
+
+    def build_dataset(self, name: str, root: str | Path | None, **options: Any) -> SampleDataset:
+        if name not in LAYOUTS:
+            raise unknown_name("dataset", name, LAYOUTS)
+        if root is None:
+            raise CommitteeError(f"dataset {name!r} needs --data-root DIR")
+        return load_segmentation_dataset(name, root, options.get("split"))
+
+    # ---- statistics ----------------------------------------------------------------------
+    def sample_statistics_torch(self, combined: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per image: intersection, union, predicted area and label area of each class (4C),
+        over the pixels whose label is not the ignore index (mmseg's intersect_and_union)."""
+        classes = combined.shape[1]
+        pred = combined.argmax(dim=1)
+        rows = []
+        for p, t in zip(pred, targets):
+            valid = (t != IGNORE_INDEX) & (t >= 0) & (t < classes)
+            p, t = p[valid], t[valid]
+            inter = torch.bincount(t[p == t], minlength=classes)
+            area_pred = torch.bincount(p, minlength=classes)
+            area_label = torch.bincount(t, minlength=classes)
+            rows.append(torch.cat([inter, area_pred + area_label - inter, area_pred, area_label]))
+        return torch.stack(rows).double()
+
+    def sample_statistics(self, combined: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        return self.sample_statistics_torch(torch.from_numpy(combined), torch.from_numpy(targets)).numpy()
+
+    def metric(self, summed_statistics: np.ndarray) -> float | np.ndarray:
+        """mIoU in %: per-class IoU from summed intersection and union; classes absent from both
+        prediction and labels (union 0) are left out, as mmseg's nanmean does."""
+        summed = np.asarray(summed_statistics, dtype=np.float64)
+        classes = summed.shape[-1] // 4
+        inter, union = summed[..., :classes], summed[..., classes:2 * classes]
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # no class present at all: NaN, not a warning
+            iou = np.where(union > 0, inter / union, np.nan)
+            miou = 100.0 * np.nanmean(iou, axis=-1)
+        return float(miou) if np.ndim(miou) == 0 else miou
+
+
+def _identity(outputs: torch.Tensor) -> torch.Tensor:
+    return outputs.float()

@@ -1,0 +1,210 @@
+"""The segmentation task end to end: tiny SegFormers (random weights saved as real mmseg
+checkpoints, loaded through the zoo path) on a tiny Cityscapes-layout dataset, checked against
+mmseg's own IoUMetric and against statistics recomputed from the full probability maps."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("mmseg", reason="the segmentation extra is not installed (pip install '.[segmentation]')")
+
+from committee_tasks.cache import PredictionCache  # noqa: E402
+from committee_tasks.cli import main as eval_main  # noqa: E402
+from committee_tasks.errors import CommitteeError  # noqa: E402
+from committee_tasks.loop import LoopOptions, evaluate_pool  # noqa: E402
+from committee_tasks.macs import count_macs  # noqa: E402
+from tasks.segmentation import SegmentationTask  # noqa: E402
+from tasks.segmentation.datasets import load_segmentation_dataset  # noqa: E402
+from tests.segmentation_fixtures import HEIGHT, WIDTH, make_dataset, make_zoo, write_image  # noqa: E402
+
+A, B = "tiny_segformer_a", "tiny_segformer_b"
+C = 19
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    logging.getLogger("mmengine").setLevel(logging.WARNING)
+    folder = tmp_path_factory.mktemp("seg")
+    zoo, weights = make_zoo(folder)
+    return {"folder": folder, "root": make_dataset(folder / "data"), "zoo": zoo, "weights": weights}
+
+
+def task_with_zoo(world) -> SegmentationTask:
+    task = SegmentationTask()
+    task.add_zoo_file(world["zoo"])
+    return task
+
+
+def run_eval(world, *args, root=None, json_name="out.json"):
+    out = world["folder"] / json_name
+    argv = ["--task", "segmentation", "--dataset", "cityscapes", "--data-root", str(root or world["root"]),
+            "--zoo", str(world["zoo"]), "--weights-dir", str(world["weights"]),
+            "--cache-dir", str(world["folder"] / "cache"), "--workers", "0", "--no-progress",
+            "--measure-samples", "0", "--json", str(out), *args]
+    assert eval_main(argv) == 0
+    return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def full_maps(world):
+    """Every member's full probability maps and the labels, computed directly (no cache)."""
+    task = task_with_zoo(world)
+    dataset = load_segmentation_dataset("cityscapes", world["root"])
+    members = {m: task.build_member(m, world["weights"]) for m in (A, B)}
+    probs, labels = {A: [], B: []}, []
+    for i in range(len(dataset)):
+        sample = dataset[i]
+        labels.append(sample.target.numpy())
+        for m, member in members.items():
+            with torch.no_grad():
+                probs[m].append(member.module(sample.data[None]).numpy()[0])
+    return dataset.ids, probs, labels
+
+
+def numpy_stats(prob: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """mmseg's intersect_and_union, in plain numpy."""
+    pred = prob.argmax(0)
+    valid = label != 255
+    p, t = pred[valid], label[valid]
+    inter = np.bincount(t[p == t], minlength=C)
+    area_p, area_t = np.bincount(p, minlength=C), np.bincount(t, minlength=C)
+    return np.concatenate([inter, area_p + area_t - inter, area_p, area_t]).astype(np.float64)
+
+
+def mmseg_miou(preds: list[np.ndarray], labels: list[np.ndarray]) -> float:
+    from mmseg.evaluation import IoUMetric
+
+    metric = IoUMetric(iou_metrics=["mIoU"])
+    metric.dataset_meta = {"classes": [f"c{i}" for i in range(C)]}
+    for pred, label in zip(preds, labels):
+        metric.process({}, [{"pred_sem_seg": {"data": torch.from_numpy(pred)[None]},
+                             "gt_sem_seg": {"data": torch.from_numpy(label)[None]}}])
+    return metric.compute_metrics(metric.results)["mIoU"]
+
+
+def test_cached_subset_statistics_equal_recomputation_from_full_maps(world, full_maps):
+    ids, probs, labels = full_maps
+    task = task_with_zoo(world)
+    members = [task.build_member(m, world["weights"]) for m in (A, B)]
+    dataset = load_segmentation_dataset("cityscapes", world["root"])
+    preds, _ = evaluate_pool(task, members, dataset, PredictionCache(world["folder"] / "cache-direct"),
+                             options=LoopOptions(num_workers=0, progress=False, batch_size=2))
+    assert list(preds.ids) == list(ids) and not preds.outputs  # statistics only, no maps cached
+    for subset in ([A], [B], [A, B]):
+        record = preds.record(subset)
+        for i in range(len(ids)):
+            combined = sum(probs[m][i] for m in subset) / len(subset)
+            np.testing.assert_array_equal(record.statistics[i], numpy_stats(combined, labels[i]))
+            assert record.confidence["max_prob"][i] == pytest.approx(combined.max(0).mean(), rel=1e-5)
+            assert record.confidence["frac_above_0.9"][i] == pytest.approx((combined.max(0) >= 0.9).mean(), abs=1e-6)
+
+
+def test_miou_of_members_and_ensemble_equal_mmseg_iou_metric(world, full_maps):
+    ids, probs, labels = full_maps
+    report = run_eval(world, "--ensemble", f"{A},{B}")
+    rows = {r["name"]: r for r in report["rows"]}
+    for name, maps in ((A, probs[A]), (B, probs[B]), (f"ensemble({A}+{B})", [(a + b) / 2 for a, b in zip(probs[A], probs[B])])):
+        expected = mmseg_miou([m.argmax(0) for m in maps], labels)
+        assert rows[name]["metric"] == pytest.approx(expected, abs=0.01)  # mmseg rounds to 2 decimals
+        per_image = np.mean([np.nanmean(np.where(s[C:2 * C] > 0, s[:C] / np.maximum(s[C:2 * C], 1), np.nan))
+                             for s in (numpy_stats(m, l) for m, l in zip(maps, labels))]) * 100
+        assert abs(rows[name]["metric"] - per_image) > 1e-6  # summed over the dataset, not a mean of images
+
+
+def test_cascade_matches_numpy_reference(world, full_maps):
+    ids, probs, labels = full_maps
+    conf = np.array([p.max(0).mean() for p in probs[A]])
+    values = np.sort(conf)
+    threshold = float((values[2] + values[3]) / 2)  # halfway: some images exit, some go on
+    report = run_eval(world, "--cascade", f"{A},{B}", "--thresholds", f"{threshold}", json_name="cascade.json")
+    row = next(r for r in report["rows"] if r["kind"] == "cascade")
+    exits = conf >= threshold
+    maps = [pa if e else (pa + pb) / 2 for pa, pb, e in zip(probs[A], probs[B], exits)]
+    summed = sum(numpy_stats(m, l) for m, l in zip(maps, labels))
+    iou = np.where(summed[C:2 * C] > 0, summed[:C] / np.maximum(summed[C:2 * C], 1), np.nan)
+    assert row["metric"] == pytest.approx(100 * np.nanmean(iou))
+    assert row["exit_fractions"] == pytest.approx([exits.mean(), 1 - exits.mean()])
+    macs_a, macs_b = (next(r for r in report["rows"] if r["name"] == m)["macs_mean"] for m in (A, B))
+    assert row["macs_mean"] == pytest.approx(macs_a + (1 - exits.mean()) * macs_b)
+
+
+def test_macs_count_every_window_of_sliding_inference(world):
+    task = task_with_zoo(world)
+    member = task.build_member(B, world["weights"])
+    image = torch.zeros(1, 3, HEIGHT, WIDTH, dtype=torch.uint8)
+    _, macs = member.predict_with_cost(image)
+    seg = member.module
+    window = count_macs(seg.model, torch.zeros(1, 3, 32, 32))  # one 32x32 window
+    assert seg.mode == "slide" and macs[0] == 3 * window  # 64x32 input, stride 24: 3 windows
+
+
+def test_bad_images_are_skipped_and_counted(world, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(world["root"], root)
+    labels = root / "gtFine" / "val" / "frankfurt"
+    (labels / "frankfurt_000000_000001_gtFine_labelTrainIds.png").unlink()  # missing label file
+    write_image(root, "frankfurt_000000_000100", seed=100)
+    from PIL import Image
+
+    Image.fromarray(np.zeros((HEIGHT // 2, WIDTH), np.uint8)).save(labels / "frankfurt_000000_000100_gtFine_labelTrainIds.png")
+    bad = np.zeros((HEIGHT, WIDTH), np.uint8)
+    bad[0, 0] = 40  # not a Cityscapes train id
+    write_image(root, "frankfurt_000000_000101", seed=101, label=bad)
+    report = run_eval(world, "--ensemble", f"{A},{B}", root=root, json_name="bad.json")
+    skipped = report["skipped"]
+    assert "missing" in next(v for k, v in skipped.items() if "000001" in k)
+    assert "does not match the image" in next(v for k, v in skipped.items() if "000100" in k)
+    assert "class ids [40]" in next(v for k, v in skipped.items() if "000101" in k)
+    assert report["samples"] == 6 - 1  # 6 good images + 2 new, less 3 skipped
+
+
+def test_models_needing_compiled_ops_fail_clearly():
+    task = SegmentationTask()
+    name = next(n for n in task.list_models("ccnet_*cityscapes*"))
+    with pytest.raises(CommitteeError, match="CrissCrossAttention"):
+        task.model_entry(name).builder()
+
+
+def test_metafile_zoo_and_offline_error(monkeypatch):
+    task = SegmentationTask()
+    entry = task.model_entry("segformer_mit-b0_8xb1-160k_cityscapes-1024x1024")
+    assert entry.num_classes == 19 and entry.metrics["mIoU"] == 76.54
+    assert entry.weights.url.startswith("https://download.openmmlab.com/") and len(entry.weights.sha256) == 8
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    with pytest.raises(CommitteeError, match=f"Put the file '{entry.weights.file_name}' in {folder}"):
+        task.build_member("segformer_mit-b0_8xb1-160k_cityscapes-1024x1024")
+
+
+def test_segformer_b0_macs_at_512():
+    """The SegFormer paper: MiT-B0 at 512x512 (ADE20K head) 8.4 GMACs."""
+    model = SegmentationTask().model_entry("segformer_mit-b0_8xb2-160k_ade20k-512x512").builder().eval()
+    macs = count_macs(model, torch.zeros(1, 3, 512, 512))
+    assert abs(macs / 8.4e9 - 1) < 0.01, macs
+
+
+def test_search_works_from_statistics(world, tmp_path):
+    from committee_tasks.search_cli import main as search_main
+
+    out = tmp_path / "search.json"
+    assert search_main(["--task", "segmentation", "--dataset", "cityscapes", "--data-root", str(world["root"]),
+                        "--zoo", str(world["zoo"]), "--weights-dir", str(world["weights"]), "--pool", f"{A},{B}",
+                        "--workers", "0", "--no-progress", "--cache-dir", str(world["folder"] / "cache"),
+                        "--confidence", "max_prob,frac_above_0.9", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["task"] == "segmentation" and report["metric_name"] == "mIoU"
+    assert any(p["kind"] == "ensemble" for p in report["points"]) and len(report["comparison"]) == 2
+    with pytest.raises(CommitteeError, match="needs cached probabilities"):
+        from committee_tasks.committees import PoolPredictions
+
+        PoolPredictions(np.array(["a"]), np.zeros(1), {}, {A: np.ones(1)}, subsets={}).tempered({A: 2.0})
