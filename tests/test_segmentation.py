@@ -204,6 +204,11 @@ def test_search_works_from_statistics(world, tmp_path):
     report = json.loads(out.read_text())
     assert report["task"] == "segmentation" and report["metric_name"] == "mIoU"
     assert any(p["kind"] == "ensemble" for p in report["points"]) and len(report["comparison"]) == 2
+    from committee_tasks.report_cli import main as report_main
+
+    assert report_main([str(out), "--out", str(tmp_path / "report")]) == 0
+    table = next((tmp_path / "report").glob("*.md")).read_text()
+    assert "segmentation" in table and "mIoU" in table and B in table
     with pytest.raises(CommitteeError, match="needs cached probabilities"):
         from committee_tasks.committees import PoolPredictions
 
