@@ -236,9 +236,9 @@ def test_hub_recipes_and_views():
         task.parse_name("x3d_mm")
 
 
-def test_temporal_sampling_follows_pyslowfast():
+def test_temporal_sampling_follows_pytorchvideo():
     recipe = SamplingRecipe(frames=4, sampling_rate=5, short_side=8, crop_size=8, clips=3, crops=1)
-    # 300 frames at 30 fps, clip = 20 frames: starts at 0, 140, 280 (PySlowFast's test-mode start)
+    # 300 frames at 30 fps, clip = 20 frames: starts at 0, 140, 280 (ConstantClipsPerVideoSampler)
     idx = recipe.frame_indices(300, 30.0)
     assert idx.tolist() == [[0, 6, 12, 19], [140, 146, 152, 159], [280, 286, 292, 299]]
     # at 15 fps the clip spans half as many source frames

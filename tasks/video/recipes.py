@@ -6,8 +6,12 @@ crop. The test protocol takes ``clips`` temporal clips uniformly over the video 
 spatial crops (left/top, centre, right/bottom along the longer side) - PySlowFast's and the
 pytorchvideo model zoo's "3 x 10 views".
 
-Index arithmetic follows PySlowFast's ``get_start_end_idx``/``temporal_sampling`` (test mode)
-and ``uniform_crop``. A video shorter than a clip follows pytorchvideo's convention: the clip
+Clip starts are spaced as pytorchvideo's ``ConstantClipsPerVideoSampler`` spaces them (from the
+video's start to the last possible start, both included; PySlowFast's default ``get_start_end_idx``
+stops one step short of the end instead); the frames of a clip are ``linspace(start, end)``
+truncated to indices (PySlowFast's ``temporal_sampling``, pytorchvideo's ``UniformTemporalSubsample``);
+the short side is scaled by ``pytorchvideo``'s ``ShortSideScale`` rule and crops are taken as
+``uniform_crop`` does. A video shorter than a clip follows pytorchvideo's convention: the clip
 covers the whole video and its frames are sampled uniformly over it, so frames repeat.
 """
 from __future__ import annotations
