@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from .errors import CommitteeError
 from .task import Sample, SampleDataset
 
 
@@ -59,7 +60,12 @@ def collate(items: Sequence) -> Batch:
     if not good:
         return Batch([], [], {}, skipped)
     ids, targets, tensors, notes = zip(*good)
-    inputs = {k: torch.stack([t[k] for t in tensors]) for k in tensors[0]}
+    try:
+        inputs = {k: torch.stack([t[k] for t in tensors]) for k in tensors[0]}
+    except RuntimeError as err:  # e.g. ADE20K images of different sizes in one batch
+        shapes = sorted({tuple(t[k].shape) for t in tensors for k in t})[:4]
+        raise CommitteeError(f"samples {list(ids)[:4]} have inputs of different shapes {shapes} and cannot share "
+                             "a batch: use --batch-size 1 for this dataset") from err
     return Batch(list(ids), list(targets), inputs, skipped,
                  {sid: "; ".join(n) for sid, n in zip(ids, notes) if n})
 
