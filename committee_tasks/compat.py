@@ -125,3 +125,21 @@ def _register_bare_mmcv_ops() -> None:
         raise MissingCompiledOpError(_missing_op_message(name))
 
     ops.__getattr__ = __getattr__
+
+
+def import_decord():
+    """Import decord 0.6.0 without breaking OpenCV.
+
+    decord's wheel bundles its own zlib; loaded before OpenCV's, it makes ``cv2.imread`` fail on
+    every PNG ("libpng error: bad parameters to zlib"), which breaks mmseg's image loading in the
+    same process. Importing cv2 first (when installed) keeps both working.
+    """
+    try:
+        import cv2  # noqa: F401  (must come first: see above)
+    except ImportError:
+        pass
+    try:
+        return importlib.import_module("decord")
+    except ImportError as err:
+        raise CommitteeError(f"the video task decodes with decord ({err}); install it with "
+                             "`pip install 'committee-tasks[video]'`, or rerun tools/setup_env.sh") from err

@@ -86,12 +86,12 @@ class ChunkedBatches(torch.utils.data.Sampler):
 
 
 def make_loader(dataset: SampleDataset, transforms: Mapping[str, Callable], indices: Sequence[int],
-                batch_size: int, num_workers: int, pin_memory: bool,
-                member_inputs: Callable | None = None) -> torch.utils.data.DataLoader:
+                batch_size: int, num_workers: int, pin_memory: bool, member_inputs: Callable | None = None,
+                prefetch_batches: int = 4) -> torch.utils.data.DataLoader:
     return torch.utils.data.DataLoader(
         PoolInputs(dataset, transforms, member_inputs), batch_sampler=ChunkedBatches(indices, batch_size),
         num_workers=num_workers, collate_fn=collate, pin_memory=pin_memory,
-        persistent_workers=False, prefetch_factor=4 if num_workers > 0 else None,
+        persistent_workers=False, prefetch_factor=prefetch_batches if num_workers > 0 else None,
     )
 
 

@@ -198,7 +198,8 @@ def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: li
     out_dtype = OUTPUT_DTYPES[options.output_dtype]
     transforms = {m.transform_key: m.transform for m in members}
     loader = make_loader(dataset, transforms, todo, options.batch_size, options.num_workers,
-                         pin_memory=device.type == "cuda", member_inputs=task.member_inputs)
+                         pin_memory=device.type == "cuda", member_inputs=task.member_inputs,
+                         prefetch_batches=task.prefetch_batches)
     for m in members:
         m.module = place_module(m.module, device)
     watches = {m.name: Stopwatch(device) for m in members}

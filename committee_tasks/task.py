@@ -127,6 +127,7 @@ class Task(abc.ABC):
     default_batch_size: ClassVar[int] = 128  # samples per batch of the shared loop
     default_dataset: ClassVar[str | None] = None  # used when --dataset is not given
     default_measure_samples: ClassVar[int] = 2048  # samples held in memory to time committees on
+    prefetch_batches: ClassVar[int] = 4  # batches each DataLoader worker prepares ahead
     # Outputs too big to cache (segmentation: C x H x W per image)? Then the loop caches, per sample,
     # the statistics and these confidences of every member subset of up to max_subset_size members.
     caches_outputs: ClassVar[bool] = True

@@ -11,7 +11,12 @@ import pytest
 import torch
 
 pytest.importorskip("pytorchvideo", reason="the video extra is not installed (pip install '.[video]')")
-pytest.importorskip("decord", reason="the video extra is not installed (pip install '.[video]')")
+from committee_tasks.compat import import_decord  # noqa: E402  (cv2 before decord: see its docstring)
+
+try:
+    import_decord()
+except Exception:  # noqa: BLE001
+    pytest.skip("the video extra is not installed (pip install '.[video]')", allow_module_level=True)
 pytest.importorskip("av", reason="the video extra is not installed (pip install '.[video]')")
 
 from committee_tasks.cli import main as eval_main  # noqa: E402
@@ -329,3 +334,20 @@ def test_tools_eval_script_runs_video(world, tmp_path):
     report = json.loads(out.read_text())
     assert report["rows"][-1]["kind"] == "cascade" and report["rows"][-1]["throughput"] > 0
     assert f"{A}@3x1: 3 views x" in result.stdout
+
+
+def test_decord_does_not_break_opencv_png_decoding(tmp_path):
+    """decord bundles a zlib that, loaded before OpenCV's, breaks cv2.imread on PNGs; the toolkit
+    imports cv2 first (a fresh interpreter, so the import order is the toolkit's)."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    pytest.importorskip("cv2")
+    png = tmp_path / "x.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(png)
+    code = ("from committee_tasks.compat import import_decord; import_decord(); import cv2; "
+            f"assert cv2.imread({str(png)!r}) is not None")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-1000:]

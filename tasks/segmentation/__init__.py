@@ -30,6 +30,7 @@ class SegmentationTask(Task):
     metric_name = "mIoU"
     default_batch_size = 1  # images differ in size (ADE20K) and maps are large
     default_dataset = "cityscapes"
+    prefetch_batches = 2
     default_measure_samples = 8
     caches_outputs = False
     score_range = 100.0

@@ -40,6 +40,7 @@ class VideoTask(Top1Statistics, Task):
     DATASETS = ("kinetics400", "kinetics600", "kinetics700", "kinetics")
     default_dataset = "kinetics400"
     default_measure_samples = 8  # timed on preprocessed views held in memory: ~100-200 MB per video
+    prefetch_batches = 1  # each batch of views is large (X3D-L, 10x3 views: ~180 MB per video)
 
     def __init__(self):
         self._extra: dict[str, VideoModel] = {}

@@ -14,6 +14,8 @@ from typing import Mapping
 import numpy as np
 import torch
 
+from committee_tasks.compat import import_decord
+
 from .recipes import SamplingRecipe, view_order
 
 
@@ -35,7 +37,7 @@ class OpenVideo:
         self.path = Path(path)
         if not self.path.is_file():
             raise VideoDecodeError(f"{self.path}: no such file")
-        import decord  # imported here: workers open videos, the main process need not
+        decord = import_decord()  # here: workers open videos, the main process need not
 
         try:
             self._reader = decord.VideoReader(str(self.path), ctx=decord.cpu(0), num_threads=1)
