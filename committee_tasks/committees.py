@@ -145,6 +145,7 @@ class CommitteeResult:
     exit_stage: np.ndarray | None = None  # per sample, cascades only
     combined: np.ndarray | None = None  # per-sample combined output (not serialised)
     worst_case_macs: float | None = None
+    sample_statistics: np.ndarray | None = None  # per-sample statistics (not serialised)
 
     @property
     def macs_mean(self) -> float:
@@ -158,14 +159,13 @@ class CommitteeResult:
 def member_result(preds: PoolPredictions, task: Task, name: str) -> CommitteeResult:
     preds.check_members([name])
     if preds.subsets is not None:
-        summed = preds.record([name]).statistics.sum(axis=0)
-        return CommitteeResult(name, "member", [name], task.metric(summed), preds.macs[name].astype(np.float64),
-                               summed)
-    combined = task.combine([preds.outputs[name]])
-    stats = task.sample_statistics(combined, preds.targets)
+        stats, combined = preds.record([name]).statistics, None
+    else:
+        combined = task.combine([preds.outputs[name]])
+        stats = task.sample_statistics(combined, preds.targets)
     summed = stats.sum(axis=0)
     return CommitteeResult(name, "member", [name], task.metric(summed), preds.macs[name].astype(np.float64),
-                           summed, combined=combined)
+                           summed, combined=combined, sample_statistics=stats)
 
 
 class Single:
@@ -199,13 +199,13 @@ class Ensemble:
         preds.check_members(self.members)
         macs = sum(preds.macs[m].astype(np.float64) for m in self.members)
         if preds.subsets is not None:
-            summed = preds.record(self.members).statistics.sum(axis=0)
-            return CommitteeResult(self.name, self.kind, self.members, task.metric(summed), macs, summed)
-        combined = task.combine([preds.outputs[m] for m in self.members])
-        stats = task.sample_statistics(combined, preds.targets)
+            stats, combined = preds.record(self.members).statistics, None
+        else:
+            combined = task.combine([preds.outputs[m] for m in self.members])
+            stats = task.sample_statistics(combined, preds.targets)
         summed = stats.sum(axis=0)
         return CommitteeResult(self.name, self.kind, self.members, task.metric(summed), macs, summed,
-                               combined=combined)
+                               combined=combined, sample_statistics=stats)
 
 
 class Cascade:
@@ -286,7 +286,7 @@ class Cascade:
         worst = float(sum(preds.macs[m].astype(np.float64) for m in self.members).max())
         return CommitteeResult(self.name, self.kind, self.members, task.metric(summed), macs, summed,
                                exit_fractions=fractions, thresholds=self.thresholds, exit_stage=exit_stage,
-                               combined=combined_out, worst_case_macs=worst)
+                               combined=combined_out, worst_case_macs=worst, sample_statistics=stats)
 
 
 def parse_committees(ensembles: Sequence[Sequence[str]], cascades: Sequence[Sequence[str]],

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .committees import Cascade, PoolPredictions
+from .committees import Cascade, PoolPredictions, Single
 from .errors import CommitteeError
 from .guarantee import GuaranteeResult, fixed_sequence_test, threshold_path
 from .search import argbest, cascade_grid, subset_table
@@ -46,17 +46,16 @@ def fit_guaranteed_cascade(calib: PoolPredictions, task: Task, members: Sequence
                            combine: str = "mean") -> tuple[Cascade | None, GuaranteeResult]:
     """The cheapest cascade on a fixed threshold path (one threshold for all stages, strictest
     first) whose metric drop against ``reference`` is certified to be <= eps w.p. >= 1 - delta."""
-    ref_stats = task.sample_statistics(task.combine([calib.outputs[reference]]), calib.targets)
-    ref_scores = task.sample_scores(ref_stats)
+    ref_scores = task.sample_scores(Single(reference).evaluate(calib, task).sample_statistics)
     if ref_scores is None:
-        raise CommitteeError(f"the {task.name} metric is not a mean of per-sample scores, which --guarantee needs")
-    num_classes = calib.outputs[members[0]].shape[1]
-    path = threshold_path(confidence, num_classes)
+        raise CommitteeError(f"the {task.name} metric ({task.metric_name}) is not a mean of per-sample scores, "
+                             "which --guarantee needs; use --match or --budget")
+    classes = calib.outputs[members[0]].shape[1] if calib.outputs else task.model_entry(members[0]).num_classes
+    path = threshold_path(confidence, classes)
 
     def scores(threshold: float) -> np.ndarray:
         result = Cascade(members, threshold, confidence=confidence, combine=combine).evaluate(calib, task)
-        stats = task.sample_statistics(result.combined, calib.targets)
-        return task.sample_scores(stats)
+        return task.sample_scores(result.sample_statistics)
 
     # lazily: the test stops at the first acceptance
     test = fixed_sequence_test(ref_scores, _LazyPath(path, scores), eps, delta, bound, task.score_range)

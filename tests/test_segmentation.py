@@ -213,3 +213,12 @@ def test_search_works_from_statistics(world, tmp_path):
         from committee_tasks.committees import PoolPredictions
 
         PoolPredictions(np.array(["a"]), np.zeros(1), {}, {A: np.ones(1)}, subsets={}).tempered({A: 2.0})
+
+
+def test_guarantee_refuses_a_metric_that_is_not_a_mean(world, capsys):
+    argv = ["--task", "segmentation", "--data-root", str(world["root"]), "--zoo", str(world["zoo"]),
+            "--weights-dir", str(world["weights"]), "--cache-dir", str(world["folder"] / "cache"), "--workers", "0",
+            "--no-progress", "--measure-samples", "0", "--cascade", f"{A},{B}", "--guarantee", "1,0.1",
+            "--reference", B]
+    assert eval_main(argv) == 2
+    assert "mIoU) is not a mean of per-sample scores" in capsys.readouterr().err
