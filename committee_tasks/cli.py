@@ -257,6 +257,7 @@ def evaluate(task: Task, args: argparse.Namespace) -> int:
     if to_fit or args.temperature:
         calib, preds = calibration_and_evaluation(task, args, loaded)
         if args.temperature:
+            calib.require_outputs("temperature scaling (--temperature)")
             temperatures = {m: fit_temperature(calib.outputs[m], calib.targets) for m in pool}
             log.info("temperatures fitted on the calibration split: %s",
                      ", ".join(f"{m}={t:.3f}" for m, t in temperatures.items()))

@@ -112,13 +112,16 @@ class PoolPredictions:
                                {sid: self.notes[sid] for sid in self.ids[mask].tolist() if sid in self.notes},
                                subsets)
 
+    def require_outputs(self, what: str) -> None:
+        if self.subsets is not None:
+            raise CommitteeError(f"{what} needs cached probabilities; this task caches per-sample statistics of "
+                                 "member subsets instead")
+
     def tempered(self, temperatures: Mapping[str, float]) -> PoolPredictions:
         """Outputs after per-member temperature scaling (members not named stay as they are)."""
         from .temperature import tempered_numpy
 
-        if self.subsets is not None:
-            raise CommitteeError("temperature scaling needs cached probabilities; this task caches per-sample "
-                                 "statistics of member subsets instead (drop --temperature)")
+        self.require_outputs("temperature scaling (--temperature)")
 
         outputs = {m: tempered_numpy(o, temperatures[m]) if temperatures.get(m, 1.0) != 1.0 else o
                    for m, o in self.outputs.items()}

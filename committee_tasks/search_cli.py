@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     for confidence, temper in variants:
         cal, ev, temps = calib, evaluation, {}
         if temper:
+            calib.require_outputs("temperature scaling (--temperature)")
             temps = {m: fit_temperature(calib.outputs[m], calib.targets) for m in args.pool}
             cal, ev = calib.tempered(temps), evaluation.tempered(temps)
         result = search_variant(task, args, cal, ev, confidence)

@@ -209,7 +209,7 @@ def test_search_works_from_statistics(world, tmp_path):
     assert report_main([str(out), "--out", str(tmp_path / "report")]) == 0
     table = next((tmp_path / "report").glob("*.md")).read_text()
     assert "segmentation" in table and "mIoU" in table and B in table
-    with pytest.raises(CommitteeError, match="needs cached probabilities"):
+    with pytest.raises(CommitteeError, match=r"temperature scaling \(--temperature\) needs cached probabilities"):
         from committee_tasks.committees import PoolPredictions
 
         PoolPredictions(np.array(["a"]), np.zeros(1), {}, {A: np.ones(1)}, subsets={}).tempered({A: 2.0})
