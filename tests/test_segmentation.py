@@ -222,3 +222,22 @@ def test_guarantee_refuses_a_metric_that_is_not_a_mean(world, capsys):
             "--reference", B]
     assert eval_main(argv) == 2
     assert "mIoU) is not a mean of per-sample scores" in capsys.readouterr().err
+
+
+def test_tools_eval_script_runs_segmentation(world, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = tmp_path / "script.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "eval.py"), "--task", "segmentation", "--dataset", "cityscapes",
+         "--data-root", str(world["root"]), "--zoo", str(world["zoo"]), "--weights-dir", str(world["weights"]),
+         "--ensemble", f"{A},{B}", "--cascade", f"{A},{B}", "--thresholds", "0.5",
+         "--cache-dir", str(tmp_path / "cache"), "--workers", "1", "--no-progress", "--json", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["kind"] for r in rows] == ["member", "member", "ensemble", "cascade"]
+    assert all(r["throughput"] > 0 for r in rows) and "sliding window (32, 32)" in result.stdout
