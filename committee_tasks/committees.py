@@ -112,6 +112,14 @@ class PoolPredictions:
                                {sid: self.notes[sid] for sid in self.ids[mask].tolist() if sid in self.notes},
                                subsets)
 
+    def mean_statistics(self, members: Sequence[str], task: Task) -> tuple[np.ndarray, np.ndarray | None]:
+        """Per-sample statistics of the members' mean prediction, and that prediction (None where
+        the task caches statistics instead of outputs)."""
+        if self.subsets is not None:
+            return self.record(members).statistics, None
+        combined = task.combine([self.outputs[m] for m in members])
+        return task.sample_statistics(combined, self.targets), combined
+
     def require_outputs(self, what: str) -> None:
         if self.subsets is not None:
             raise CommitteeError(f"{what} needs cached probabilities; this task caches per-sample statistics of "
@@ -161,11 +169,7 @@ class CommitteeResult:
 
 def member_result(preds: PoolPredictions, task: Task, name: str) -> CommitteeResult:
     preds.check_members([name])
-    if preds.subsets is not None:
-        stats, combined = preds.record([name]).statistics, None
-    else:
-        combined = task.combine([preds.outputs[name]])
-        stats = task.sample_statistics(combined, preds.targets)
+    stats, combined = preds.mean_statistics([name], task)
     summed = stats.sum(axis=0)
     return CommitteeResult(name, "member", [name], task.metric(summed), preds.macs[name].astype(np.float64),
                            summed, combined=combined, sample_statistics=stats)
@@ -201,11 +205,7 @@ class Ensemble:
     def evaluate(self, preds: PoolPredictions, task: Task) -> CommitteeResult:
         preds.check_members(self.members)
         macs = sum(preds.macs[m].astype(np.float64) for m in self.members)
-        if preds.subsets is not None:
-            stats, combined = preds.record(self.members).statistics, None
-        else:
-            combined = task.combine([preds.outputs[m] for m in self.members])
-            stats = task.sample_statistics(combined, preds.targets)
+        stats, combined = preds.mean_statistics(self.members, task)
         summed = stats.sum(axis=0)
         return CommitteeResult(self.name, self.kind, self.members, task.metric(summed), macs, summed,
                                combined=combined, sample_statistics=stats)
@@ -266,15 +266,13 @@ class Cascade:
         for k, member in enumerate(self.members):
             active = exit_stage < 0
             macs[active] += preds.macs[member][active]
-            if preds.subsets is not None:  # statistics cached per member subset
-                stage = self.members[: k + 1] if self.combine == "mean" else [member]
-                record = preds.record(stage)
-                stage_stats, combined = record.statistics, None
-                stop_here = (np.ones(n, dtype=bool) if k == len(self.members) - 1 else
-                             record.confidence_of(self.confidence, stage) >= self.thresholds[k])
+            stage = self.members[: k + 1] if self.combine == "mean" else [member]
+            stage_stats, combined = preds.mean_statistics(stage, task)
+            if k == len(self.members) - 1:
+                stop_here = np.ones(n, dtype=bool)  # the last stage always exits
+            elif combined is None:  # statistics cached per member subset, and so is their confidence
+                stop_here = preds.record(stage).confidence_of(self.confidence, stage) >= self.thresholds[k]
             else:
-                combined = self.stage_output(task, [preds.outputs[m] for m in self.members[: k + 1]])
-                stage_stats = task.sample_statistics(combined, preds.targets)
                 stop_here = self.exits(k, combined)
             if stats is None:
                 stats = np.zeros_like(stage_stats, dtype=np.float64)
