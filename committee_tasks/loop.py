@@ -7,7 +7,6 @@ interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
 from collections import defaultdict
@@ -24,6 +23,7 @@ from .confidence import get_torch_confidence
 from .devices import Stopwatch, autocast, place_module, resolve_device, to_device, use_amp
 from .errors import CommitteeError
 from .inputs import make_loader
+from .subsets import member_subsets, subset_sums
 from .task import Member, SampleDataset, Task
 
 log = logging.getLogger(__name__)
@@ -139,11 +139,6 @@ def evaluate_pool(task: Task, members: Sequence[Member], dataset: SampleDataset,
     return preds, {m.name: pending[m.name].cache.throughput() for m in members}
 
 
-def member_subsets(count: int, max_size: int) -> list[tuple[int, ...]]:
-    """Every subset of up to ``max_size`` of ``count`` members, as sorted index tuples."""
-    return [s for k in range(1, min(max_size, count) + 1) for s in itertools.combinations(range(count), k)]
-
-
 def subset_cache(task: Task, cache: PredictionCache, folder, members: Sequence[Member]) -> MemberCache:
     """The cache of one member subset's per-sample statistics and confidences. Its key is the
     members' fingerprints (as a set: the mean does not depend on order) and the confidences."""
@@ -164,30 +159,21 @@ def _subset_statistics(task: Task, members: Sequence[Member], probs: dict[str, "
     """Statistics and confidences of each subset's mean prediction for one batch, each subset's
     probability sum made from its parent's with one add (depth-first)."""
     confidences = {name: get_torch_confidence(name) for name in task.cached_confidences}
-    max_size = max((len(s) for s in subsets), default=0)
-
-    def visit(subset: tuple[int, ...], total) -> None:
-        for m in range(subset[-1] + 1 if subset else 0, len(members)):
-            child = subset + (m,)
-            p = subsets.get(child)
-            if p is None:
-                continue
-            child_total = probs[members[m].name] if total is None else total + probs[members[m].name]
-            rows = [i for i, sid in enumerate(ids) if sid in p.needed]
-            if rows:
-                combined = child_total[rows] / float(len(child))
-                p.arrays["ids"].append(np.asarray([ids[i] for i in rows]))
-                p.arrays["statistics"].append(
-                    task.sample_statistics_torch(combined, targets[rows]).cpu().numpy().astype(np.float64))
-                for name, fn in confidences.items():
-                    p.arrays[f"confidence_{name}"].append(fn(combined).float().cpu().numpy())
-                p.count += len(rows)
-                if p.count >= shard_size:
-                    p.flush()
-            if len(child) < max_size:
-                visit(child, child_total)
-
-    visit((), None)
+    outputs = [probs[m.name] for m in members]
+    for subset, total in subset_sums(outputs, max(len(s) for s in subsets)):
+        p = subsets[subset]
+        rows = [i for i, sid in enumerate(ids) if sid in p.needed]
+        if not rows:
+            continue
+        combined = total[rows] / float(len(subset))
+        p.arrays["ids"].append(np.asarray([ids[i] for i in rows]))
+        p.arrays["statistics"].append(
+            task.sample_statistics_torch(combined, targets[rows]).cpu().numpy().astype(np.float64))
+        for name, fn in confidences.items():
+            p.arrays[f"confidence_{name}"].append(fn(combined).float().cpu().numpy())
+        p.count += len(rows)
+        if p.count >= shard_size:
+            p.flush()
 
 
 def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: list[int],

@@ -26,6 +26,7 @@ import torch
 from .committees import PoolPredictions
 from .confidence import get_torch_confidence
 from .errors import CommitteeError
+from .subsets import member_subsets, subset_sums
 from .task import Task
 
 
@@ -51,7 +52,7 @@ def subset_table(preds: PoolPredictions, members: Sequence[str], task: Task, con
     cache-based committees'."""
     preds.check_members(members)
     m_count = len(members)
-    subsets = [s for k in range(1, min(max_size, m_count) + 1) for s in itertools.combinations(range(m_count), k)]
+    subsets = member_subsets(m_count, max_size)
     macs = np.stack([np.asarray(preds.macs[m], dtype=np.float64) for m in members])
     if preds.subsets is not None:  # the loop cached each subset's statistics: read them
         records = {s: preds.record([members[i] for i in s]) for s in subsets}
@@ -75,20 +76,13 @@ def subset_table(preds: PoolPredictions, members: Sequence[str], task: Task, con
             sums = torch.empty((max_size,) + outs[0].shape)
             mean = torch.empty(outs[0].shape)
 
-        def visit(subset: tuple[int, ...], total: torch.Tensor | None) -> None:
-            for m in range(subset[-1] + 1 if subset else 0, m_count):
-                child = subset + (m,)
-                child_total = outs[m] if total is None else torch.add(total, outs[m], out=sums[len(child) - 1])
-                combined = torch.div(child_total, float(len(child)), out=mean)
-                conf[child][rows] = conf_fn(combined).numpy()
-                s = task.sample_statistics_torch(combined, targets).numpy()
-                if child not in stats:
-                    stats[child] = np.empty((n, s.shape[1]), np.float64)
-                stats[child][rows] = s
-                if len(child) < max_size:
-                    visit(child, child_total)
-
-        visit((), None)
+        for child, child_total in subset_sums(outs, max_size, sums):
+            combined = torch.div(child_total, float(len(child)), out=mean)
+            conf[child][rows] = conf_fn(combined).numpy()
+            s = task.sample_statistics_torch(combined, targets).numpy()
+            if child not in stats:
+                stats[child] = np.empty((n, s.shape[1]), np.float64)
+            stats[child][rows] = s
     return SubsetTable(list(members), conf, stats, macs)
 
 
