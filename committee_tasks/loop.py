@@ -220,8 +220,8 @@ def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: li
                         f"(samples {[batch.ids[i] for i in rows][:3]}...): {type(err).__name__}: {err}"
                     ) from err
                 timed[m.name] += len(rows)
+                _check_finite(probs, m.name, [batch.ids[i] for i in rows])
                 if subsets:
-                    _check_finite_tensor(probs, m.name, batch.ids)
                     kept[m.name] = probs.float()
                     rows_new = [i for i in rows if batch.ids[i] in p.needed]
                     p.arrays["ids"].append(np.asarray([batch.ids[i] for i in rows_new]))
@@ -232,7 +232,6 @@ def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: li
                         p.flush()
                     continue
                 probs = probs.cpu().numpy()
-                _check_finite(probs, m.name, [batch.ids[i] for i in rows])
                 p.arrays["ids"].append(np.asarray([batch.ids[i] for i in rows]))
                 p.arrays["targets"].append(np.asarray([batch.targets[i] for i in rows]))
                 p.arrays["outputs"].append(probs.astype(out_dtype))
@@ -258,17 +257,9 @@ def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: li
     return skipped, notes
 
 
-def _check_finite_tensor(probs, member: str, ids: list[str]) -> None:
-    if not bool(torch.isfinite(probs).all()):
-        bad = (~torch.isfinite(probs.reshape(len(probs), -1)).all(dim=1)).nonzero().flatten().tolist()
-        raise NonFiniteOutputError(
-            f"member {member!r} produced NaN/inf outputs for samples {[ids[i] for i in bad[:5]]}; check its "
-            "weights and preprocessing (or disable AMP with --amp off if it overflows in float16)"
-        )
-
-
-def _check_finite(probs: np.ndarray, member: str, ids: list[str]) -> None:
-    bad = ~np.isfinite(probs.reshape(len(probs), -1)).all(axis=1)
+def _check_finite(probs: torch.Tensor, member: str, ids: list[str]) -> None:
+    """Checked on the device, before outputs are copied anywhere."""
+    bad = (~torch.isfinite(probs.reshape(len(probs), -1)).all(dim=1)).cpu().numpy()
     if bad.any():
         first = [ids[i] for i in np.flatnonzero(bad)[:5]]
         raise NonFiniteOutputError(
