@@ -114,6 +114,23 @@ class Member:
         return None
 
 
+def load_weights(entry: ZooEntry, module: torch.nn.Module, weights_dir: str | Path | None = None) -> str:
+    """Load a zoo entry's weights into its built module (all keys must fit); returns their sha256,
+    or "random-init" for an entry without weights."""
+    if entry.weights is None:
+        return "random-init"
+    path, digest = resolve_weights(entry.weights, weights_dir)
+    if entry.state_dict_loader is not None:
+        state = entry.state_dict_loader(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:  # missing, unexpected or mis-shaped keys
+        raise CommitteeError(f"{path} does not fit {entry.name}'s architecture: {str(err)[:400]}") from err
+    return digest
+
+
 def _module_device(module: torch.nn.Module) -> torch.device:
     tensor = next(module.parameters(), None)
     return tensor.device if tensor is not None else torch.device("cpu")
@@ -160,14 +177,7 @@ class Task(abc.ABC):
     def build_member(self, name: str, weights_dir: str | Path | None = None) -> Member:
         entry = self.model_entry(name)
         module = entry.builder()
-        digest = "random-init"
-        if entry.weights is not None:
-            path, digest = resolve_weights(entry.weights, weights_dir)
-            if entry.state_dict_loader is not None:
-                state = entry.state_dict_loader(path)
-            else:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-            module.load_state_dict(state, strict=True)
+        digest = load_weights(entry, module, weights_dir)
         return Member(name, module, entry.preprocessing(), digest, entry.num_classes, self.to_probs, entry)
 
     # ---- data ----------------------------------------------------------------------------

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from committee_tasks.errors import CommitteeError, unknown_name
-from committee_tasks.task import Member, SampleDataset, Task
-from committee_tasks.zoo import ZooEntry, resolve_weights
+from committee_tasks.task import Member, SampleDataset, Task, load_weights
+from committee_tasks.zoo import ZooEntry
 
 from .datasets import IGNORE_INDEX, LAYOUTS, load_segmentation_dataset
 from .members import OriginalImage, SegmentationMember, Segmentor
@@ -60,13 +60,7 @@ class SegmentationTask(Task):
         model = self.models()[name]
         entry = exact_entry(model)
         module = entry.builder()
-        digest = "random-init"
-        if entry.weights is not None:
-            path, digest = resolve_weights(entry.weights, weights_dir)
-            missing, unexpected = module.load_state_dict(entry.state_dict_loader(path), strict=False)
-            if missing or unexpected:
-                raise CommitteeError(f"{path} does not fit {name}'s config: missing {missing[:5]}, "
-                                     f"unexpected {unexpected[:5]}")
+        digest = load_weights(entry, module, weights_dir)
         return SegmentationMember(name, Segmentor(module, module.cfg), OriginalImage(), digest, entry.num_classes,
                                   _identity, entry)
 

@@ -20,8 +20,8 @@ import torch
 
 from committee_tasks.errors import CommitteeError, unknown_name
 from committee_tasks.metrics import Top1Statistics
-from committee_tasks.task import Member, SampleDataset, Task
-from committee_tasks.zoo import ZooEntry, resolve_weights
+from committee_tasks.task import Member, SampleDataset, Task, load_weights
+from committee_tasks.zoo import ZooEntry
 
 from .datasets import load_kinetics
 from .decoding import VideoViews, decode_views
@@ -83,18 +83,11 @@ class VideoTask(Top1Statistics, Task):
 
     def build_member(self, name: str, weights_dir: str | Path | None = None) -> Member:
         model, recipe, exit_at = self.parse_name(name)
-        entry = model.entry
-        module = entry.builder()
-        digest = "random-init"
-        if entry.weights is not None:
-            path, digest = resolve_weights(entry.weights, weights_dir)
-            try:
-                module.load_state_dict(entry.state_dict_loader(path), strict=True)
-            except RuntimeError as err:
-                raise CommitteeError(f"{path} does not fit {entry.name}'s architecture: {str(err)[:400]}") from err
+        module = model.entry.builder()
+        digest = load_weights(model.entry, module, weights_dir)
         classifier = VideoClassifier(module, recipe).eval()
         to_probs = _identity if classifier.outputs_probabilities else _softmax
-        return VideoMember(name, classifier, VideoViews(recipe), digest, entry.num_classes, to_probs,
+        return VideoMember(name, classifier, VideoViews(recipe), digest, model.entry.num_classes, to_probs,
                            self.model_entry(name), views=recipe.views, view_exit=exit_at)
 
     def to_probs(self, outputs: torch.Tensor) -> torch.Tensor:
