@@ -396,9 +396,9 @@ def print_report(task, dataset, preds, rows, args, temperatures=None, members=No
         print(f"{len(preds.notes)} samples handled specially (kept):")
         for sid, note in list(preds.notes.items())[:10]:
             print(f"  {sid}: {note}")
-    for name, member in (members or {}).items():
-        if member.cost_note():
-            print(f"  {name}: {member.cost_note()}")
+    cost_notes = {name: note for name, member in (members or {}).items() if (note := member.cost_note())}
+    for name, note in cost_notes.items():
+        print(f"  {name}: {note}")
     note = "MACs are multiply-adds per sample"
     if args.measure_samples > 0:
         device = resolve_device(args.device)
@@ -408,8 +408,8 @@ def print_report(task, dataset, preds, rows, args, temperatures=None, members=No
         note += "; throughput not measured (--measure-samples 0)"
     print(note)
     report = {"task": task.name, "dataset": dataset.name, "samples": len(preds.ids),
-              "skipped": preds.skipped, "notes": preds.notes,
-              "cost_notes": {n: m.cost_note() for n, m in (members or {}).items() if m.cost_note()}, "rows": rows, "note": note, "temperatures": temperatures or {}}
+              "skipped": preds.skipped, "notes": preds.notes, "cost_notes": cost_notes, "rows": rows, "note": note,
+              "temperatures": temperatures or {}}
     if args.json:
         write_json(report, args.json)
     if args.csv:
