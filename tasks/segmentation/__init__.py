@@ -21,7 +21,7 @@ from committee_tasks.task import Member, SampleDataset, Task, load_weights
 from committee_tasks.zoo import ZooEntry
 
 from .datasets import IGNORE_INDEX, LAYOUTS, load_segmentation_dataset
-from .members import OriginalImage, SegmentationMember, Segmentor
+from .members import SegmentationMember, Segmentor
 from .zoo import SegmentationModel, exact_entry, metafile_models, models_from_file
 
 
@@ -61,8 +61,8 @@ class SegmentationTask(Task):
         entry = exact_entry(model)
         module = entry.builder()
         digest = load_weights(entry, module, weights_dir)
-        return SegmentationMember(name, Segmentor(module, module.cfg), OriginalImage(), digest, entry.num_classes,
-                                  _identity, entry)
+        return SegmentationMember(name, Segmentor(module, module.cfg), entry.preprocessing(), digest,
+                                  entry.num_classes, self.to_probs, entry)
 
     def to_probs(self, outputs: torch.Tensor) -> torch.Tensor:
         return outputs.float()  # the Segmentor returns probabilities already
@@ -108,7 +108,3 @@ class SegmentationTask(Task):
             iou = np.where(union > 0, inter / union, np.nan)
             miou = 100.0 * np.nanmean(iou, axis=-1)
         return float(miou) if np.ndim(miou) == 0 else miou
-
-
-def _identity(outputs: torch.Tensor) -> torch.Tensor:
-    return outputs.float()

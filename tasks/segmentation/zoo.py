@@ -21,6 +21,8 @@ from committee_tasks.compat import NEEDS_FULL_MMCV, import_mmseg
 from committee_tasks.errors import CommitteeError
 from committee_tasks.zoo import WeightsSource, ZooEntry
 
+from .members import OriginalImage
+
 TASK = "segmentation"
 
 # Classes of the datasets mmseg's metafiles name (for listing; the config is the authority).
@@ -77,7 +79,7 @@ def _build(config: Path) -> torch.nn.Module:
 def _entry(name: str, config: Path, weights: WeightsSource | None, num_classes: int, dataset: str,
            metrics: Mapping[str, float], source: str) -> SegmentationModel:
     entry = ZooEntry(name=name, task=TASK, builder=functools.partial(_build, config), weights=weights,
-                     num_classes=num_classes, dataset=dataset, input_size=(3,), preprocessing=lambda: None,
+                     num_classes=num_classes, dataset=dataset, input_size=(3,), preprocessing=OriginalImage,
                      metrics=dict(metrics), state_dict_loader=load_state_dict, source=source,
                      notes={"config": str(config)})
     return SegmentationModel(entry, config)
