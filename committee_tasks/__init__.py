@@ -3,7 +3,11 @@
 The flow: evaluate a pool once into the prediction cache (`evaluate_pool`), score any committee
 from the cache (`Ensemble`, `Cascade`), run the chosen one for real (`CommitteeExecutor`).
 """
-from .cache import PredictionCache
+from .threads import set_openmp_environment
+
+set_openmp_environment()  # before anything imports torch: see committee_tasks/threads.py
+
+from .cache import PredictionCache  # noqa: E402
 from .committees import Cascade, CommitteeResult, Ensemble, PoolPredictions, Single
 from .errors import CommitteeError
 from .executor import CommitteeExecutor
