@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .cache import PredictionCache
+from .cache import PredictionCache, atomic_write
 from .committees import PoolPredictions, Single, parse_committees
 from .confidence import confidence_names, get_confidence
 from .devices import resolve_device
@@ -20,11 +21,15 @@ from .guarantee import BOUNDS
 from .inputs import preprocessed_batches
 from .loop import LoopOptions, check_same_classes, evaluate_pool
 from .registry import get_task, list_tasks
-from .report import markdown_table, result_row, write_csv, write_json
+from .intervals import Bootstrap, bootstrap_intervals
+from .provenance import SCHEMA_VERSION, provenance, short_line
+from .report import fit_lines, markdown_table, result_row, unsatisfied_row, write_csv, write_json
+from .timing import NOISY_SPREAD, Measured, implausible, measure_interleaved
 from .splits import calibration_mask
 from .tables import format_macs
 from .task import Member, SampleDataset, Task
 from .temperature import fit_temperature
+from .threads import apply_thread_policy
 
 log = logging.getLogger("committee_tasks")
 
@@ -82,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="only settings whose worst-case MACs stay within the reference's")
     add_execution_args(p)
     out = p.add_argument_group("output")
+    add_interval_args(out)
     out.add_argument("--json", type=Path, help="write every figure as JSON")
     out.add_argument("--csv", type=Path, help="write one row per member/committee as CSV")
     out.add_argument("--markdown", type=Path, help="write the table as Markdown")
@@ -99,6 +105,12 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     data.add_argument("--weights-dir", type=Path, help="folder holding weight files (checked before the torch.hub cache)")
     data.add_argument("--zoo", type=Path, action="append", default=None, metavar="FILE",
                       help="JSON file describing more models for the task (your own checkpoints; repeatable)")
+
+
+def add_interval_args(group) -> None:
+    group.add_argument("--interval-level", type=float, default=0.95,
+                       help="confidence level of the bootstrap intervals of metrics and Δs (default 0.95)")
+    group.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (seeded; default 2000)")
 
 
 def add_split_args(fit) -> None:
@@ -122,17 +134,22 @@ def add_execution_args(p: argparse.ArgumentParser) -> None:
     run.add_argument("--measure-samples", type=int,
                      help="measure throughput of every row on this many samples, held in memory preprocessed "
                           "(0: do not measure; default: the task's, e.g. 2048 images, 8 videos)")
+    run.add_argument("--measure-rounds", type=int, default=5,
+                     help="timed rounds per row, interleaved with the reference (median and spread reported)")
+    run.add_argument("--threads", type=int, help="torch CPU threads (default: the CPUs this process may use)")
     run.add_argument("--no-progress", action="store_true")
 
 
 def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     """Fill unset flags from --config, then defaults."""
     config: dict[str, Any] = {}
+    args.config_data = None
     if args.config:
         try:
             config = json.loads(args.config.read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise CommitteeError(f"cannot read config {args.config}: {err}") from err
+        args.config_data = {"path": str(args.config), "content": dict(config)}
         if "data_root" in config:  # relative to the config file's folder
             config["data_root"] = (args.config.parent / config["data_root"]).resolve()
     cascades = config.get("cascades", [])
@@ -147,6 +164,7 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
         if getattr(args, key, None) is None:
             setattr(args, key, config.get(key, default))
     get_confidence(args.confidence)  # an unknown name fails before anything runs
+    args.bootstrap = Bootstrap(args.interval_level, args.resamples)
     if args.guarantee is not None and len(args.guarantee) != 2:
         raise CommitteeError(f"--guarantee takes EPS,DELTA, got {args.guarantee}")
     args.guarantee_reference = lambda: (args.match or args.reference) if args.guarantee else None
@@ -168,8 +186,15 @@ def build_members(task: Task, names: Sequence[str], weights_dir: Path | None) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.command = command_line(parser, argv)
     return run_tool(lambda: run(resolve_args(args)))
+
+
+def command_line(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> list[str]:
+    """The command as the user typed it (or as a caller passed it), for provenance."""
+    return list(sys.argv) if argv is None else [parser.prog, *argv]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -201,8 +226,7 @@ def prepare_task(args: argparse.Namespace) -> Task:
         task.add_zoo_file(path)
     if args.batch_size is None:
         args.batch_size = task.default_batch_size
-    if getattr(args, "measure_samples", 0) is None:
-        args.measure_samples = task.default_measure_samples
+    apply_thread_policy(args.threads)
     return task
 
 
@@ -250,7 +274,7 @@ def _is_number(text: str | None) -> bool:
 def evaluate(task: Task, args: argparse.Namespace) -> int:
     pool, committees, to_fit = plan(task, args)
     loaded = load_pool(task, args, pool)
-    dataset, members, options, preds = loaded.dataset, loaded.members, loaded.options, loaded.preds
+    dataset, members, preds = loaded.dataset, loaded.members, loaded.preds
 
     calib = None
     temperatures: dict[str, float] = {}
@@ -265,35 +289,72 @@ def evaluate(task: Task, args: argparse.Namespace) -> int:
         committees = committees + fit_cascades(task, args, calib, to_fit)
 
     rows_spec = [Single(m) for m in pool] + [c for c in committees if c is not None]
-    results = [c.evaluate(preds, task) for c in rows_spec]
+    scored = [spec for spec in rows_spec if not isinstance(spec, UnsatisfiedFit)]
+    results = {spec.name: spec.evaluate(preds, task) for spec in scored}
     reference_name = args.reference or args.match or max(pool, key=lambda m: preds.macs[m].mean())
     if reference_name not in pool:
         raise CommitteeError(f"--reference {reference_name!r} is not among the evaluated models {pool}")
-    reference = results[pool.index(reference_name)]
+    reference = results[reference_name]
+    intervals = bootstrap_intervals(task, {name: r.sample_statistics for name, r in results.items()},
+                                    [(name, reference_name) for name in results], args.bootstrap)
+    measure_n = measure_samples(args, task, len(preds.ids), calib is not None)
+    measured = measure_rows(task, args, loaded, preds, scored, reference_name, temperatures, measure_n)
 
-    throughput: dict[str, float] = {}
-    if args.measure_samples > 0:
-        batches = preprocessed_batches(dataset, list(members.values()), preds.ids, args.measure_samples,
-                                       options.batch_size, task.member_inputs)
-        for spec in rows_spec:
-            executor = CommitteeExecutor(spec, members, task, args.device, options.amp, args.output_dtype,
-                                         temperatures)
-            throughput[spec.name] = executor.run(batches).throughput
-    ref_tp = throughput.get(reference_name)
-    rows = [result_row(r, task.metric_name, reference, throughput.get(r.name), ref_tp,
-                       members[r.name].entry.published() if r.kind == "member" and members[r.name].entry else None)
-            for r in results]
-    for row, spec in zip(rows, rows_spec):
-        if row["kind"] == "member":  # forward-pass throughput inside the shared loop, when it ran
-            row["throughput_eval_loop"] = loaded.loop_throughput.get(row["name"])
+    rows = []
+    for spec in rows_spec:
+        if isinstance(spec, UnsatisfiedFit):
+            rows.append(unsatisfied_row(spec.name, spec.members, task.metric_name, reference_name, spec.fit))
+            continue
+        r = results[spec.name]
+        flag = measured and implausible(r.kind, r.members, measured[r.name], measured)
+        entry = members[r.name].entry if r.kind == "member" else None
+        row = result_row(r, task.metric_name, reference, intervals, measured.get(r.name), flag or None,
+                         entry.published() if entry else None)
+        if r.kind == "member":  # forward-pass throughput inside the shared loop, when it ran
+            row["throughput_eval_loop"] = loaded.loop_throughput.get(r.name)
         if calib is not None:  # figures on the calibration split too: overfitting stays visible
             on_calib = spec.evaluate(calib, task)
             row["calibration"] = {"metric": on_calib.metric, "macs_mean": on_calib.macs_mean,
                                   "samples": len(calib.ids)}
         if getattr(spec, "fit", None):
             row["fit"] = spec.fit
-    print_report(task, dataset, preds, rows, args, temperatures, members)
+        rows.append(row)
+    print_report(task, dataset, preds, rows, args, temperatures, members, measure_n, intervals.spec)
     return 0
+
+
+def measure_samples(args: argparse.Namespace, task: Task, available: int, split: bool) -> int:
+    """How many samples to time committees on: --measure-samples (at most the samples evaluated),
+    else the task's default, capped at what there is."""
+    if args.measure_samples is None:
+        return min(task.default_measure_samples, available)
+    if args.measure_samples < 0:
+        raise CommitteeError(f"--measure-samples must be >= 0 (0: do not measure), got {args.measure_samples}")
+    if args.measure_samples > available:
+        raise CommitteeError(f"--measure-samples {args.measure_samples} is more than the {available} samples "
+                             "evaluated" + (" (the evaluation split)" if split else "")
+                             + f": pass at most {available}, or leave it out to time on all of them")
+    return args.measure_samples
+
+
+def measure_rows(task: Task, args: argparse.Namespace, loaded: LoadedPool, preds: PoolPredictions, specs: list,
+                 reference: str, temperatures: dict[str, float], n: int) -> dict[str, Measured]:
+    """Time every row on the same preprocessed batches, in interleaved rounds with the reference."""
+    if n == 0:
+        return {}
+    batches = preprocessed_batches(loaded.dataset, list(loaded.members.values()), preds.ids, n,
+                                   loaded.options.batch_size, task.member_inputs)
+    runs = {}
+    for spec in {spec.name: spec for spec in specs}.values():
+        executor = CommitteeExecutor(spec, loaded.members, task, args.device, loaded.options.amp, args.output_dtype,
+                                     temperatures)
+        executor.run(batches[:1], warmup=1)  # allocator, kernels, MACs counting per input shape
+
+        def run_once(executor=executor):
+            result = executor.run(batches, warmup=0)
+            return len(result.exit_stage), result.seconds
+        runs[spec.name] = run_once
+    return measure_interleaved(runs, reference, args.measure_rounds)
 
 
 @dataclass
@@ -368,27 +429,43 @@ def fit_cascades(task: Task, args: argparse.Namespace, calib, to_fit: list[list[
 
 
 def _record_fit(fitted: list, cascade, label: str, members: list[str]) -> None:
-    if cascade is None:
+    if cascade is None:  # still a row of the report, saying so
         log.warning("no threshold setting of cascade %s satisfies '%s' on the calibration split",
                     ",".join(members), label)
-        return
+        cascade = UnsatisfiedFit(members)
     cascade.fit = label
     fitted.append(cascade)
 
 
-def print_report(task, dataset, preds, rows, args, temperatures=None, members=None) -> None:
-    table = markdown_table(rows)
+class UnsatisfiedFit:
+    """A cascade whose fit found no threshold setting meeting its objective: reported as a row
+    with no figures, never dropped silently."""
+
+    kind = "cascade"
+
+    def __init__(self, members: Sequence[str]):
+        self.members = list(members)
+        self.name = "cascade(" + ">".join(self.members) + ")"
+
+
+def print_report(task, dataset, preds, rows, args, temperatures, members, measure_n: int, bootstrap: Bootstrap) -> None:
+    table = markdown_table(rows, bootstrap.confidence)
     split = " (evaluation split)" if any("calibration" in r for r in rows) else ""
     print(f"\n{task.name} on {dataset.name}{split}: {len(preds.ids)} samples"
           + (f" ({len(preds.skipped)} skipped: unreadable)" if preds.skipped else ""))
     print(table)
     reference = next(r for r in rows if r["name"] == rows[0]["reference"])
+    level = f"{100 * bootstrap.confidence:g}%"
+    for line in fit_lines(rows, bootstrap.confidence):
+        print(line)
     for r in rows:
-        if "fit" in r:
-            c, rc = r["calibration"], reference["calibration"]
-            print(f"  {r['name']} [{r['fit']}]: calibration ({c['samples']} samples) {c['metric']:.2f} vs "
-                  f"{reference['name']} {rc['metric']:.2f}, {c['macs_mean'] / 1e6:.4g}M MACs; evaluation "
-                  f"{r['metric']:.2f} vs {reference['metric']:.2f}, {r['macs_mean'] / 1e6:.4g}M MACs")
+        if r.get("measurement_flag"):
+            print(f"  {r['name']}: {r['measurement_flag']}")
+    noisy = [r["name"] for r in rows if (r.get("measurement") or {}).get("noisy") and not r.get("measurement_flag")]
+    if noisy:
+        print(f"  the machine was noisy: the measured speedup of {', '.join(noisy)} varied by more than "
+              f"{100 * NOISY_SPREAD:.0f}% (interquartile range) between rounds; rerun on a quieter machine or "
+              "with more --measure-rounds")
     if preds.skipped:
         for sid, reason in list(preds.skipped.items())[:10]:
             print(f"  skipped {sid}: {reason}")
@@ -396,23 +473,30 @@ def print_report(task, dataset, preds, rows, args, temperatures=None, members=No
         print(f"{len(preds.notes)} samples handled specially (kept):")
         for sid, note in list(preds.notes.items())[:10]:
             print(f"  {sid}: {note}")
-    cost_notes = {name: note for name, member in (members or {}).items() if (note := member.cost_note())}
+    cost_notes = {name: note for name, member in members.items() if (note := member.cost_note())}
     for name, note in cost_notes.items():
         print(f"  {name}: {note}")
-    note = "MACs are multiply-adds per sample"
-    if args.measure_samples > 0:
+    note = (f"{task.metric_name} and Δ with {level} intervals (percentile bootstrap over samples, paired, "
+            f"{bootstrap.resamples} resamples); MACs are multiply-adds per sample")
+    if measure_n > 0:
         device = resolve_device(args.device)
-        note += (f"; throughput is samples/s of model execution (data already preprocessed) on {device}, "
-                 f"batch {args.batch_size}, over the first {min(args.measure_samples, len(preds.ids))} samples")
+        note += (f"; throughput is samples/s of model execution (data already preprocessed) on {device}, batch "
+                 f"{args.batch_size}, over the first {measure_n} samples: median (interquartile range) of "
+                 f"{args.measure_rounds} rounds interleaved with {reference['name']}")
     else:
         note += "; throughput not measured (--measure-samples 0)"
     print(note)
-    report = {"task": task.name, "dataset": dataset.name, "samples": len(preds.ids),
-              "skipped": preds.skipped, "notes": preds.notes, "cost_notes": cost_notes, "rows": rows, "note": note,
-              "temperatures": temperatures or {}}
+    prov = provenance(args.device, args.config_data, preds.fingerprints, args.command)
+    report = {"schema_version": SCHEMA_VERSION, "provenance": prov, "task": task.name, "dataset": dataset.name,
+              "dataset_title": dataset.describe(), "samples": len(preds.ids), "skipped": preds.skipped, "notes": preds.notes,
+              "cost_notes": cost_notes, "rows": rows, "note": note, "temperatures": temperatures,
+              "interval": {"confidence": bootstrap.confidence, "resamples": bootstrap.resamples, "seed": bootstrap.seed,
+                           "method": "percentile bootstrap over samples, paired across rows"},
+              "measurement": {"samples": measure_n, "rounds": args.measure_rounds, "batch_size": args.batch_size,
+                              "noisy_spread": NOISY_SPREAD} if measure_n > 0 else None}
     if args.json:
         write_json(report, args.json)
     if args.csv:
-        write_csv(rows, args.csv)
+        write_csv(rows, args.csv, prov)
     if args.markdown:
-        args.markdown.write_text(table + "\n")
+        atomic_write(args.markdown, lambda f: f.write((table + "\n\n<!-- " + short_line(prov) + " -->\n").encode()))

@@ -50,6 +50,8 @@ class PoolPredictions:
     skipped: dict[str, str] = field(default_factory=dict)  # sample id -> why it was skipped
     notes: dict[str, str] = field(default_factory=dict)  # sample id -> how it was handled (kept samples)
     subsets: dict[frozenset, SubsetRecord] | None = None
+    # where the predictions come from: {"dataset": {"name", "fingerprint"}, "members": {name: fingerprint}}
+    fingerprints: dict = field(default_factory=dict)
 
     def record(self, members: Sequence[str]) -> SubsetRecord:
         """The cached statistics of a subset's combined prediction (statistics-caching tasks)."""
@@ -110,7 +112,7 @@ class PoolPredictions:
         return PoolPredictions(self.ids[mask], self.targets[mask], {m: o[mask] for m, o in self.outputs.items()},
                                {m: c[mask] for m, c in self.macs.items()}, dict(self.skipped),
                                {sid: self.notes[sid] for sid in self.ids[mask].tolist() if sid in self.notes},
-                               subsets)
+                               subsets, self.fingerprints)
 
     def mean_statistics(self, members: Sequence[str], task: Task) -> tuple[np.ndarray, np.ndarray | None]:
         """Per-sample statistics of the members' mean prediction, and that prediction (None where
@@ -133,7 +135,8 @@ class PoolPredictions:
 
         outputs = {m: tempered_numpy(o, temperatures[m]) if temperatures.get(m, 1.0) != 1.0 else o
                    for m, o in self.outputs.items()}
-        return PoolPredictions(self.ids, self.targets, outputs, self.macs, dict(self.skipped), dict(self.notes))
+        return PoolPredictions(self.ids, self.targets, outputs, self.macs, dict(self.skipped), dict(self.notes),
+                               fingerprints=self.fingerprints)
 
     def check_members(self, names: Sequence[str]) -> None:
         missing = [n for n in names if n not in self.macs]

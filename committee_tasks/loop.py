@@ -133,6 +133,8 @@ def evaluate_pool(task: Task, members: Sequence[Member], dataset: SampleDataset,
     notes = cache.notes(folder)
     preds = PoolPredictions.from_members(loaded, {sid: skipped[sid] for sid in wanted if sid in skipped},
                                          {sid: notes[sid] for sid in kept if sid in notes})
+    preds.fingerprints = {"dataset": {"name": dataset.name, "fingerprint": dataset_fp},
+                          "members": {m.name: m.fingerprint for m in members}}
     if subsets:
         preds.subsets = {frozenset(members[i].name for i in subset): _record(p.cache.load(kept))
                          for subset, p in subsets.items()}

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 from .cache import atomic_write
 from .errors import CommitteeError, run_tool
+from .provenance import provenance
 from .tables import build_tables, to_csv, to_json, to_latex, to_markdown, validate_result
 
 FORMATS = ("md", "tex", "csv", "json", "png")
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     writers = {"md": lambda p: atomic_write(p, lambda f: f.write(markdown.encode())),
                "tex": lambda p: atomic_write(p, lambda f: f.write(to_latex(tables, names=args.names).encode())),
-               "csv": lambda p: to_csv(tables, p), "json": lambda p: to_json(tables, p)}
+               "csv": lambda p: to_csv(tables, p), "json": lambda p: to_json(tables, p, provenance())}
     for fmt in formats:
         if fmt in writers:
             writers[fmt](out / f"committees.{fmt}")

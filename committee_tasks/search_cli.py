@@ -13,13 +13,15 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .cli import (_names, add_data_args, add_execution_args, add_split_args, calibration_and_evaluation, load_pool,
-                  prepare_task)
+from .cli import (_names, add_data_args, add_execution_args, add_interval_args, add_split_args,
+                  calibration_and_evaluation, command_line, load_pool, prepare_task)
 from .committees import Cascade, Ensemble, PoolPredictions, Single
 from .confidence import confidence_names, get_confidence
 from .errors import CommitteeError, run_tool
 from .greedy import greedy_cascade
 from .cache import atomic_write_json
+from .intervals import Bootstrap, bootstrap_intervals
+from .provenance import SCHEMA_VERSION, provenance
 from .search import Candidate, search, subset_table
 from .tables import format_macs
 from .task import Task
@@ -51,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--alpha", type=float, default=0.0, help="greedy: metric slack against the reference")
     add_split_args(s)
     add_execution_args(p)
+    add_interval_args(p)
     p.add_argument("--json", help="write the search result (input of tools/report.py)")
     p.add_argument("--front", type=int, default=12, help="Pareto points to print")
     return p
@@ -58,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return run_tool(run, build_parser().parse_args(argv))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.command = command_line(parser, argv)
+    return run_tool(run, args)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommitteeError(f"references {outside} are not in the pool {args.pool}: add them to --pool")
     if args.max_size < 1 or args.levels < 2:
         raise CommitteeError(f"--max-size must be >= 1 and --levels >= 2, got {args.max_size} and {args.levels}")
+    bootstrap = Bootstrap(args.interval_level, args.resamples)
     loaded = load_pool(task, args, args.pool)
     calib, evaluation = calibration_and_evaluation(task, args, loaded)
 
@@ -87,12 +94,18 @@ def run(args: argparse.Namespace) -> int:
             calib.require_outputs("temperature scaling (--temperature)")
             temps = {m: fit_temperature(calib.outputs[m], calib.targets) for m in args.pool}
             cal, ev = calib.tempered(temps), evaluation.tempered(temps)
-        result = search_variant(task, args, cal, ev, confidence)
+        result = search_variant(task, args, cal, ev, confidence, bootstrap)
         result.update(confidence=confidence, temperatures=temps)
         summaries.append(result)
         primary = primary or result
-    report = {"task": task.name, "dataset": loaded.dataset.name, "metric_name": task.metric_name,
-              "split": {"calibration": len(calib.ids), "evaluation": len(evaluation.ids)}, **primary}
+    report = {"schema_version": SCHEMA_VERSION,
+              "provenance": provenance(args.device, None, loaded.preds.fingerprints, args.command),
+              "task": task.name, "dataset": loaded.dataset.name, "dataset_title": loaded.dataset.describe(),
+              "metric_name": task.metric_name, "worst_case": args.worst_case,
+              "split": {"calibration": len(calib.ids), "evaluation": len(evaluation.ids)},
+              "interval": {"confidence": bootstrap.confidence, "resamples": bootstrap.resamples,
+                           "seed": bootstrap.seed, "split": "evaluation",
+                           "method": "percentile bootstrap over samples, paired across rows"}, **primary}
     if len(summaries) > 1:
         report["comparison"] = [compare_line(s) for s in summaries]
     print_search(report, args)
@@ -101,13 +114,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _both(spec, cal: PoolPredictions, ev: PoolPredictions, task: Task) -> dict[str, Any]:
-    rc, re_ = spec.evaluate(cal, task), spec.evaluate(ev, task)
-    return {"name": spec.name, "kind": spec.kind, "members": list(spec.members),
-            "thresholds": getattr(spec, "thresholds", None),
-            "metric": {"calibration": rc.metric, "evaluation": re_.metric},
-            "macs_mean": {"calibration": rc.macs_mean, "evaluation": re_.macs_mean},
-            "macs_worst": max(rc.macs_worst, re_.macs_worst), "exit_fractions": re_.exit_fractions}
+class _Figures:
+    """Each spec's figures on both splits, computed once; keeps the evaluation split's per-sample
+    statistics for the intervals."""
+
+    def __init__(self, task: Task, cal: PoolPredictions, ev: PoolPredictions):
+        self.task, self.cal, self.ev = task, cal, ev
+        self.evaluation_statistics: dict[str, Any] = {}
+        self._figures: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, spec) -> dict[str, Any]:
+        if spec.name not in self._figures:
+            rc, re_ = spec.evaluate(self.cal, self.task), spec.evaluate(self.ev, self.task)
+            self.evaluation_statistics[spec.name] = re_.sample_statistics
+            self._figures[spec.name] = {
+                "name": spec.name, "kind": spec.kind, "members": list(spec.members),
+                "thresholds": getattr(spec, "thresholds", None),
+                "metric": {"calibration": rc.metric, "evaluation": re_.metric},
+                "macs_mean": {"calibration": rc.macs_mean, "evaluation": re_.macs_mean},
+                "macs_worst": max(rc.macs_worst, re_.macs_worst), "exit_fractions": re_.exit_fractions}
+        return dict(self._figures[spec.name])
 
 
 def _committee(c: Candidate, confidence: str, combine: str):
@@ -118,8 +144,10 @@ def _committee(c: Candidate, confidence: str, combine: str):
     return Cascade(c.members, c.thresholds, confidence=confidence, combine=combine)
 
 
-def search_variant(task: Task, args, cal: PoolPredictions, ev: PoolPredictions, confidence: str) -> dict:
-    members = {m: _both(Single(m), cal, ev, task) for m in args.pool}
+def search_variant(task: Task, args, cal: PoolPredictions, ev: PoolPredictions, confidence: str,
+                   bootstrap: Bootstrap) -> dict:
+    figures = _Figures(task, cal, ev)
+    members = {m: figures(Single(m)) for m in args.pool}
     timings: dict[str, float] = {}
     picks: dict[str, dict[str, Any]] = {}
     points: dict[str, dict[str, Any]] = {}
@@ -130,7 +158,7 @@ def search_variant(task: Task, args, cal: PoolPredictions, ev: PoolPredictions, 
             cascade = greedy_cascade(cal, task, args.pool, ref, args.alpha, confidence, args.levels)
             picks[ref] = {"similar_accuracy": cascade, "similar_cost": None}
         timings["greedy"] = time.perf_counter() - t0
-        front_specs = [p["similar_accuracy"] for p in picks.values()]
+        front_specs = [p["similar_accuracy"] for p in picks.values() if p["similar_accuracy"] is not None]
         configurations = len(args.pool)
     else:
         t0 = time.perf_counter()
@@ -150,13 +178,12 @@ def search_variant(task: Task, args, cal: PoolPredictions, ev: PoolPredictions, 
         front_specs = [_committee(result.candidate(i), confidence, args.cascade_combine) for i in result.pareto()]
         for subset in (s for s in table.statistics if len(s) > 1):  # every ensemble, for the plots
             spec = Ensemble([args.pool[i] for i in subset])
-            points[spec.name] = _both(spec, cal, ev, task) | {"pareto": False}
-    front_names = set()
+            points[spec.name] = figures(spec) | {"pareto": False}
+    front_names = {spec.name for spec in front_specs}
     for spec in front_specs:
         if spec.kind != "member":
-            points[spec.name] = _both(spec, cal, ev, task) | {"pareto": True}
-            front_names.add(spec.name)
-    references = []
+            points[spec.name] = figures(spec) | {"pareto": True}
+    references, deltas = [], []
     for ref, pick in picks.items():
         r = members[ref]
         entry = {"reference": ref, "metric": r["metric"], "macs_mean": r["macs_mean"]["evaluation"],
@@ -165,18 +192,35 @@ def search_variant(task: Task, args, cal: PoolPredictions, ev: PoolPredictions, 
             if spec is None or spec.kind == "member" and spec.name == ref:
                 entry[key] = None
                 continue
-            figures = points.get(spec.name) or _both(spec, cal, ev, task) | {"pareto": spec.name in front_names}
-            points.setdefault(spec.name, figures)
-            e_macs = figures["macs_mean"]["evaluation"]
-            entry[key] = {"name": spec.name, "metric": figures["metric"], "macs_mean": figures["macs_mean"],
+            figs = points.setdefault(spec.name, figures(spec) | {"pareto": spec.name in front_names})
+            e_macs = figs["macs_mean"]["evaluation"]
+            entry[key] = {"name": spec.name, "metric": figs["metric"], "macs_mean": figs["macs_mean"],
                           "speedup": r["macs_mean"]["evaluation"] / e_macs if e_macs else None,
-                          "delta": figures["metric"]["evaluation"] - r["metric"]["evaluation"]}
+                          "delta": figs["metric"]["evaluation"] - r["metric"]["evaluation"]}
+            deltas.append((spec.name, ref))
         references.append(entry)
-    return {"members": [{"name": m, "metric": v["metric"], "macs_mean": v["macs_mean"]["evaluation"],
+    add_intervals(task, references, figures.evaluation_statistics, deltas, bootstrap)
+    front = sorted(front_specs, key=lambda spec: figures(spec)["macs_mean"]["calibration"])
+    return {"members": [{"name": m, "metric": v["metric"], "macs_mean": v["macs_mean"],
                          "macs_worst": v["macs_worst"], "throughput": None} for m, v in members.items()],
             "points": [p for p in points.values() if p["kind"] != "member"],
+            "front": [spec.name for spec in front],
             "references": references, "configurations": configurations, "timings": timings,
             "method": "greedy" if greedy else "exhaustive"}
+
+
+def add_intervals(task: Task, references: list[dict], statistics: dict, deltas: list, bootstrap: Bootstrap) -> None:
+    """Evaluation-split intervals of each reference's metric, its committees' metrics and their Δs."""
+    names = {e["reference"] for e in references} | {a for a, _ in deltas}
+    intervals = bootstrap_intervals(task, {n: statistics[n] for n in names}, list(dict.fromkeys(deltas)), bootstrap)
+    for entry in references:
+        entry["metric_ci"] = {"evaluation": list(intervals.metric[entry["reference"]])}
+        for key in ("similar_accuracy", "similar_cost"):
+            pick = entry.get(key)
+            if pick:
+                pick["metric_ci"] = {"evaluation": list(intervals.metric[pick["name"]])}
+                pick["delta_ci"] = list(intervals.delta[(pick["name"], entry["reference"])])
+                pick["delta_distinguishable"] = intervals.excludes_zero(pick["name"], entry["reference"])
 
 
 def compare_line(summary: dict) -> dict:
@@ -191,33 +235,43 @@ def compare_line(summary: dict) -> dict:
 def print_search(report: dict, args) -> None:
     metric = report["metric_name"]
     split = report["split"]
+    level = f"{100 * report['interval']['confidence']:g}%"
     print(f"\n{report['task']} on {report['dataset']}: thresholds fitted on {split['calibration']} calibration "
-          f"samples, figures as calibration / evaluation ({split['evaluation']} samples); "
-          f"{report['configurations']:,} settings searched ({report['method']}, confidence {report['confidence']})")
+          f"samples, figures as calibration / evaluation ({split['evaluation']} samples) with {level} intervals on "
+          f"the evaluation split; {report['configurations']:,} settings searched ({report['method']}, confidence "
+          f"{report['confidence']})")
     print(f"| reference | {metric} | MACs | similar cost: committee | {metric} | Δ | similar accuracy: committee "
-          f"| {metric} | MACs | speedup |")
-    print("|---|---:|---:|---|---:|---:|---|---:|---:|---:|")
+          f"| {metric} | Δ | MACs | speedup |")
+    print("|---|---:|---:|---|---:|---:|---|---:|---:|---:|---:|")
 
-    def both(m):
-        return f"{m['calibration']:.2f} / {m['evaluation']:.2f}"
+    def both(m, ci):
+        return f"{m['calibration']:.2f} / {m['evaluation']:.2f} [{ci['evaluation'][0]:.2f}, {ci['evaluation'][1]:.2f}]"
+
+    def delta(c):
+        return f"{c['delta']:+.2f} [{c['delta_ci'][0]:+.2f}, {c['delta_ci'][1]:+.2f}]"
 
     for r in report["references"]:
         cost, acc = r["similar_cost"], r["similar_accuracy"]
-        cells = [r["reference"], both(r["metric"]), format_macs(r["macs_mean"])]
-        cells += [cost["name"], both(cost["metric"]), f"{cost['delta']:+.2f}"] if cost else ["–"] * 3
-        cells += ([acc["name"], both(acc["metric"]), format_macs(acc["macs_mean"]["evaluation"]),
-                   f"{acc['speedup']:.2f}x"] if acc else ["–"] * 4)
+        cells = [r["reference"], both(r["metric"], r["metric_ci"]), format_macs(r["macs_mean"])]
+        cells += [cost["name"], both(cost["metric"], cost["metric_ci"]), delta(cost)] if cost else ["–"] * 3
+        cells += ([acc["name"], both(acc["metric"], acc["metric_ci"]), delta(acc),
+                   format_macs(acc["macs_mean"]["evaluation"]), f"{acc['speedup']:.2f}x"] if acc else ["–"] * 5)
         print("| " + " | ".join(cells) + " |")
-    front = sorted((p for p in report["points"] if p["pareto"]), key=lambda p: p["macs_mean"]["evaluation"])
-    print(f"\nPareto front on the calibration split ({len(front)} committees; {args.front} shown, cheapest first):")
-    for p in front[:: max(1, -(-len(front) // args.front))]:
-        print(f"  {format_macs(p['macs_mean']['evaluation']):>8s}  {both(p['metric'])}  {p['name']}")
+    points = {p["name"]: p for p in report["points"]}
+    members = {m["name"]: m for m in report["members"]}
+    front = report["front"]
+    print(f"\nPareto front chosen on the calibration split ({len(front)} models and committees; {args.front} shown, "
+          "cheapest first; MACs and figures calibration / evaluation):")
+    for name in front[:: max(1, -(-len(front) // args.front))]:
+        p = points.get(name) or members[name]
+        print(f"  {format_macs(p['macs_mean']['calibration']):>8s}  {p['metric']['calibration']:.2f} / "
+              f"{p['metric']['evaluation']:.2f}  {name}")
     if report.get("comparison"):
         print("\nconfidence functions against the most expensive model:")
         for c in report["comparison"]:
             name = c["confidence"] + (" + temperature" if c["temperature"] else "")
             speed = f"{c['speedup']:.2f}x" if c["speedup"] else "–"
-            delta = f"{c['delta_at_cost']:+.2f}" if c["delta_at_cost"] is not None else "–"
-            print(f"  {name:28s} speedup at similar {metric}: {speed:>7s}   Δ{metric} at similar cost: {delta}")
+            delta_text = f"{c['delta_at_cost']:+.2f}" if c["delta_at_cost"] is not None else "–"
+            print(f"  {name:28s} speedup at similar {metric}: {speed:>7s}   Δ{metric} at similar cost: {delta_text}")
     t = report["timings"]
     print("search time: " + ", ".join(f"{k} {v:.2f} s" for k, v in t.items()))

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 
 from .cache import atomic_write, atomic_write_json
 from .errors import CommitteeError
+from .provenance import CSV_PROVENANCE, SCHEMA_VERSION, check_schema, provenance_columns, short_line
 
 SPLITS = ("calibration", "evaluation")
 GROUPS = ("similar_cost", "similar_accuracy")
@@ -56,7 +57,10 @@ def _require_split(value: Any, where: str, source: str) -> None:
 
 
 def validate_result(result: Any, source: str = "<result>") -> dict[str, Any]:
-    """Check the keys tables and plots read; the error names the file (`source`) and the key path."""
+    """Check the schema version and the keys tables and plots read; the error names the file
+    (`source`) and the key path."""
+    _require(result, (), "", source)
+    check_schema(result, source)
     _require(result, REQUIRED, "", source)
     for list_key, required in (("members", REQUIRED_MEMBER), ("points", REQUIRED_POINT),
                                ("references", REQUIRED_REFERENCE)):
@@ -86,6 +90,12 @@ def split_value(value: Any, split: str = "evaluation") -> float | None:
 
 # ---------------------------------------------------------------- building
 
+def _interval(value: Any) -> list[float] | None:
+    """An evaluation-split interval ([low, high]) of a per-split interval dict, or None."""
+    bounds = value.get("evaluation") if isinstance(value, Mapping) else value
+    return [float(b) for b in bounds] if bounds else None
+
+
 def _ratio(num: float | None, den: float | None) -> float | None:
     return num / den if num is not None and den else None
 
@@ -96,6 +106,7 @@ def _row(ref: Mapping[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"reference": ref["reference"]}
     for s in SPLITS:
         row[f"metric_{s}"] = split_value(ref["metric"], s)
+    row["metric_ci"] = _interval(ref.get("metric_ci"))
     row["macs_mean"] = macs
     row["throughput"] = ref.get("throughput")
     for group in GROUPS:
@@ -110,7 +121,9 @@ def _row(ref: Mapping[str, Any]) -> dict[str, Any]:
         delta = c.get("delta")
         if delta is None and c_metric is not None and row["metric_evaluation"] is not None:
             delta = c_metric - row["metric_evaluation"]
+        row[f"{group}_metric_ci"] = _interval(c.get("metric_ci"))
         row[f"{group}_delta"] = delta
+        row[f"{group}_delta_ci"] = list(c["delta_ci"]) if c.get("delta_ci") else None
         row[f"{group}_speedup"] = c.get("speedup") if c.get("speedup") is not None else _ratio(macs, c_macs)
     return row
 
@@ -125,10 +138,14 @@ def build_tables(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         validate_result(result)
         split = result.get("split") or {}
         blocks.append({"task": result["task"], "dataset": result["dataset"], "metric_name": result["metric_name"],
+                       "dataset_title": result.get("dataset_title") or result["dataset"],
                        "split": {s: split.get(s) for s in SPLITS},
+                       "interval": result.get("interval"), "provenance": result.get("provenance"),
                        "rows": [_row(ref) for ref in result["references"]]})
     throughput = any(r["throughput"] is not None for b in blocks for r in b["rows"])
-    return {"blocks": blocks, "throughput": throughput}
+    levels = {b["interval"]["confidence"] for b in blocks if b["interval"]}
+    return {"schema_version": SCHEMA_VERSION, "blocks": blocks, "throughput": throughput,
+            "interval_level": levels.pop() if len(levels) == 1 else None}
 
 
 # ---------------------------------------------------------------- formatting
@@ -152,16 +169,24 @@ def _num(value: Any, spec: str, suffix: str = "") -> str:
     return DASH if _missing(value) else format(value, spec) + suffix
 
 
+def _with_interval(value: Any, bounds: Sequence[float] | None, spec: str) -> str:
+    """A figure and, when known, its interval: "93.51 [93.02, 94.00]"."""
+    if _missing(value):
+        return DASH
+    return format(value, spec) + (f" [{format(bounds[0], spec)}, {format(bounds[1], spec)}]" if bounds else "")
+
+
 def _cells(row: Mapping[str, Any], throughput: bool, names: bool, times: str = "x") -> list[str]:
-    cells = [row["reference"], _num(row["metric_evaluation"], ".2f"), format_macs(row["macs_mean"])]
+    cells = [row["reference"], _with_interval(row["metric_evaluation"], row.get("metric_ci"), ".2f"),
+             format_macs(row["macs_mean"])]
     if throughput:
         cells.append(_num(row["throughput"], ".0f"))
-    c, a = "similar_cost_", "similar_accuracy_"
-    cells += ([row[c + "name"] or DASH] if names else []) + [_num(row[c + "metric_evaluation"], ".2f"),
-                                                              _num(row[c + "delta"], "+.2f")]
-    cells += ([row[a + "name"] or DASH] if names else []) + [_num(row[a + "metric_evaluation"], ".2f"),
-                                                              format_macs(row[a + "macs_evaluation"]),
-                                                              _num(row[a + "speedup"], ".2f", times)]
+    for g, extra in (("similar_cost_", []), ("similar_accuracy_", ["macs", "speedup"])):
+        cells += [row[g + "name"] or DASH] if names else []
+        cells += [_with_interval(row[g + "metric_evaluation"], row.get(g + "metric_ci"), ".2f"),
+                  _with_interval(row[g + "delta"], row.get(g + "delta_ci"), "+.2f")]
+        if extra:
+            cells += [format_macs(row[g + "macs_evaluation"]), _num(row[g + "speedup"], ".2f", times)]
     return cells
 
 
@@ -169,18 +194,36 @@ def _columns(throughput: bool, names: bool) -> tuple[list[str], list[str], list[
     """(single-model columns, similar-cost columns, similar-accuracy columns)."""
     single = ["model", "metric", "MACs"] + (["samples/s"] if throughput else [])
     cost = (["committee"] if names else []) + ["metric", "Δ"]
-    accuracy = (["committee"] if names else []) + ["metric", "MACs", "speedup"]
+    accuracy = (["committee"] if names else []) + ["metric", "Δ", "MACs", "speedup"]
     return single, cost, accuracy
 
 
 def block_title(block: Mapping[str, Any]) -> str:
-    return f"{block['task']} on {block['dataset']} ({block['metric_name']})"
+    n = (block.get("split") or {}).get("evaluation")
+    samples = f", {n:,} evaluation samples" if n else ""
+    return f"{block['task']}: {block.get('dataset_title') or block['dataset']} ({block['metric_name']}{samples})"
 
 
-def to_markdown(tables: Mapping[str, Any], names: bool = False) -> str:
+def _notes(tables: Mapping[str, Any]) -> str:
+    level = tables.get("interval_level")
+    interval = (f" [low, high]: {100 * level:g}% bootstrap interval over the evaluation samples (paired for Δ)."
+                if level else "")
+    return ("MACs: mean multiply-adds per sample. ≈ cost: the most accurate committee within the model's MACs "
+            "(Δ = its metric − the model's); ≈ accuracy: the cheapest committee matching the model's metric "
+            "(speedup = model MACs / committee MACs). Evaluation-split figures; thresholds fitted on the "
+            "calibration split." + interval)
+
+
+def provenance_footer(tables: Mapping[str, Any]) -> list[str]:
+    """One line per result the tables come from: version, commit, libraries, device, date."""
+    return [short_line(b["provenance"]) for b in tables["blocks"] if b.get("provenance")]
+
+
+def to_markdown(tables: Mapping[str, Any], names: bool = False, footer: bool = True) -> str:
     """One Markdown table; each task opens with a bold row naming task, dataset and metric.
 
-    `names=True` adds the committees' names to both cascade groups.
+    `names=True` adds the committees' names to both cascade groups; `footer` the provenance of
+    each result as HTML comments.
     """
     single, cost, accuracy = _columns(tables["throughput"], names)
     header = single + [f"≈ cost: {c}" for c in cost] + [f"≈ accuracy: {c}" for c in accuracy]
@@ -191,11 +234,8 @@ def to_markdown(tables: Mapping[str, Any], names: bool = False) -> str:
         lines.append("| " + " | ".join([f"**{block_title(block)}**"] + [""] * (len(header) - 1)) + " |")
         for row in block["rows"]:
             lines.append("| " + " | ".join(_cells(row, tables["throughput"], names)) + " |")
-    notes = ("MACs: mean multiply-adds per sample. ≈ cost: the most accurate committee within the model's MACs "
-             "(Δ = its metric − the model's); ≈ accuracy: the cheapest committee matching the model's metric "
-             "(speedup = model MACs / committee MACs). Evaluation-split figures; thresholds fitted on the "
-             "calibration split.")
-    return "\n".join(lines) + "\n\n" + notes + "\n"
+    comments = "".join(f"\n<!-- {line} -->" for line in provenance_footer(tables)) if footer else ""
+    return "\n".join(lines) + "\n\n" + _notes(tables) + "\n" + comments + ("\n" if comments else "")
 
 
 _LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -228,23 +268,38 @@ def to_latex(tables: Mapping[str, Any], names: bool = False) -> str:
         lines.append(rf"\multicolumn{{{ncols}}}{{l}}{{\textit{{{latex_escape(block_title(block))}}}}} \\")
         for row in block["rows"]:
             cells = _cells(row, tables["throughput"], names, times="×")
-            # a typeset minus, not a hyphen: -5.60 -> $-$5.60
-            lines.append(" & ".join(re.sub(r"^-(?=\d)", "$-$", latex_escape(c)) for c in cells) + r" \\")
+            # a typeset minus, not a hyphen: -5.60 -> $-$5.60, [-1.40, ...] -> [$-$1.40, ...]
+            lines.append(" & ".join(re.sub(r"(?<![\w.])-(?=\d)", "$-$", latex_escape(c)) for c in cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines) + "\n"
+    comments = [f"% {_notes(tables)}"] + [f"% {line}" for line in provenance_footer(tables)]
+    return "\n".join(lines) + "\n" + "\n".join(comments) + "\n"
 
 
 # ---------------------------------------------------------------- files
 
 CSV_BLOCK_FIELDS = ["task", "dataset", "metric_name", "calibration_samples", "evaluation_samples"]
+CSV_INTERVALS = ("metric_ci", "delta_ci")  # [low, high] in the tables, two columns in the CSV
 
 
 def csv_fields() -> list[str]:
-    fields = CSV_BLOCK_FIELDS + ["reference"] + [f"metric_{s}" for s in SPLITS] + ["macs_mean", "throughput"]
+    fields = CSV_BLOCK_FIELDS + ["reference"] + [f"metric_{s}" for s in SPLITS] + ["metric_ci_low", "metric_ci_high",
+                                                                                   "macs_mean", "throughput"]
     for group in GROUPS:
         fields += [f"{group}_name"] + [f"{group}_metric_{s}" for s in SPLITS]
-        fields += [f"{group}_macs_{s}" for s in SPLITS] + [f"{group}_delta", f"{group}_speedup"]
-    return fields
+        fields += [f"{group}_metric_ci_low", f"{group}_metric_ci_high"]
+        fields += [f"{group}_macs_{s}" for s in SPLITS]
+        fields += [f"{group}_delta", f"{group}_delta_ci_low", f"{group}_delta_ci_high", f"{group}_speedup"]
+    return fields + CSV_PROVENANCE
+
+
+def _flat(row: Mapping[str, Any]) -> dict[str, Any]:
+    flat = {}
+    for key, value in row.items():
+        if key.endswith(CSV_INTERVALS):
+            flat[f"{key}_low"], flat[f"{key}_high"] = value or (None, None)
+        else:
+            flat[key] = value
+    return flat
 
 
 def to_csv(tables: Mapping[str, Any], path: str | Path) -> Path:
@@ -255,15 +310,19 @@ def to_csv(tables: Mapping[str, Any], path: str | Path) -> Path:
     for block in tables["blocks"]:
         meta = {k: block[k] for k in ("task", "dataset", "metric_name")}
         meta.update({f"{s}_samples": block["split"].get(s) for s in SPLITS})
+        if block.get("provenance"):
+            meta.update(provenance_columns(block["provenance"], block["provenance"]["fingerprints"].get("members", {})))
         for row in block["rows"]:
-            writer.writerow({k: ("" if v is None else v) for k, v in {**meta, **row}.items()})
+            writer.writerow({k: ("" if v is None else v) for k, v in {**meta, **_flat(row)}.items()})
     path = Path(path)
     atomic_write(path, lambda f: f.write(buffer.getvalue().encode()))
     return path
 
 
-def to_json(tables: Mapping[str, Any], path: str | Path) -> Path:
-    """The tables as built (`json.load` of the file gives them back)."""
+def to_json(tables: Mapping[str, Any], path: str | Path, report_provenance: Mapping[str, Any] | None = None) -> Path:
+    """The tables as built (`json.load` of the file gives them back), with the provenance of the
+    report itself, when given, beside each block's."""
     path = Path(path)
-    atomic_write_json(path, json.loads(json.dumps(tables)))
+    extra = {"provenance": dict(report_provenance)} if report_provenance else {}
+    atomic_write_json(path, json.loads(json.dumps({**tables, **extra})))
     return path

@@ -39,6 +39,10 @@ class SampleDataset(torch.utils.data.Dataset, abc.ABC):
     """
 
     name: str = "dataset"
+    title: str = ""  # the dataset in words for reports and plot titles ("CIFAR-10 test set")
+
+    def describe(self) -> str:
+        return self.title or self.name
 
     @property
     @abc.abstractmethod

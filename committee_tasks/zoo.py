@@ -1,7 +1,8 @@
 """Zoo entries: each pretrained member is data (a frozen dataclass), like timm's ``PretrainedCfg``
 and torchvision's ``Weights.meta``.
 
-Weights are found, in order: in the user's ``--weights-dir``, in the torch.hub cache
+Weights are found, in order: in the user's ``--weights-dir``, at the path of a file shipped
+with a package, in the torch.hub cache
 (``$TORCH_HOME/hub/checkpoints``), else downloaded there from the published URL with its sha256
 checked. Offline, the error names the file and the folders to put it in.
 """
@@ -29,13 +30,15 @@ class WeightsSource:
 
     ``sha256`` is the full hex digest when the publisher gives one, or the prefix that torch.hub
     file names carry (``resnet50-0676ba61.pth``), which is what torchvision publishes.
-    ``trainer`` makes the file on first use (the embedded default zoo trains its members).
+    ``path`` is a file shipped with a package (the embedded default's checkpoints);
+    ``trainer`` makes the file on first use (a plugin's own small models).
     """
 
     file_name: str
     url: str | None = None
     sha256: str | None = None
     trainer: Callable[[Path], None] | None = None
+    path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,8 @@ def resolve_weights(source: WeightsSource, weights_dir: str | os.PathLike | None
     candidates = []
     if weights_dir is not None:
         candidates.append(Path(weights_dir) / source.file_name)
+    if source.path is not None:
+        candidates.append(Path(source.path))
     hub_path = hub_checkpoint_dir() / source.file_name
     candidates.append(hub_path)
     for path in candidates:
@@ -115,6 +120,8 @@ def resolve_weights(source: WeightsSource, weights_dir: str | os.PathLike | None
             f"weights file {source.file_name!r} not found in "
             + " or ".join(str(p.parent) for p in candidates)
             + "; put it in one of these folders (or pass --weights-dir DIR)"
+            + (f". It ships with the package at {source.path}: is the checkout or install complete?"
+               if source.path is not None else "")
         )
     tmp = hub_path.with_name(hub_path.name + f".partial-{os.getpid()}")
     try:

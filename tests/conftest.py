@@ -11,6 +11,13 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("COMMITTEE_TASKS_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+def was_measured(row: dict) -> bool:
+    """A report row timed for real: its median throughput is reported, or flagged as noise (a
+    committee measured faster than a member it runs in full) with the measurement kept."""
+    median = row["measurement"]["throughput"]["median"]
+    return median > 0 and (row["throughput"] == median or bool(row.get("measurement_flag")))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_caches(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")

@@ -31,7 +31,17 @@ def test_main_job_config(digits_members, tmp_path, capsys):
     reference = rows["digits_cnn_l"]
     assert cascade["speedup_macs"] == pytest.approx(reference["macs_mean"] / cascade["macs_mean"])
     assert cascade["macs_worst"] == pytest.approx(sum(rows[m]["macs_mean"] for m in cascade["members"]))
-    assert all(r["throughput"] > 0 for r in report["rows"])
+    for r in report["rows"]:  # measured in 5 interleaved rounds; implausible figures are flagged, not shown
+        m = r["measurement"]
+        assert m["throughput"]["rounds"] == 5 and len(m["throughput_rounds"]) == 5
+        assert m["throughput"]["q1"] <= m["throughput"]["median"] <= m["throughput"]["q3"]
+        assert (r["throughput"] == m["throughput"]["median"]) != bool(r.get("measurement_flag"))
+        lo, hi = r["metric_ci"]  # 95% paired bootstrap intervals
+        assert lo <= r["metric"] <= hi and hi - lo < 5
+        assert r["delta_ci"][0] <= r["delta_metric"] <= r["delta_ci"][1]
+    assert reference["delta_ci"] == [0.0, 0.0] and reference["measurement"]["speedup"]["median"] == 1.0
+    assert "| digits_cnn_l | member | " in printed and " | reference | " in printed
+    assert report["interval"]["confidence"] == 0.95 and report["measurement"]["rounds"] == 5
     # members get more accurate with size: the default is a real committee problem
     assert rows["digits_cnn_s"]["metric"] < rows["digits_cnn_m"]["metric"] < reference["metric"]
     with open(out_csv) as f:
@@ -78,6 +88,22 @@ def test_cascade_without_thresholds_is_fitted_to_match_its_last_member(digits_me
 ])
 def test_bad_input_exits_2_with_clear_message(argv, message, capsys):
     assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--measure-samples", "600"], "--measure-samples 600 is more than the 599 samples evaluated: pass at most 599"),
+    (["--measure-samples", "400", "--cascade", "digits_cnn_s,digits_cnn_l", "--match", "digits_cnn_l"],
+     "--measure-samples 400 is more than the 285 samples evaluated (the evaluation split)"),
+    (["--measure-samples", "-1"], "--measure-samples must be >= 0"),
+    (["--measure-rounds", "0"], "--measure-rounds must be at least 1, got 0"),
+    (["--interval-level", "95"], "confidence level must be in (0, 1), got 95.0"),
+    (["--resamples", "5"], "a bootstrap needs at least 100 resamples, got 5"),
+    (["--threads", "0"], "--threads must be at least 1, got 0"),
+])
+def test_bad_measurement_and_interval_options(digits_members, argv, message, capsys):
+    """Each refused with the bad value and the fix; the evaluation already done stays cached."""
+    assert main(["--dataset", "digits", "--models", "digits_cnn_s", "--workers", "0", "--no-progress", *argv]) == 2
     assert message in capsys.readouterr().err
 
 

@@ -206,29 +206,47 @@ def _run(argv, tmp_path, name="r.json"):
 
 
 def test_cli_match_and_budget(digits_members, digits_ids, tmp_path, capsys):
-    report = _run([*FIT, "--match", "digits_cnn_l", "--budget", "digits_cnn_m", "--measure-samples", "64"], tmp_path)
+    """Two cascades, two objectives: s>l cannot match l on the calibration split with the shipped
+    weights (mean-combined, it is below l everywhere on the grid), and that is a row saying so."""
+    report = _run([*FIT, "--cascade", "digits_cnn_m,digits_cnn_l", "--match", "digits_cnn_l", "--budget",
+                   "digits_cnn_m", "--measure-samples", "64"], tmp_path)
     printed = capsys.readouterr().out
     calib = calibration_mask(digits_ids)
     assert len(digits_ids) == 599
     assert report["samples"] == (~calib).sum()  # figures are on the evaluation split only
     assert "(evaluation split)" in printed
     rows = {r["name"]: r for r in report["rows"]}
-    assert [r["kind"] for r in report["rows"]] == ["member"] * 3 + ["cascade"] * 2
-    assert all(r["calibration"]["samples"] == calib.sum() for r in report["rows"])
-    assert all(np.isfinite(r["calibration"]["metric"]) and r["calibration"]["macs_mean"] > 0 for r in report["rows"])
-    fits = {r["fit"]: r for r in report["rows"] if "fit" in r}
-    assert set(fits) == {"match digits_cnn_l", "budget digits_cnn_m"}
-    assert all(r["kind"] == "cascade" for r in fits.values())
+    assert [r["kind"] for r in report["rows"]] == ["member"] * 3 + ["cascade"] * 4
     assert all(r["reference"] == "digits_cnn_l" for r in report["rows"])  # --match sets the reference
+    # the objective nothing satisfies is still a row, in the table, the printout and the JSON
+    missing = [r for r in report["rows"] if r.get("fit_status")]
+    assert len(missing) == 1 and missing[0]["fit"] == "match digits_cnn_l"
+    assert missing[0]["members"] == ["digits_cnn_s", "digits_cnn_l"] and missing[0]["metric"] is None
+    status = "no threshold setting satisfies 'match digits_cnn_l' on the calibration split"
+    assert missing[0]["fit_status"] == status
+    assert "| cascade(digits_cnn_s>digits_cnn_l) [match digits_cnn_l] | cascade | – |" in printed
+    assert f"  cascade(digits_cnn_s>digits_cnn_l) [match digits_cnn_l]: {status}" in printed
+    fitted = [r for r in report["rows"] if not r.get("fit_status")]
+    assert all(r["calibration"]["samples"] == calib.sum() for r in fitted)
+    assert all(np.isfinite(r["calibration"]["metric"]) and r["calibration"]["macs_mean"] > 0 for r in fitted)
+    fits = {(r["fit"], r["members"][0]): r for r in fitted if "fit" in r}
+    assert set(fits) == {("budget digits_cnn_m", "digits_cnn_s"), ("match digits_cnn_l", "digits_cnn_m"),
+                         ("budget digits_cnn_m", "digits_cnn_m")}
     large, medium = rows["digits_cnn_l"]["calibration"], rows["digits_cnn_m"]["calibration"]
-    match, budget = fits["match digits_cnn_l"], fits["budget digits_cnn_m"]
+    match = fits[("match digits_cnn_l", "digits_cnn_m")]
     assert match["calibration"]["metric"] >= large["metric"] - 1e-9
-    assert budget["calibration"]["macs_mean"] <= medium["macs_mean"] * (1 + 1e-9)
     assert match["calibration"]["macs_mean"] < large["macs_mean"]  # cheaper than what it matches
-    for r in fits.values():
-        assert r["members"] == ["digits_cnn_s", "digits_cnn_l"] and len(r["thresholds"]) == 1
-        assert sum(r["exit_fractions"]) == pytest.approx(1) and r["throughput"] > 0
+    for (fit, _), r in fits.items():
+        if fit.startswith("budget"):
+            assert r["calibration"]["macs_mean"] <= medium["macs_mean"] * (1 + 1e-9)
+        assert r["members"][-1] == "digits_cnn_l" and len(r["thresholds"]) == 1
+        assert sum(r["exit_fractions"]) == pytest.approx(1) and r["measurement"]["throughput"]["median"] > 0
+        assert (r["throughput"] is None) == bool(r.get("measurement_flag"))  # noise is flagged, not reported
+        lo, hi = r["delta_ci"]
+        assert lo <= r["delta_metric"] <= hi and r["delta_distinguishable"] == (lo > 0 or hi < 0)
+        verdict = "distinguishable from 0" if r["delta_distinguishable"] else "not distinguishable from 0"
         assert f"[{r['fit']}]: calibration ({calib.sum()} samples)" in printed
+        assert f"(Δ {r['delta_metric']:+.2f}, 95% CI [{lo:+.2f}, {hi:+.2f}]: {verdict})" in printed
 
 
 def test_cli_temperature_and_fractions(digits_members, digits_ids, tmp_path, caplog):
@@ -260,7 +278,8 @@ def test_cli_temperature_and_fractions(digits_members, digits_ids, tmp_path, cap
 
     # --worst-case: the cascade may run both members, more than digits_cnn_l alone: nothing fits
     report = _run([*FIT, "--match", "digits_cnn_l", "--worst-case", "--measure-samples", "0"], tmp_path, "worst.json")
-    assert [r["kind"] for r in report["rows"]] == ["member", "member"]
+    assert [r["kind"] for r in report["rows"]] == ["member", "member", "cascade"]
+    assert report["rows"][-1]["fit_status"].startswith("no threshold setting satisfies 'match digits_cnn_l'")
     assert "no threshold setting of cascade digits_cnn_s,digits_cnn_l satisfies 'match digits_cnn_l'" in caplog.text
 
 

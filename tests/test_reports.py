@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from committee_tasks.errors import CommitteeError
+from committee_tasks.provenance import SCHEMA_VERSION
 from committee_tasks.report_cli import main
 from committee_tasks.tables import (build_tables, format_macs, latex_escape, to_csv, to_json, to_latex,
                                     to_markdown, validate_result)
@@ -29,10 +30,19 @@ def _point(name, kind, members, metric, macs, macs_worst, pareto, thresholds=Non
             "macs_mean": macs, "macs_worst": macs_worst, "exit_fractions": exits, "pareto": pareto}
 
 
+def _ci(value: float, half: float = 0.5) -> dict:
+    return {"evaluation": [value - half, value + half]}
+
+
 def _pick(point: dict, ref_metric: float, ref_macs: float) -> dict:
     e_metric, e_macs = point["metric"]["evaluation"], point["macs_mean"]["evaluation"]
+    delta = e_metric - ref_metric
     return {"name": point["name"], "metric": point["metric"], "macs_mean": point["macs_mean"],
-            "speedup": ref_macs / e_macs, "delta": e_metric - ref_metric}
+            "speedup": ref_macs / e_macs, "delta": delta, "metric_ci": _ci(e_metric),
+            "delta_ci": [delta - 0.25, delta + 0.25], "delta_distinguishable": abs(delta) > 0.25}
+
+
+INTERVAL = {"confidence": 0.95, "resamples": 2000, "seed": 0, "split": "evaluation"}
 
 
 def classification_result() -> dict:
@@ -63,10 +73,13 @@ def classification_result() -> dict:
                            ("resnet32", "cascade(resnet20>resnet32)@0.9", "cascade(resnet20>resnet56)@0.93")):
         cal, ev, macs = members[ref]
         references.append({"reference": ref, "metric": _both(cal, ev), "macs_mean": macs, "throughput": None,
-                           "similar_accuracy": _pick(by_name[acc], ev, macs),
+                           "metric_ci": _ci(ev), "similar_accuracy": _pick(by_name[acc], ev, macs),
                            "similar_cost": _pick(by_name[cost], ev, macs)})
-    return {"task": "classification", "dataset": "cifar10-test", "metric_name": "top-1",
+    return {"schema_version": SCHEMA_VERSION, "task": "classification", "dataset": "cifar10-test",
+            "dataset_title": "CIFAR-10 test set", "metric_name": "top-1", "interval": INTERVAL,
             "split": {"calibration": 5000, "evaluation": 5000},
+            "front": ["resnet20", "cascade(resnet20>resnet32)@0.9", "cascade(resnet20>resnet56)@0.93",
+                      "cascade(resnet20>resnet32>resnet56)@0.95,0.9", "cascade(resnet32>resnet56)@0.7"],
             "members": [{"name": n, "metric": _both(c, e), "macs_mean": m, "throughput": None}
                         for n, (c, e, m) in members.items()],
             "points": points, "references": references}
@@ -89,12 +102,16 @@ def segmentation_result() -> dict:
     cal, ev, macs, thr = members["fcn_resnet50"]
     references = [
         {"reference": "fcn_resnet50", "metric": _both(cal, ev), "macs_mean": macs, "throughput": thr,
-         "similar_accuracy": _pick(points[1], ev, macs), "similar_cost": _pick(points[1], ev, macs)},
+         "metric_ci": _ci(ev), "similar_accuracy": _pick(points[1], ev, macs),
+         "similar_cost": _pick(points[1], ev, macs)},
         {"reference": "deeplabv3_resnet101", "metric": _both(67.4, 67.2), "macs_mean": 258.7e9, "throughput": 1.9,
-         "similar_accuracy": None, "similar_cost": _pick(points[1], 67.2, 258.7e9)},
+         "metric_ci": _ci(67.2), "similar_accuracy": None, "similar_cost": _pick(points[1], 67.2, 258.7e9)},
     ]
-    return {"task": "segmentation", "dataset": "voc2012_val", "metric_name": "mIoU",
+    return {"schema_version": SCHEMA_VERSION, "task": "segmentation", "dataset": "voc2012_val",
+            "dataset_title": "PASCAL VOC 2012 val split", "metric_name": "mIoU", "interval": INTERVAL,
             "split": {"calibration": 700, "evaluation": 749},
+            "front": ["lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large",
+                      "cascade(deeplabv3_mobilenet_v3_large>fcn_resnet50)@0.8", "deeplabv3_resnet101"],
             "members": [{"name": n, "metric": _both(c, e), "macs_mean": m, "throughput": t}
                         for n, (c, e, m, t) in members.items()],
             "points": points, "references": references}
@@ -127,16 +144,21 @@ def test_markdown_one_block_per_task_one_row_per_reference(results):
     rows = _md_rows(md)
     header, body = rows[0], rows[2:]
     assert header[:4] == ["model", "metric", "MACs", "samples/s"]  # the segmentation task measured throughput
-    assert len(header) == 9 and all(len(r) == 9 for r in rows)
+    assert len(header) == 10 and all(len(r) == 10 for r in rows)
     titles = [r[0] for r in body if r[0].startswith("**")]
-    assert titles == ["**classification on cifar10-test (top-1)**", "**segmentation on voc2012_val (mIoU)**"]
+    assert titles == ["**classification: CIFAR-10 test set (top-1, 5,000 evaluation samples)**",
+                      "**segmentation: PASCAL VOC 2012 val split (mIoU, 749 evaluation samples)**"]
     data = {r[0]: r for r in body if not r[0].startswith("**")}
     assert list(data) == ["resnet56", "resnet44", "resnet32", "fcn_resnet50", "deeplabv3_resnet101"]
-    # evaluation-split figures: metric, MACs, similar cost (metric, Δ), similar accuracy (metric, MACs, speedup)
-    assert data["resnet56"] == ["resnet56", "93.48", "125.5M", "–", "93.80", "+0.32", "93.40", "53.0M", "2.37x"]
-    assert data["fcn_resnet50"][:4] == ["fcn_resnet50", "60.50", "152.7G", "3"]
-    assert data["deeplabv3_resnet101"][-3:] == ["–", "–", "–"]  # no committee at similar accuracy
-    assert data["deeplabv3_resnet101"][4:6] == ["61.60", "-5.60"]
+    # evaluation-split figures with their intervals: metric, MACs, similar cost (metric, Δ),
+    # similar accuracy (metric, Δ, MACs, speedup)
+    assert data["resnet56"] == ["resnet56", "93.48 [92.98, 93.98]", "125.5M", "–", "93.80 [93.30, 94.30]",
+                                "+0.32 [+0.07, +0.57]", "93.40 [92.90, 93.90]", "-0.08 [-0.33, +0.17]", "53.0M",
+                                "2.37x"]
+    assert data["fcn_resnet50"][:4] == ["fcn_resnet50", "60.50 [60.00, 61.00]", "152.7G", "3"]
+    assert data["deeplabv3_resnet101"][-4:] == ["–", "–", "–", "–"]  # no committee at similar accuracy
+    assert data["deeplabv3_resnet101"][4:6] == ["61.60 [61.10, 62.10]", "-5.60 [-5.85, -5.35]"]
+    assert "95% bootstrap interval over the evaluation samples (paired for Δ)" in md
 
 
 def test_markdown_without_throughput_and_with_names(results):
@@ -181,7 +203,7 @@ def test_latex_structure(results, names):
     assert _braces_balanced(tex)
     spec = re.search(r"\\begin\{tabular\}\{([lrc]+)\}", tex).group(1)
     ncols = len(spec)
-    assert ncols == 9 + 2 * names
+    assert ncols == 10 + 2 * names
     lines = tex.strip().splitlines()
     rows = [line for line in lines if line.rstrip().endswith(r"\\")]
     assert all(_latex_cells_span(r) == ncols for r in rows)
@@ -189,15 +211,17 @@ def test_latex_structure(results, names):
     assert len(data) == 5
     assert all(len(re.findall(r"(?<!\\)&", r)) == ncols - 1 for r in data)
     # booktabs rules, group headers, one \midrule-separated block per task
-    assert lines[1] == r"\toprule" and lines[-2] == r"\bottomrule"
+    end = lines.index(r"\end{tabular}")
+    assert lines[1] == r"\toprule" and lines[end - 1] == r"\bottomrule"
+    assert all(line.startswith("% ") for line in lines[end + 1:]) and "bootstrap interval" in lines[end + 1]
     assert r"\multicolumn{2}{c}{Cascade, similar cost}" in tex or names
-    assert r"\multicolumn{3}{c}{Cascade, similar accuracy}" in tex or names
+    assert r"\multicolumn{4}{c}{Cascade, similar accuracy}" in tex or names
     assert tex.count(r"\midrule") == 2 and r"\cmidrule(lr)" in tex
     # names are escaped: no bare _ > or unicode left
     body = "\n".join(rows)
     assert re.search(r"(?<!\\)_", body) is None and ">" not in body and "–" not in body and "Δ" not in body
-    assert r"deeplabv3\_resnet101" in tex and r"voc2012\_val" in tex
-    assert r"2.37$\times$" in tex and r"$-$5.60" in tex
+    assert r"deeplabv3\_resnet101" in tex and r"\textit{segmentation: PASCAL VOC 2012 val split (mIoU" in tex
+    assert r"2.37$\times$" in tex and r"$-$5.60 [$-$5.85, $-$5.35]" in tex
     if names:
         assert r"cascade(resnet20\textgreater{}resnet56)@0.93" in tex
 
@@ -233,36 +257,13 @@ def test_csv_rows_and_json_round_trip(results, tmp_path):
     assert float(r["similar_accuracy_macs_calibration"]) == 5.2e7
     assert float(r["similar_accuracy_macs_evaluation"]) == 5.3e7
     assert float(r["similar_cost_delta"]) == pytest.approx(0.32)
+    assert float(r["metric_ci_low"]) == 92.98 and float(r["similar_cost_delta_ci_high"]) == pytest.approx(0.57)
     assert r["throughput"] == "" and rows[3]["throughput"] == "3.1"
     assert rows[4]["similar_accuracy_name"] == "" and rows[4]["similar_accuracy_speedup"] == ""
     to_json(tables, tmp_path / "t.json")
     assert json.loads((tmp_path / "t.json").read_text()) == tables
     # what to_json wrote renders the same
     assert to_markdown(json.loads((tmp_path / "t.json").read_text())) == to_markdown(tables)
-
-
-# ---------------------------------------------------------------- plots
-
-def test_plot_is_a_readable_png(results, tmp_path):
-    pytest.importorskip("matplotlib")
-    import matplotlib.image
-
-    from committee_tasks.plots import pareto_front, plot_filename, plot_result
-
-    path = plot_result(results[0], tmp_path / plot_filename(results[0]))
-    assert path == tmp_path / "classification-cifar10-test.png"
-    data = path.read_bytes()
-    assert len(data) > 10_000 and data[:8] == b"\x89PNG\r\n\x1a\n"
-    image = matplotlib.image.imread(path)
-    height, width = image.shape[:2]
-    assert 600 <= height <= 2000 and 800 <= width <= 2500
-    assert image[..., :3].std() > 0.05  # something is drawn
-    assert not list(tmp_path.glob(".*.tmp"))  # atomic write left no temporary file
-    # a reference without a committee at similar accuracy, dataset names needing no escaping
-    assert plot_result(results[1], tmp_path / "seg.png").stat().st_size > 10_000
-    assert plot_filename({"task": "seg", "dataset": "a/b c"}) == "seg-a_b_c.png"
-    front = pareto_front([(1, 90, "a"), (2, 89, "b"), (2, 92, "c"), (3, 92, "d"), (4, 95, "e")])
-    assert [p[2] for p in front] == ["a", "c", "e"]
 
 
 # ---------------------------------------------------------------- CLI
@@ -282,13 +283,15 @@ def test_cli_end_to_end(results, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(inputs + ["--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith("| model |") and "**segmentation on voc2012_val (mIoU)**" in printed
+    assert printed.startswith("| model |") and "**segmentation: PASCAL VOC 2012 val split (mIoU" in printed
     assert sorted(p.name for p in out.iterdir()) == [
         "classification-cifar10-test.png", "committees.csv", "committees.json", "committees.md", "committees.tex",
         "segmentation-voc2012_val.png"]
     assert (out / "committees.md").read_text() == to_markdown(build_tables(results))
     assert (out / "committees.tex").read_text() == to_latex(build_tables(results))
-    assert json.loads((out / "committees.json").read_text()) == build_tables(results)
+    written = json.loads((out / "committees.json").read_text())
+    assert written.pop("provenance")["schema_version"] == SCHEMA_VERSION  # the report's own
+    assert written == build_tables(results)
 
 
 def test_cli_subprocess_selected_formats(results, tmp_path):
@@ -297,7 +300,7 @@ def test_cli_subprocess_selected_formats(results, tmp_path):
     run = subprocess.run([sys.executable, str(REPO / "tools" / "report.py"), *inputs, "--out", str(out),
                           "--formats", "md,csv"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    assert "| resnet56 | 93.48 | 125.5M |" in run.stdout
+    assert "| resnet56 | 93.48 [92.98, 93.98] | 125.5M |" in run.stdout
     assert sorted(p.name for p in out.iterdir()) == ["committees.csv", "committees.md"]
 
 
@@ -345,8 +348,10 @@ def test_cli_errors(results, tmp_path, capsys, case, message):
 
 
 def test_validate_result_names_source():
+    v = SCHEMA_VERSION
     with pytest.raises(CommitteeError, match=r"x\.json: missing required key 'points'"):
-        validate_result({"task": "t", "dataset": "d", "metric_name": "m", "members": [], "references": []}, "x.json")
+        validate_result({"schema_version": v, "task": "t", "dataset": "d", "metric_name": "m", "members": [],
+                         "references": []}, "x.json")
     with pytest.raises(CommitteeError, match=r"members\[0\].metric must be a number"):
-        validate_result({"task": "t", "dataset": "d", "metric_name": "m", "points": [], "references": [],
-                         "members": [{"name": "a", "metric": "high", "macs_mean": 1}]}, "x.json")
+        validate_result({"schema_version": v, "task": "t", "dataset": "d", "metric_name": "m", "points": [],
+                         "references": [], "members": [{"name": "a", "metric": "high", "macs_mean": 1}]}, "x.json")

@@ -73,8 +73,10 @@ def load_cifar10(root: str | Path) -> ArrayImageDataset:
         if images.shape[1:] != (32, 32, 3) or len(images) != len(labels):
             raise CommitteeError(f"{path}: expected images (N, 32, 32, 3) and N labels, got "
                                  f"{images.shape} and {labels.shape}")
-        return ArrayImageDataset("cifar10-test", np.ascontiguousarray(images), labels.astype(np.int64),
-                                 content_hash)
+        dataset = ArrayImageDataset("cifar10-test", np.ascontiguousarray(images), labels.astype(np.int64),
+                                    content_hash)
+        dataset.title = "CIFAR-10 test set"
+        return dataset
     raise CommitteeError(
         f"no CIFAR-10 test set under {root}: expected one of "
         + ", ".join(str(c) for c in candidates[1:])
@@ -87,6 +89,8 @@ class ImageFileDataset(SampleDataset):
 
     def __init__(self, name: str, root: Path, files: list[str], labels: list[int]):
         self.name = name
+        split = name.split("-", 1)[-1]
+        self.title = f"ImageNet {'validation' if split == 'val' else split} images in {root}"
         self.root = root
         self.files = files
         self.labels = labels
@@ -219,6 +223,7 @@ class DigitsDataset(SampleDataset):
     def __init__(self, split: str = "test"):
         images, labels, original = digits_split()[split]
         self.name = f"digits-{split}"
+        self.title = f"scikit-learn handwritten digits ({split} split)"
         self.images, self.labels = images, labels
         self._ids = [f"{i:04d}" for i in original]  # index in load_digits(): stable across splits
 

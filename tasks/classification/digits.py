@@ -1,14 +1,21 @@
 """The embedded default zoo: small CNNs of three sizes trained on scikit-learn's real handwritten
-digits on first use (seeded, a few seconds on CPU) and cached like any downloaded weight file."""
+digits. The trained checkpoints ship in ``weights/`` (sha256-checked like any zoo weight) with a
+record of how they were made and what they score, so every machine evaluates the same weights:
+training is not bit-reproducible across thread counts or CPUs (different kernels, different sums).
+``tools/train_digits.py`` is the script that trained them; a test checks it still trains models of
+the recorded accuracy."""
 from __future__ import annotations
 
+import hashlib
+import json
+import platform
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from committee_tasks.cache import atomic_write
+from committee_tasks.cache import atomic_write, atomic_write_json
 
 # Pixel statistics of the digits training split (0..16 grey levels scaled to 0..1).
 DIGITS_MEAN, DIGITS_STD = 0.3054, 0.3759
@@ -19,6 +26,8 @@ DIGITS_MODELS = {
     "digits_cnn_l": ((32, 64, 128), 40),
 }
 TRAIN_SEED = 0
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+RECORD_NAME = "digits.json"  # in WEIGHTS_DIR: file, sha256, test top-1 and training settings per model
 
 
 class DigitsCNN(nn.Module):
@@ -48,15 +57,18 @@ class DigitsTransform:
         return f"DigitsTransform(scale=1/16, mean={DIGITS_MEAN}, std={DIGITS_STD})"
 
 
-def train_digits_model(name: str, destination: Path) -> None:
-    """Train ``name`` on the digits training split and write its state dict atomically."""
+def _split_tensors(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     from .datasets import digits_split
 
-    widths, epochs = DIGITS_MODELS[name]
-    images, labels, _ = digits_split()["train"]
+    images, labels, _ = digits_split()[split]
     transform = DigitsTransform()
-    x = torch.stack([transform(img) for img in images])
-    y = torch.as_tensor(labels)
+    return torch.stack([transform(img) for img in images]), torch.as_tensor(labels)
+
+
+def train_digits_model(name: str) -> DigitsCNN:
+    """Train ``name`` on the digits training split (seeded; AdamW, one-cycle schedule, small shifts)."""
+    widths, epochs = DIGITS_MODELS[name]
+    x, y = _split_tensors("train")
     generator = torch.Generator().manual_seed(TRAIN_SEED)
     torch.manual_seed(TRAIN_SEED)
     model = DigitsCNN(widths)
@@ -72,4 +84,49 @@ def train_digits_model(name: str, destination: Path) -> None:
             loss.backward()
             optimizer.step()
             schedule.step()
-    atomic_write(destination, lambda f: torch.save(model.state_dict(), f))
+    return model.eval()
+
+
+@torch.no_grad()
+def top1_on_test_split(model: nn.Module) -> float:
+    """Top-1 (%) on the held-out digits test split (599 images), float32 on the CPU."""
+    x, y = _split_tensors("test")
+    return 100.0 * float((model.eval()(x).argmax(dim=1) == y).float().mean())
+
+
+def train_all(out_dir: Path, names=tuple(DIGITS_MODELS), threads: int = 1) -> dict:
+    """Train every digits model into ``out_dir`` and write the record the zoo reads; returns it.
+
+    One torch thread by default: the same machine then gives the same weights on every run."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        record = {}
+        for name in names:
+            model = train_digits_model(name)
+            blob = _state_bytes(model)
+            sha256 = hashlib.sha256(blob).hexdigest()
+            file_name = f"{name}-{sha256[:8]}.pt"
+            atomic_write(out_dir / file_name, lambda f: f.write(blob))
+            record[name] = {"file": file_name, "sha256": sha256, "top-1": round(top1_on_test_split(model), 2),
+                            "params": sum(p.numel() for p in model.parameters()),
+                            "training": {"seed": TRAIN_SEED, "epochs": DIGITS_MODELS[name][1], "torch_threads": threads,
+                                         "torch": torch.__version__, "machine": platform.machine()}}
+    finally:
+        torch.set_num_threads(before)
+    atomic_write_json(out_dir / RECORD_NAME, record)
+    return record
+
+
+def _state_bytes(model: nn.Module) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getvalue()
+
+
+def load_record(weights_dir: Path = WEIGHTS_DIR) -> dict:
+    """The record of the shipped checkpoints ({} when the folder is missing, e.g. a broken install)."""
+    path = weights_dir / RECORD_NAME
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -11,7 +11,7 @@ from torchvision.transforms import v2
 from committee_tasks.zoo import WeightsSource, ZooEntry
 
 from .cifar_resnet import CifarResNet, load_akamaster_checkpoint
-from .digits import DIGITS_MODELS, DigitsCNN, DigitsTransform, train_digits_model
+from .digits import DIGITS_MODELS, WEIGHTS_DIR, DigitsCNN, DigitsTransform, load_record
 
 TASK = "classification"
 
@@ -89,13 +89,18 @@ def _torchvision_entries() -> dict[str, ZooEntry]:
 
 
 def _digits_entries() -> dict[str, ZooEntry]:
+    """The embedded default: checkpoints shipped in tasks/classification/weights (see digits.py)."""
+    record = load_record()
     entries = {}
     for name, (widths, _) in DIGITS_MODELS.items():
+        shipped = record.get(name, {})
+        file_name = shipped.get("file", f"{name}.pt")
         entries[name] = ZooEntry(
             name=name, task=TASK, builder=functools.partial(DigitsCNN, widths),
-            weights=WeightsSource(f"{name}-seed0.pt", trainer=functools.partial(train_digits_model, name)),
+            weights=WeightsSource(file_name, sha256=shipped.get("sha256"), path=WEIGHTS_DIR / file_name),
             num_classes=10, dataset="digits", input_size=(1, 8, 8), preprocessing=DigitsTransform,
-            source="committee-tasks embedded default (trained on first use on sklearn digits)",
+            params=shipped.get("params"), metrics={"top-1": shipped["top-1"]} if "top-1" in shipped else {},
+            source="committee-tasks embedded default (trained by tools/train_digits.py on sklearn digits)",
         )
     return entries
 

@@ -40,6 +40,9 @@ class LabelMapError(ValueError):
     """A label map that does not fit its image or the dataset's classes."""
 
 
+TITLES = {"cityscapes": "Cityscapes", "ade20k": "ADE20K"}
+
+
 class SegmentationDataset(SampleDataset):
     def __init__(self, name: str, mmseg_dataset, root: Path):
         self.name = name
@@ -106,4 +109,6 @@ def load_segmentation_dataset(name: str, root: str | Path, split: str | None = N
     if len(dataset) == 0:
         raise CommitteeError(f"{cls_name} found no images under {root / img_dir} (suffix "
                              f"{dataset.img_suffix!r})")
-    return SegmentationDataset(f"{name}-{split}", dataset, root)
+    segmentation = SegmentationDataset(f"{name}-{split}", dataset, root)
+    segmentation.title = f"{TITLES.get(name, name)} {split} split"
+    return segmentation

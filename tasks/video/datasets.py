@@ -23,6 +23,7 @@ import csv
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -143,7 +144,10 @@ def load_kinetics(root: str | Path, split: str | None = None, label_file: str | 
         log.warning("%d of %d videos have labels not in the class file; they will be skipped", unknown, len(rows))
     log.info("%s: %d videos, %d classes (%s)", name, len(rows), len(classes or []),
              f"class file {class_file}" if class_file else "classes in sorted name order")
-    return VideoDataset(f"{name}-{split}", rows, classes, source)
+    video = VideoDataset(f"{name}-{split}", rows, classes, source)
+    pretty = re.sub(r"^kinetics(\d+)$", r"Kinetics-\1", name)
+    video.title = f"{pretty} {split} split"
+    return video
 
 
 def _label_index(raw: str, classes: list[str] | None, index_of: dict[str, int]) -> int | None:
