@@ -30,6 +30,7 @@ import numpy as np
 
 from .cache import atomic_write
 from .errors import CommitteeError
+from .provenance import short_line, toolkit_version
 from .tables import split_value, validate_result
 
 MEMBER_COLOR, ENSEMBLE_COLOR, CASCADE_COLOR = "#1f77b4", "#ff7f0e", "#2ca02c"
@@ -448,13 +449,34 @@ def _legend_entries(plan: dict[str, Any]) -> tuple[list, list[str]]:
 def _draw(plan: dict[str, Any], margin: float, last: bool):
     """The figure at one axes margin. A label with no free place raises _NoRoom, except at the `last`
     margin, where it goes to the nearest place inside the axes."""
-    from matplotlib.patches import FancyArrowPatch
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    result = plan["result"]
     fig = _figure()
     ax = fig.add_axes((0.1, 0.25, 0.85, 0.62))
+    _draw_data(ax, plan, margin)
+    renderer = fig.canvas.get_renderer()
+    title, legend = _frame(fig, ax, plan, renderer)
+    # everything in display pixels from here: the axes box and limits are final
+    markers, anchors = _marker_boxes(ax, plan)
+    placer = _Placer(ax.get_window_extent(renderer), markers, (fig.bbox.width, fig.bbox.height))
+    to_px = ax.transData.transform
+    if len(plan["members"]) > 1:
+        placer.add_line([to_px(m["xy"]) for m in plan["members"]], LINE_WEIGHT)
+    if len(plan["front"]) > 1:
+        placer.add_line([to_px(xy) for xy in plan["front"]], LINE_WEIGHT)
+    arrows = _draw_arrows(ax, plan, anchors, placer)
+    labels = _Labels(ax, renderer, placer, last)
+    names = {label["name"]: labels.near_marker(label, anchors) for label in plan["labels"]}
+    for arrow in arrows:
+        arrow["label"] = labels.along_arrow(arrow)
+    info = {"ax": ax, "labels": labels.texts, "names": names, "arrows": arrows, "title": title, "legend": legend,
+            "margin": margin}
+    return fig, info
+
+
+def _draw_data(ax, plan: dict[str, Any], margin: float) -> None:
+    """Markers, the model line, the front, limits (the data with `margin` of its range each side, log
+    x), ticks and axis labels."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     members, points = plan["members"], plan["points"]
     ensembles = [p["xy"] for p in points if p["kind"] == "ensemble"]
     cascades = [p["xy"] for p in points if p["kind"] != "ensemble"]
@@ -468,19 +490,15 @@ def _draw(plan: dict[str, Any], margin: float, last: bool):
                    linewidths=CASCADE_EDGE, zorder=4)
     if members:
         ax.plot(*zip(*(m["xy"] for m in members)), "-o", color=MEMBER_COLOR, ms=MEMBER_MS, lw=1.6, zorder=5)
-
-    # limits: the data with `margin` of its range each side (log x)
+    ax.set_xscale("log")
     xy = [m["xy"] for m in members] + [p["xy"] for p in points]
     if xy:
         lx = [math.log10(x) for x, _ in xy]
         ys = [y for _, y in xy]
         span_x = (max(lx) - min(lx)) or 0.3
         span_y = (max(ys) - min(ys)) or max(1.0, abs(ys[0]) * 0.01)
-        ax.set_xscale("log")
         ax.set_xlim(10 ** (min(lx) - margin * span_x), 10 ** (max(lx) + margin * span_x))
         ax.set_ylim(min(ys) - margin * span_y, max(ys) + margin * span_y)
-    else:
-        ax.set_xscale("log")
     ticks = FuncFormatter(_macs_ticks)
     ax.xaxis.set_major_formatter(ticks)
     xs = [x for x, _ in xy]
@@ -493,10 +511,11 @@ def _draw(plan: dict[str, Any], margin: float, last: bool):
     ax.grid(True, which="major", alpha=0.35)
     ax.grid(True, which="minor", axis="x", alpha=0.15)
     ax.set_xlabel("mean MACs per sample (multiply-adds)")
-    ax.set_ylabel(f"{result['metric_name']} (evaluation split)")
+    ax.set_ylabel(f"{plan['result']['metric_name']} (evaluation split)")
 
-    # title lines and legend, then the axes box fitted between them
-    renderer = fig.canvas.get_renderer()
+
+def _frame(fig, ax, plan: dict[str, Any], renderer) -> tuple[list, Any]:
+    """Title lines on top, the legend at the bottom, and the axes box fitted between them."""
     width, height = fig.bbox.width, fig.bbox.height
     pad = 8.0
     first, second = plan["title"]
@@ -527,32 +546,36 @@ def _draw(plan: dict[str, Any], margin: float, last: bool):
         low = bottom + max(0.0, box.y0 - xt.y0)
         high = top - max(0.0, yt.y1 - box.y1)
         ax.set_position(((left) / width, low / height, (right - left) / width, (high - low) / height))
+    return title, legend
 
-    # everything in display pixels from here: the axes box and limits are final
-    axbox = ax.get_window_extent(renderer)
+
+def _marker_boxes(ax, plan: dict[str, Any]) -> tuple[np.ndarray, dict[str, tuple[float, float, float]]]:
+    """Every marker's display box (M x 4), and each name's marker centre and radius (pixels)."""
     to_px = ax.transData.transform
-    px = fig.dpi / 72
+    px = ax.figure.dpi / 72
     markers, anchors = [], {}
-    for m in members:
+    for m in plan["members"]:
         cx, cy = to_px(m["xy"])
         r = (MEMBER_MS / 2) * px
         markers.append((cx - r, cy - r, cx + r, cy + r))
         anchors[m["name"]] = (cx, cy, r)
-    for p in points:
+    for p in plan["points"]:
         cx, cy = to_px(p["xy"])
         size, edge = (ENSEMBLE_S, ENSEMBLE_EDGE) if p["kind"] == "ensemble" else (CASCADE_S, CASCADE_EDGE)
         r = (math.sqrt(size) / 2 + edge / 2) * px
         markers.append((cx - r, cy - r, cx + r, cy + r))
         anchors.setdefault(p["name"], (cx, cy, r))
-    marker_centres = sorted({(float(x), float(y), float(r)) for x, y, r in anchors.values()})
-    placer = _Placer(axbox, np.array(markers, dtype=float).reshape(-1, 4), (width, height))
-    if len(members) > 1:
-        placer.add_line([to_px(m["xy"]) for m in members], LINE_WEIGHT)
-    if len(plan["front"]) > 1:
-        placer.add_line([to_px(xy) for xy in plan["front"]], LINE_WEIGHT)
+    return np.array(markers, dtype=float).reshape(-1, 4), anchors
 
-    to_axes = ax.transAxes.inverted().transform
-    arrows_info = []
+
+def _draw_arrows(ax, plan: dict[str, Any], anchors, placer: _Placer) -> list[dict[str, Any]]:
+    """Each arrow's shaft in its line style and a solid head (a dotted head's outline is a smudge),
+    shortened to clear both markers; the shafts become soft obstacles of the placer."""
+    from matplotlib.patches import FancyArrowPatch
+
+    to_px = ax.transData.transform
+    px = ax.figure.dpi / 72
+    drawn = []
     for a in plan["arrows"]:
         start, end = np.array(to_px(a["start"])), np.array(to_px(a["end"]))
         d = end - start
@@ -563,7 +586,6 @@ def _draw(plan: dict[str, Any], margin: float, last: bool):
         shrink_a, shrink_b = r0 * scale / px, r1 * scale / px  # points
         visible = length - (r0 + r1) * scale
         head = min(12.0, visible / (1.2 * px))  # the head at most half of what is left
-        # the shaft in the arrow's line style, the head always solid (a dotted head's outline is a smudge)
         head_px = 0.6 * head * px
         patch = FancyArrowPatch(a["start"], a["end"], arrowstyle="-", color=a["color"], lw=1.5,
                                 linestyle=a["linestyle"], shrinkA=shrink_a, shrinkB=shrink_b + 0.8 * head_px / px,
@@ -575,25 +597,37 @@ def _draw(plan: dict[str, Any], margin: float, last: bool):
                                      zorder=4.5))
         shaft = (start + d / length * shrink_a * px, end - d / length * shrink_b * px)
         placer.add_line(shaft, ARROW_WEIGHT)
-        arrows_info.append({**{k: a[k] for k in ("reference", "target", "groups", "miss", "delta", "ratio",
-                                                 "linestyle", "color", "variants")}, "patch": patch, "shaft": shaft})
+        drawn.append({**{k: a[k] for k in ("reference", "target", "groups", "miss", "delta", "ratio",
+                                           "linestyle", "color", "variants")}, "patch": patch, "shaft": shaft})
+    return drawn
 
-    texts, by_name = [], {}
 
-    def put(variants: Sequence[str], color: str, fontsize: float, ring, window, cost, anchor, leader_from):
+class _Labels:
+    """Places label texts with a `_Placer`, draws their leader lines, and keeps them (`texts`)."""
+
+    STYLE = {"member": (MEMBER_COLOR, 8.0), "ensemble": (ENSEMBLE_TEXT, 7.0), "cascade": (CASCADE_TEXT, 7.5)}
+
+    def __init__(self, ax, renderer, placer: _Placer, last: bool):
+        self.ax, self.renderer, self.placer, self.last = ax, renderer, placer, last
+        self.axbox = ax.get_window_extent(renderer)
+        self.to_axes = ax.transAxes.inverted().transform
+        self.texts: list = []
+
+    def _make(self, text: str, color: str, fontsize: float):
+        artist = self.ax.text(0, 0, text, transform=self.ax.transAxes, fontsize=fontsize, color=color, ha="left",
+                              va="bottom", zorder=7, linespacing=1.15,
+                              bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.75))
+        extent = artist.get_window_extent(self.renderer)
+        return artist, extent.width, extent.height, (extent.x0 - self.axbox.x0, extent.y0 - self.axbox.y0)
+
+    def put(self, variants: Sequence[str], color: str, fontsize: float, ring, window, cost, anchor, leader_from):
         """Place the best of a label's wordings (the first preferred a little) and draw its leader."""
-
-        def make(text):
-            artist = ax.text(0, 0, text, transform=ax.transAxes, fontsize=fontsize, color=color, ha="left",
-                             va="bottom", zorder=7, linespacing=1.15,
-                             bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.75))
-            extent = artist.get_window_extent(renderer)
-            return artist, extent.width, extent.height, (extent.x0 - axbox.x0, extent.y0 - axbox.y0)
+        from matplotlib.lines import Line2D
 
         found = []
         for i, text in enumerate(variants):
-            artist, w, h, offset = make(text)
-            spot = placer.place(w, h, ring(w, h), window(w, h), cost)
+            artist, w, h, offset = self._make(text, color, fontsize)
+            spot = self.placer.place(w, h, ring(w, h), window(w, h), cost)
             if spot is None:
                 artist.remove()
             else:
@@ -604,39 +638,36 @@ def _draw(plan: dict[str, Any], margin: float, last: bool):
                 if f is not best:
                     f[2].remove()
         else:
-            if not last:
+            if not self.last:
                 raise _NoRoom(variants[0])
-            artist, w, h, offset = make(variants[0])
-            best = (0.0, 0, artist, placer.fallback(w, h, anchor), offset)
+            artist, w, h, offset = self._make(variants[0], color, fontsize)
+            best = (0.0, 0, artist, self.placer.fallback(w, h, anchor), offset)
         _, _, artist, box, offset = best
-        artist.set_position(to_axes((box[0] - offset[0], box[1] - offset[1])))
-        placer.take(box)
+        artist.set_position(self.to_axes((box[0] - offset[0], box[1] - offset[1])))
+        self.placer.take(box)
         start, gap = leader_from(box)
         if start is not None and gap:
             end = np.clip(start, box[:2], box[2:])
-            leader = Line2D(*zip(*to_axes([start, end])), transform=ax.transAxes, color=color, lw=0.7, alpha=0.8,
-                            marker="None", zorder=6)
-            ax.add_line(leader)
-            placer.add_line([start, end], LEADER_WEIGHT)
-        texts.append(artist)
+            self.ax.add_line(Line2D(*zip(*self.to_axes([start, end])), transform=self.ax.transAxes, color=color,
+                                    lw=0.7, alpha=0.8, marker="None", zorder=6))
+            self.placer.add_line([start, end], LEADER_WEIGHT)
+        self.texts.append(artist)
         return artist
 
-    style = {"member": (MEMBER_COLOR, 8.0), "ensemble": (ENSEMBLE_TEXT, 7.0), "cascade": (CASCADE_TEXT, 7.5)}
-    for label in plan["labels"]:
+    def near_marker(self, label: dict[str, Any], anchors) -> Any:
+        """A member's or committee's name beside its marker, never nearer another marker."""
         cx, cy, r = anchors[label["name"]]
-        color, size = style[label["kind"]]
+        others = np.array([(x, y, rr) for x, y, rr in sorted(set(anchors.values())) if (x, y) != (cx, cy)])
 
-        def cost(boxes, cx=cx, cy=cy, r=r):
+        def cost(boxes):
             """Distance from the marker, and a penalty where another marker is as near (whose label is it?)."""
             own = np.maximum(_box_distance(boxes, np.array([[cx, cy]]))[:, 0] - r, 0)
-            others = [(x, y, rr) for x, y, rr in marker_centres if (x, y) != (cx, cy)]
-            if not others:
+            if not len(others):
                 return own
-            o = np.array(others)
-            nearest = (_box_distance(boxes, o[:, :2]) - o[None, :, 2]).min(axis=1)
+            nearest = (_box_distance(boxes, others[:, :2]) - others[None, :, 2]).min(axis=1)
             return own + AMBIGUITY_WEIGHT * (nearest <= own + 4)
 
-        def leader_from(box, cx=cx, cy=cy, r=r):
+        def leader_from(box):
             near = np.clip((cx, cy), box[:2], box[2:])
             gap = math.hypot(near[0] - cx, near[1] - cy) - r
             if gap <= 8:
@@ -644,31 +675,30 @@ def _draw(plan: dict[str, Any], margin: float, last: bool):
             unit = (near - (cx, cy)) / (gap + r)
             return np.array([cx, cy]) + unit * (r + 1.5), True
 
-        artist = put([label["text"]], color, size, lambda w, h: _point_ring(cx, cy, r, w, h),
-                     lambda w, h: (cx - 200 - w, cy - 160 - h, cx + 200 + w, cy + 160 + h), cost, (cx, cy),
-                     leader_from)
-        by_name[label["name"]] = artist
-    for arrow in arrows_info:
+        color, size = self.STYLE[label["kind"]]
+        return self.put([label["text"]], color, size, lambda w, h: _point_ring(cx, cy, r, w, h),
+                        lambda w, h: (cx - 200 - w, cy - 160 - h, cx + 200 + w, cy + 160 + h), cost, (cx, cy),
+                        leader_from)
+
+    def along_arrow(self, arrow: dict[str, Any]) -> Any:
+        """An arrow's label beside the middle of its shaft (a leader where it has to sit further away)."""
         p0, p1 = (np.asarray(p, dtype=float) for p in arrow["shaft"])
         samples = _sample([p0 + 0.2 * (p1 - p0), p0 + 0.8 * (p1 - p0)], 4.0)
         mid = (p0 + p1) / 2
 
-        def cost(boxes, samples=samples, mid=mid):
+        def cost(boxes):
             centres = np.column_stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2])
             return _box_distance(boxes, samples).min(axis=1) + 0.1 * np.hypot(*(centres - mid).T)
 
-        def leader_from(box, samples=samples):
+        def leader_from(box):
             dist = _box_distance(box[None, :], samples)[0]
             i = int(np.argmin(dist))
             return (samples[i], True) if dist[i] > 9 else (None, False)
 
         lo, hi = np.minimum(p0, p1), np.maximum(p0, p1)
-        arrow["label"] = put(arrow["variants"], arrow["color"], 7.5, lambda w, h: _segment_ring(p0, p1, w, h),
-                            lambda w, h: (lo[0] - 150 - w, lo[1] - 120 - h, hi[0] + 150 + w, hi[1] + 120 + h),
-                            cost, tuple(mid), leader_from)
-    info = {"ax": ax, "labels": texts, "names": by_name, "arrows": arrows_info, "title": title, "legend": legend,
-            "margin": margin}
-    return fig, info
+        return self.put(arrow["variants"], arrow["color"], 7.5, lambda w, h: _segment_ring(p0, p1, w, h),
+                        lambda w, h: (lo[0] - 150 - w, lo[1] - 120 - h, hi[0] + 150 + w, hi[1] + 120 + h),
+                        cost, tuple(mid), leader_from)
 
 
 class _NoRoom(Exception):
@@ -705,7 +735,11 @@ def plot_result(result: Mapping[str, Any], path: str | Path) -> Path:
     """Draw one search result's figure into the PNG at `path` (written atomically); return the path."""
     fig, _ = render_result(result, str(path))
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    # the result's provenance travels in the PNG's text chunks (`identify -verbose`, PIL's .text)
+    metadata = {"Software": f"committee-tasks {toolkit_version()}"}
+    if result.get("provenance"):
+        metadata["Source"] = short_line(result["provenance"])
+    fig.savefig(buffer, format="png", metadata=metadata)
     path = Path(path)
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
     return path
