@@ -29,7 +29,7 @@ from .splits import calibration_mask
 from .tables import format_macs
 from .task import Member, SampleDataset, Task
 from .temperature import fit_temperature
-from .threads import apply_thread_policy
+from .threads import apply_thread_policy, default_workers
 
 log = logging.getLogger("committee_tasks")
 
@@ -126,7 +126,8 @@ def add_execution_args(p: argparse.ArgumentParser) -> None:
     run.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     run.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="mixed precision (auto: on CUDA)")
     run.add_argument("--batch-size", type=int, help="samples per batch (default: the task's, e.g. 128 images, 2 videos)")
-    run.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    run.add_argument("--workers", type=int, default=None,
+                     help="DataLoader worker processes (default: the CPUs this process may use, at most 4)")
     run.add_argument("--cache-dir", type=Path, help="prediction cache root (default ~/.cache/committee_tasks/predictions "
                      "or $COMMITTEE_TASKS_CACHE)")
     run.add_argument("--output-dtype", choices=["float16", "float32"], default="float16",
@@ -375,7 +376,10 @@ def load_pool(task: Task, args: argparse.Namespace, pool: Sequence[str]) -> Load
     dataset = task.build_dataset(args.dataset, args.data_root, split=args.split,
                                  class_list=args.class_list, label_file=args.label_file)
     members = build_members(task, pool, args.weights_dir)
-    options = LoopOptions(batch_size=args.batch_size, num_workers=args.workers, device=args.device,
+    if args.workers is not None and args.workers < 0:
+        raise CommitteeError(f"--workers must be >= 0 (0: decode in the main process), got {args.workers}")
+    options = LoopOptions(batch_size=args.batch_size, device=args.device,
+                          num_workers=default_workers() if args.workers is None else args.workers,
                           amp={"auto": "auto", "on": True, "off": False}[args.amp],
                           output_dtype=args.output_dtype, progress=not args.no_progress)
     cache = PredictionCache(args.cache_dir)

@@ -24,6 +24,7 @@ from .devices import Stopwatch, autocast, place_module, resolve_device, to_devic
 from .errors import CommitteeError
 from .inputs import make_loader
 from .subsets import member_subsets, subset_sums
+from .threads import default_workers
 from .task import Member, SampleDataset, Task
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ class NonFiniteOutputError(CommitteeError):
 @dataclass
 class LoopOptions:
     batch_size: int = 128
-    num_workers: int = 2
+    num_workers: int = field(default_factory=default_workers)  # the thread policy's (threads.py)
     device: str = "auto"
     amp: str | bool = "auto"
     shard_size: int = 4096

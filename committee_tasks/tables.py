@@ -200,8 +200,8 @@ def _columns(throughput: bool, names: bool) -> tuple[list[str], list[str], list[
 
 def block_title(block: Mapping[str, Any]) -> str:
     n = (block.get("split") or {}).get("evaluation")
-    samples = f", {n:,} evaluation samples" if n else ""
-    return f"{block['task']}: {block.get('dataset_title') or block['dataset']} ({block['metric_name']}{samples})"
+    samples = f" on {n:,} evaluation samples" if n else ""
+    return f"{block['task']}: {block.get('dataset_title') or block['dataset']} — {block['metric_name']}{samples}"
 
 
 def _notes(tables: Mapping[str, Any]) -> str:
@@ -241,7 +241,7 @@ def to_markdown(tables: Mapping[str, Any], names: bool = False, footer: bool = T
 _LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                    "<": r"\textless{}", ">": r"\textgreater{}", "–": "--", "Δ": r"$\Delta$", "×": r"$\times$",
-                   "≈": r"$\approx$"}
+                   "≈": r"$\approx$", "—": "---"}
 
 
 def latex_escape(text: str) -> str:

@@ -68,7 +68,7 @@ def thread_settings() -> dict:
     """What a result's provenance records about threads."""
     import torch
 
-    wait = os.environ.get("OMP_WAIT_POLICY")
+    wait = os.environ.get("OMP_WAIT_POLICY") or "unset (OpenMP's default)"
     if _set_too_late:
         wait += " (set after torch was loaded: not in effect)"
     return {"torch": torch.get_num_threads(), "interop": torch.get_num_interop_threads(),

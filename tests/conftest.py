@@ -3,6 +3,7 @@ into a per-session temporary folder. The real data in ../shared/data is read in 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,17 @@ def shared_data() -> Path:
         pytest.skip(f"real data not found at {SHARED_DATA} (set COMMITTEE_TASKS_SHARED_DATA to its folder); "
                     "a fresh clone without ../shared/data skips the real-model checks")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def main_job(isolated_caches, tmp_path_factory):
+    """README command 1's main job, run once per session in a fresh folder: (outputs, stdout)."""
+    if not (REPO / ".venv" / "bin" / "python").exists():
+        pytest.skip("the main job runs .venv/bin/python: run tools/setup_env.sh (README command 2 does)")
+    out = tmp_path_factory.mktemp("main-job") / "digits"
+    done = subprocess.run(["bash", str(REPO / "tools" / "main_job.sh"), str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, done.stdout
 
 
 @pytest.fixture(scope="session")

@@ -100,6 +100,7 @@ def test_bad_input_exits_2_with_clear_message(argv, message, capsys):
     (["--interval-level", "95"], "confidence level must be in (0, 1), got 95.0"),
     (["--resamples", "5"], "a bootstrap needs at least 100 resamples, got 5"),
     (["--threads", "0"], "--threads must be at least 1, got 0"),
+    (["--workers", "-1"], "--workers must be >= 0 (0: decode in the main process), got -1"),
 ])
 def test_bad_measurement_and_interval_options(digits_members, argv, message, capsys):
     """Each refused with the bad value and the fix; the evaluation already done stays cached."""
@@ -123,13 +124,10 @@ def test_tools_eval_script_runs():
     assert "classification" in done.stdout
 
 
-@pytest.mark.skipif(not (REPO / ".venv" / "bin" / "python").exists(), reason="the main job runs .venv/bin/python")
-def test_main_job_writes_tables_and_plot(digits_members, tmp_path):
+def test_main_job_writes_tables_and_plot(main_job):
     """README command 1 after the install: eval, search and report on the embedded default."""
-    out = tmp_path / "digits"
-    done = subprocess.run(["bash", str(REPO / "tools" / "main_job.sh"), str(out)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
+    out, stdout = main_job
     for name in ("eval.json", "eval.csv", "search.json", "committees.md", "committees.tex", "committees.csv",
                  "committees.json", "classification-digits-test.png"):
         assert (out / name).stat().st_size > 0, name
-    assert "similar accuracy" in done.stdout and "| cascade(" in done.stdout
+    assert "similar accuracy" in stdout and "| cascade(" in stdout

@@ -77,7 +77,7 @@ def test_search_and_report_carry_provenance(results, tmp_path):
     assert search["schema_version"] == SCHEMA_VERSION
     _check_provenance(search["provenance"], POOL.split(","))
     out = tmp_path / "report"
-    assert report_main([str(results / "search.json"), "--out", str(out), "--formats", "md,tex,csv,json"]) == 0
+    assert report_main([str(results / "search.json"), "--out", str(out)]) == 0
     tables = json.loads((out / "committees.json").read_text())
     assert tables["schema_version"] == SCHEMA_VERSION and tables["provenance"]["schema_version"] == SCHEMA_VERSION
     assert tables["blocks"][0]["provenance"] == search["provenance"]  # the search's own, carried over
@@ -88,6 +88,11 @@ def test_search_and_report_carry_provenance(results, tmp_path):
     assert row["dataset_fingerprint"] == search["provenance"]["fingerprints"]["dataset"]["fingerprint"]
     for name, marker in (("committees.md", "<!-- committee-tasks"), ("committees.tex", "% committee-tasks")):
         assert marker in (out / name).read_text()
+    from PIL import Image
+
+    with Image.open(out / "classification-digits-test.png") as png:  # the figure's text chunks
+        assert png.text["Source"].startswith(f"committee-tasks {search['provenance']['toolkit']['version']}")
+        assert f"schema {SCHEMA_VERSION}" in png.text["Source"]
 
 
 @pytest.mark.parametrize("version, message", [

@@ -146,8 +146,8 @@ def test_markdown_one_block_per_task_one_row_per_reference(results):
     assert header[:4] == ["model", "metric", "MACs", "samples/s"]  # the segmentation task measured throughput
     assert len(header) == 10 and all(len(r) == 10 for r in rows)
     titles = [r[0] for r in body if r[0].startswith("**")]
-    assert titles == ["**classification: CIFAR-10 test set (top-1, 5,000 evaluation samples)**",
-                      "**segmentation: PASCAL VOC 2012 val split (mIoU, 749 evaluation samples)**"]
+    assert titles == ["**classification: CIFAR-10 test set — top-1 on 5,000 evaluation samples**",
+                      "**segmentation: PASCAL VOC 2012 val split — mIoU on 749 evaluation samples**"]
     data = {r[0]: r for r in body if not r[0].startswith("**")}
     assert list(data) == ["resnet56", "resnet44", "resnet32", "fcn_resnet50", "deeplabv3_resnet101"]
     # evaluation-split figures with their intervals: metric, MACs, similar cost (metric, Δ),
@@ -220,7 +220,7 @@ def test_latex_structure(results, names):
     # names are escaped: no bare _ > or unicode left
     body = "\n".join(rows)
     assert re.search(r"(?<!\\)_", body) is None and ">" not in body and "–" not in body and "Δ" not in body
-    assert r"deeplabv3\_resnet101" in tex and r"\textit{segmentation: PASCAL VOC 2012 val split (mIoU" in tex
+    assert r"deeplabv3\_resnet101" in tex and r"\textit{segmentation: PASCAL VOC 2012 val split --- mIoU on 749" in tex
     assert r"2.37$\times$" in tex and r"$-$5.60 [$-$5.85, $-$5.35]" in tex
     if names:
         assert r"cascade(resnet20\textgreater{}resnet56)@0.93" in tex
@@ -283,7 +283,7 @@ def test_cli_end_to_end(results, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(inputs + ["--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith("| model |") and "**segmentation: PASCAL VOC 2012 val split (mIoU" in printed
+    assert printed.startswith("| model |") and "**segmentation: PASCAL VOC 2012 val split — mIoU on 749" in printed
     assert sorted(p.name for p in out.iterdir()) == [
         "classification-cifar10-test.png", "committees.csv", "committees.json", "committees.md", "committees.tex",
         "segmentation-voc2012_val.png"]
