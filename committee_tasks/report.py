@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -17,7 +16,7 @@ from .cache import atomic_write, atomic_write_json
 from .committees import CommitteeResult
 from .intervals import Intervals
 from .provenance import CSV_PROVENANCE, provenance_columns
-from .tables import format_macs
+from .tables import DASH, format_macs, format_number, format_with_interval, is_missing
 from .timing import Measured
 
 MEASURED_COLUMNS = ("samples/s (IQR)", "speedup (measured, IQR)")  # vary by machine; the rest does not
@@ -64,41 +63,27 @@ def unsatisfied_row(name: str, members: Sequence[str], metric_name: str, referen
             "fit_status": f"no threshold setting satisfies '{fit}' on the calibration split"}
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "–" if _missing(value) else format(value, spec)
-
-
 def _fmt_rate(value: float | None) -> str:
     """Samples/s: whole numbers, but three significant digits below 100 (videos on a CPU run < 1/s)."""
-    if _missing(value):
-        return "–"
+    if is_missing(value):
+        return DASH
     return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
 
 
-def _interval(bounds: Sequence[float] | None, spec: str) -> str:
-    return "" if not bounds else f" [{format(bounds[0], spec)}, {format(bounds[1], spec)}]"
-
-
 def _metric_cell(r: Mapping[str, Any]) -> str:
-    return "–" if _missing(r["metric"]) else f"{r['metric']:.2f}" + _interval(r.get("metric_ci"), ".2f")
+    return format_with_interval(r["metric"], r.get("metric_ci"), ".2f")
 
 
 def _delta_cell(r: Mapping[str, Any]) -> str:
-    if _missing(r["delta_metric"]):
-        return "–"
-    if r["name"] == r["reference"]:
+    if not is_missing(r["delta_metric"]) and r["name"] == r["reference"]:
         return "reference"
-    return f"{r['delta_metric']:+.2f}" + _interval(r.get("delta_ci"), "+.2f")
+    return format_with_interval(r["delta_metric"], r.get("delta_ci"), "+.2f")
 
 
 def _measured_cells(r: Mapping[str, Any]) -> list[str]:
     m = r.get("measurement")
     if m is None:
-        return ["–", "–"]
+        return [DASH, DASH]
     if r.get("measurement_flag"):
         return ["noise (see below)", "noise (see below)"]
     tp, sp = m["throughput"], m["speedup"]
@@ -117,7 +102,7 @@ def markdown_table(rows: Sequence[dict[str, Any]], confidence: float = 0.95) -> 
         exits = " / ".join(f"{100 * f:.1f}%" for f in r["exit_fractions"]) if r.get("exit_fractions") else ""
         name = r["name"] + (f" [{r['fit']}]" if r.get("fit_status") else "")
         throughput, speedup = _measured_cells(r)
-        speedup_macs = _fmt(r["speedup_macs"], ".2f") + ("x" if not _missing(r["speedup_macs"]) else "")
+        speedup_macs = format_number(r["speedup_macs"], ".2f", "x")
         cells = [name, r["kind"], _metric_cell(r), _delta_cell(r), format_macs(r["macs_mean"]),
                  format_macs(r["macs_worst"]), throughput, speedup_macs, speedup, r.get("fit_status") or exits]
         lines.append("| " + " | ".join(cells) + " |")

@@ -23,7 +23,7 @@ from .cache import atomic_write_json
 from .intervals import Bootstrap, bootstrap_intervals
 from .provenance import SCHEMA_VERSION, provenance
 from .search import Candidate, search, subset_table
-from .tables import format_macs
+from .tables import format_macs, format_with_interval
 from .task import Task
 from .temperature import fit_temperature
 
@@ -245,10 +245,10 @@ def print_search(report: dict, args) -> None:
     print("|---|---:|---:|---|---:|---:|---|---:|---:|---:|---:|")
 
     def both(m, ci):
-        return f"{m['calibration']:.2f} / {m['evaluation']:.2f} [{ci['evaluation'][0]:.2f}, {ci['evaluation'][1]:.2f}]"
+        return f"{m['calibration']:.2f} / " + format_with_interval(m["evaluation"], ci["evaluation"], ".2f")
 
     def delta(c):
-        return f"{c['delta']:+.2f} [{c['delta_ci'][0]:+.2f}, {c['delta_ci'][1]:+.2f}]"
+        return format_with_interval(c["delta"], c["delta_ci"], "+.2f")
 
     for r in report["references"]:
         cost, acc = r["similar_cost"], r["similar_accuracy"]

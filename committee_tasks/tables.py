@@ -150,13 +150,14 @@ def build_tables(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- formatting
 
-def _missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
+    """None, NaN or infinite: shown as a dash."""
     return value is None or (isinstance(value, float) and not math.isfinite(value))
 
 
 def format_macs(macs: float | None) -> str:
     """Multiply-adds with a unit: 125485824 -> "125.5M", 4.09e9 -> "4.09G"; "–" for none."""
-    if _missing(macs):
+    if is_missing(macs):
         return DASH
     for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(macs) >= scale:
@@ -165,28 +166,28 @@ def format_macs(macs: float | None) -> str:
     return f"{macs:.0f}"
 
 
-def _num(value: Any, spec: str, suffix: str = "") -> str:
-    return DASH if _missing(value) else format(value, spec) + suffix
+def format_number(value: Any, spec: str, suffix: str = "") -> str:
+    return DASH if is_missing(value) else format(value, spec) + suffix
 
 
-def _with_interval(value: Any, bounds: Sequence[float] | None, spec: str) -> str:
+def format_with_interval(value: Any, bounds: Sequence[float] | None, spec: str) -> str:
     """A figure and, when known, its interval: "93.51 [93.02, 94.00]"."""
-    if _missing(value):
+    if is_missing(value):
         return DASH
     return format(value, spec) + (f" [{format(bounds[0], spec)}, {format(bounds[1], spec)}]" if bounds else "")
 
 
 def _cells(row: Mapping[str, Any], throughput: bool, names: bool, times: str = "x") -> list[str]:
-    cells = [row["reference"], _with_interval(row["metric_evaluation"], row.get("metric_ci"), ".2f"),
+    cells = [row["reference"], format_with_interval(row["metric_evaluation"], row.get("metric_ci"), ".2f"),
              format_macs(row["macs_mean"])]
     if throughput:
-        cells.append(_num(row["throughput"], ".0f"))
+        cells.append(format_number(row["throughput"], ".0f"))
     for g, extra in (("similar_cost_", []), ("similar_accuracy_", ["macs", "speedup"])):
         cells += [row[g + "name"] or DASH] if names else []
-        cells += [_with_interval(row[g + "metric_evaluation"], row.get(g + "metric_ci"), ".2f"),
-                  _with_interval(row[g + "delta"], row.get(g + "delta_ci"), "+.2f")]
+        cells += [format_with_interval(row[g + "metric_evaluation"], row.get(g + "metric_ci"), ".2f"),
+                  format_with_interval(row[g + "delta"], row.get(g + "delta_ci"), "+.2f")]
         if extra:
-            cells += [format_macs(row[g + "macs_evaluation"]), _num(row[g + "speedup"], ".2f", times)]
+            cells += [format_macs(row[g + "macs_evaluation"]), format_number(row[g + "speedup"], ".2f", times)]
     return cells
 
 
