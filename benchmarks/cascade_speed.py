@@ -25,10 +25,10 @@ from pathlib import Path
 
 import committee_tasks  # noqa: F401  (first: the thread policy is set before torch loads)
 from committee_tasks import Cascade, CommitteeExecutor, LoopOptions, PredictionCache, Single, evaluate_pool, get_task
-from committee_tasks.inputs import preprocessed_batches
-from committee_tasks.provenance import device_description
-from committee_tasks.threads import apply_thread_policy
-from committee_tasks.timing import measure_interleaved
+from committee_tasks.engine.inputs import preprocessed_batches
+from committee_tasks.core.provenance import device_description
+from committee_tasks.core.threads import apply_thread_policy
+from committee_tasks.engine.timing import measure_interleaved
 
 REPO = Path(__file__).resolve().parents[1]
 GOALS = {"quiet": 0.90, "one competing process": 0.85}

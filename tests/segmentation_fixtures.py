@@ -53,7 +53,7 @@ def write_configs(folder: Path) -> dict[str, Path]:
 
 
 def build_tiny(config: Path, seed: int) -> torch.nn.Module:
-    from committee_tasks.compat import import_mmseg
+    from committee_tasks.core.compat import import_mmseg
 
     import_mmseg()
     from mmseg.apis import init_model

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from committee_tasks.cli import main
+from committee_tasks.cli.eval import main
 from tests.conftest import REPO
 
 CONFIG = REPO / "configs" / "committees" / "digits_default.json"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from committee_tasks import Cascade, CommitteeError, Ensemble, PoolPredictions, Single
-from committee_tasks.confidence import margin, max_prob, neg_entropy
+from committee_tasks.committees.confidence import margin, max_prob, neg_entropy
 
 
 def random_pool(seed=0, n=500, c=7, members=("a", "b", "c")):

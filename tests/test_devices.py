@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from committee_tasks.devices import memory_format_for, place_module
+from committee_tasks.core.devices import memory_format_for, place_module
 
 
 def test_memory_format_fits_the_convolutions():

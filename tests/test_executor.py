@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from committee_tasks import Cascade, CommitteeExecutor, Ensemble, LoopOptions, PredictionCache, Single, evaluate_pool
-from committee_tasks.inputs import preprocessed_batches
-from tasks.classification.datasets import DigitsDataset
+from committee_tasks.engine.inputs import preprocessed_batches
+from committee_tasks_builtin.classification.datasets import DigitsDataset
 
 
 @pytest.fixture(scope="module")

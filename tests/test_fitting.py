@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from committee_tasks import Cascade, CommitteeError, Single
-from committee_tasks.cli import main
-from committee_tasks.fitting import fit_cascade
-from committee_tasks.search import cascade_grid, subset_table
-from committee_tasks.splits import calibration_mask
-from committee_tasks.temperature import fit_temperature
+from committee_tasks.cli.eval import main
+from committee_tasks.search.fitting import fit_cascade
+from committee_tasks.search.exhaustive import cascade_grid, subset_table
+from committee_tasks.core.splits import calibration_mask
+from committee_tasks.committees.temperature import fit_temperature
 from tests.test_committees import random_pool
 
 # ---------------------------------------------------------------------------------------------

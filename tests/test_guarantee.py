@@ -12,8 +12,8 @@ import pytest
 from scipy import stats
 
 from committee_tasks import Cascade, CommitteeError, PoolPredictions
-from committee_tasks.fitting import fit_guaranteed_cascade
-from committee_tasks.guarantee import (bernstein_pvalue, binomial_pvalue, fixed_sequence_test, hoeffding_pvalue,
+from committee_tasks.search.fitting import fit_guaranteed_cascade
+from committee_tasks.search.guarantee import (bernstein_pvalue, binomial_pvalue, fixed_sequence_test, hoeffding_pvalue,
                                        pvalue, threshold_path)
 
 R = 100.0  # classification scores are 0/100 per sample (top-1 in %)

@@ -13,11 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from committee_tasks.cli import main
-from committee_tasks.errors import CommitteeError
-from committee_tasks.zoo import sha256_of
-from tasks.classification.datasets import load_imagenet
-from tasks.classification.zoo import classification_zoo
+from committee_tasks.cli.eval import main
+from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.zoo import sha256_of
+from committee_tasks_builtin.classification.datasets import load_imagenet
+from committee_tasks_builtin.classification.zoo import classification_zoo
 from tests.conftest import was_measured
 
 WNIDS = ["n00000001", "n00000002", "n00000003"]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from committee_tasks import CommitteeError
-from committee_tasks.intervals import Bootstrap, bootstrap_intervals
-from committee_tasks.metrics import Top1Statistics
+from committee_tasks.search.intervals import Bootstrap, bootstrap_intervals
+from committee_tasks.core.metrics import Top1Statistics
 
 
 class Top1(Top1Statistics):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from committee_tasks import LoopOptions, Member, PredictionCache, evaluate_pool
-from committee_tasks.loop import NonFiniteOutputError
-from tasks.classification.datasets import DigitsDataset
+from committee_tasks.engine.loop import NonFiniteOutputError
+from committee_tasks_builtin.classification.datasets import DigitsDataset
 
 OPTIONS = dict(batch_size=32, num_workers=0, shard_size=64, progress=False)
 

@@ -12,9 +12,9 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from committee_tasks.plots import (committee_label, member_prefix, pareto_front, plot_filename, plot_result,
+from committee_tasks.reporting.plots import (committee_label, member_prefix, pareto_front, plot_filename, plot_result,
                                    render_result)
-from committee_tasks.tables import split_value
+from committee_tasks.reporting.search_tables import split_value
 from tests.test_reports import classification_result, segmentation_result
 
 DIGITS = ["digits_cnn_s", "digits_cnn_m", "digits_cnn_l"]
@@ -131,7 +131,7 @@ def _current(result: dict) -> dict:
     """A copy carrying the schema version results are read at (where the hand-made fixture lacks it)."""
     result = copy.deepcopy(result)
     try:
-        from committee_tasks.provenance import SCHEMA_VERSION
+        from committee_tasks.core.provenance import SCHEMA_VERSION
     except ImportError:  # a version without schema versions
         return result
     result.setdefault("schema_version", SCHEMA_VERSION)
@@ -154,7 +154,7 @@ def _with_keys(result: dict, title: str | None = None) -> dict:
 @pytest.fixture(scope="module")
 def digits_result(tmp_path_factory) -> dict:
     """The real search of the embedded default (weights ship in the repository: no training)."""
-    from committee_tasks.search_cli import main as search_main
+    from committee_tasks.cli.search import main as search_main
 
     out = tmp_path_factory.mktemp("digits") / "search.json"
     assert search_main(["--dataset", "digits", "--pool", ",".join(DIGITS), "--no-progress", "--workers", "0",

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-from committee_tasks import registry
-from committee_tasks.errors import CommitteeError, UnknownNameError
-from committee_tasks.task import Task
+from committee_tasks.core import registry
+from committee_tasks.core.errors import CommitteeError, UnknownNameError
+from committee_tasks.core.task import Task
 from tests.conftest import REPO, was_measured
 
 EVAL = REPO / "tools" / "eval.py"
@@ -60,10 +60,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from committee_tasks.cache import atomic_write
-from committee_tasks.errors import unknown_name
-from committee_tasks.task import Sample, SampleDataset, Task
-from committee_tasks.zoo import WeightsSource, ZooEntry
+from committee_tasks.engine.cache import atomic_write
+from committee_tasks.core.errors import unknown_name
+from committee_tasks.core.task import Sample, SampleDataset, Task
+from committee_tasks.core.zoo import WeightsSource, ZooEntry
 
 DIM, CLASSES = 16, 4
 HIDDEN = {"a": 2, "b": 8, "c": 32}  # hidden width of each member
@@ -316,7 +316,7 @@ def test_registering_a_name_twice_names_both_places(scratch_registry):
     with pytest.raises(CommitteeError) as err:
         scratch_registry.register_task(_task_class("classification", "Impostor", "pkg_three"))
     message = str(err.value)
-    assert "entry point 'tasks.classification:ClassificationTask' of committee-tasks" in message
+    assert "entry point 'committee_tasks_builtin.classification:ClassificationTask' of committee-tasks" in message
     assert "pkg_three.Impostor" in message
 
 

@@ -8,10 +8,10 @@ import json
 import pytest
 
 from committee_tasks import CommitteeError
-from committee_tasks.cli import main as eval_main
-from committee_tasks.provenance import SCHEMA_VERSION, check_schema, git_commit, provenance
-from committee_tasks.report_cli import main as report_main
-from committee_tasks.search_cli import main as search_main
+from committee_tasks.cli.eval import main as eval_main
+from committee_tasks.core.provenance import SCHEMA_VERSION, check_schema, git_commit, provenance
+from committee_tasks.cli.report import main as report_main
+from committee_tasks.cli.search import main as search_main
 from tests.conftest import REPO
 
 DIGITS = ["--dataset", "digits", "--workers", "0", "--no-progress"]

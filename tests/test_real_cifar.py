@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from committee_tasks.cli import main
+from committee_tasks.cli.eval import main
 
 PUBLISHED = {"resnet20": 91.73, "resnet32": 92.63, "resnet44": 93.10, "resnet56": 93.39}
 

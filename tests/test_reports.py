@@ -13,10 +13,10 @@ import sys
 
 import pytest
 
-from committee_tasks.errors import CommitteeError
-from committee_tasks.provenance import SCHEMA_VERSION
-from committee_tasks.report_cli import main
-from committee_tasks.tables import (build_tables, format_macs, latex_escape, to_csv, to_json, to_latex,
+from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.provenance import SCHEMA_VERSION
+from committee_tasks.cli.report import main
+from committee_tasks.reporting.search_tables import (build_tables, format_macs, latex_escape, to_csv, to_json, to_latex,
                                     to_markdown, validate_result)
 from tests.conftest import REPO
 

@@ -6,7 +6,7 @@ import itertools
 import pytest
 
 from committee_tasks import Cascade, Ensemble, Single
-from committee_tasks.search import cascade_grid, search, subset_table
+from committee_tasks.search.exhaustive import cascade_grid, search, subset_table
 from tests.test_committees import random_pool
 
 MEMBERS = ["a", "b", "c", "d"]

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from committee_tasks import CommitteeError, PoolPredictions, Single
-from committee_tasks.greedy import greedy_cascade
-from committee_tasks.search_cli import main
+from committee_tasks.search.greedy import greedy_cascade
+from committee_tasks.cli.search import main
 from tests.conftest import REPO
 from tests.test_committees import random_pool
 

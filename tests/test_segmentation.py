@@ -14,13 +14,13 @@ import torch
 
 pytest.importorskip("mmseg", reason="the segmentation extra is not installed (pip install '.[segmentation]')")
 
-from committee_tasks.cache import PredictionCache  # noqa: E402
-from committee_tasks.cli import main as eval_main  # noqa: E402
-from committee_tasks.errors import CommitteeError  # noqa: E402
-from committee_tasks.loop import LoopOptions, evaluate_pool  # noqa: E402
-from committee_tasks.macs import count_macs  # noqa: E402
-from tasks.segmentation import SegmentationTask  # noqa: E402
-from tasks.segmentation.datasets import load_segmentation_dataset  # noqa: E402
+from committee_tasks.engine.cache import PredictionCache  # noqa: E402
+from committee_tasks.cli.eval import main as eval_main  # noqa: E402
+from committee_tasks.core.errors import CommitteeError  # noqa: E402
+from committee_tasks.engine.loop import LoopOptions, evaluate_pool  # noqa: E402
+from committee_tasks.core.macs import count_macs  # noqa: E402
+from committee_tasks_builtin.segmentation import SegmentationTask  # noqa: E402
+from committee_tasks_builtin.segmentation.datasets import load_segmentation_dataset  # noqa: E402
 from tests.conftest import was_measured  # noqa: E402
 from tests.segmentation_fixtures import HEIGHT, WIDTH, make_dataset, make_zoo, write_image  # noqa: E402
 
@@ -195,7 +195,7 @@ def test_segformer_b0_macs_at_512():
 
 
 def test_search_works_from_statistics(world, tmp_path):
-    from committee_tasks.search_cli import main as search_main
+    from committee_tasks.cli.search import main as search_main
 
     out = tmp_path / "search.json"
     assert search_main(["--task", "segmentation", "--dataset", "cityscapes", "--data-root", str(world["root"]),
@@ -205,13 +205,13 @@ def test_search_works_from_statistics(world, tmp_path):
     report = json.loads(out.read_text())
     assert report["task"] == "segmentation" and report["metric_name"] == "mIoU"
     assert any(p["kind"] == "ensemble" for p in report["points"]) and len(report["comparison"]) == 2
-    from committee_tasks.report_cli import main as report_main
+    from committee_tasks.cli.report import main as report_main
 
     assert report_main([str(out), "--out", str(tmp_path / "report")]) == 0
     table = next((tmp_path / "report").glob("*.md")).read_text()
     assert "segmentation" in table and "mIoU" in table and B in table
     with pytest.raises(CommitteeError, match=r"temperature scaling \(--temperature\) needs cached probabilities"):
-        from committee_tasks.committees import PoolPredictions
+        from committee_tasks.committees.scoring import PoolPredictions
 
         PoolPredictions(np.array(["a"]), np.zeros(1), {}, {A: np.ones(1)}, subsets={}).tempered({A: 2.0})
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from committee_tasks.cache import PredictionCache
-from committee_tasks.committees import Cascade, Ensemble, Single
-from committee_tasks.errors import CommitteeError
-from committee_tasks.loop import LoopOptions, evaluate_pool
-from committee_tasks.search import subset_table
-from committee_tasks.task import Member, Sample, SampleDataset, Task
+from committee_tasks.engine.cache import PredictionCache
+from committee_tasks.committees.scoring import Cascade, Ensemble, Single
+from committee_tasks.core.errors import CommitteeError
+from committee_tasks.engine.loop import LoopOptions, evaluate_pool
+from committee_tasks.search.exhaustive import subset_table
+from committee_tasks.core.task import Member, Sample, SampleDataset, Task
 
 CLASSES, SIZE, N = 3, 4, 10
 

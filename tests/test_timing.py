@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from committee_tasks import CommitteeError
-from committee_tasks.timing import Measured, implausible, measure_interleaved, relative_iqr, spread
+from committee_tasks.engine.timing import Measured, implausible, measure_interleaved, relative_iqr, spread
 
 
 def _fake_runs(rates: dict[str, list[float]], log: list[str]):
@@ -86,7 +86,7 @@ def _python(code: str, env: dict) -> str:
 
 def test_thread_policy_sets_passive_waiting_before_torch_loads():
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    code = ("import committee_tasks, os; from committee_tasks.threads import thread_settings; "
+    code = ("import committee_tasks, os; from committee_tasks.core.threads import thread_settings; "
             "print(os.environ['OMP_WAIT_POLICY'], thread_settings()['omp_wait_policy'])")
     assert _python(code, env) == "PASSIVE PASSIVE"
     # torch loaded first: its OpenMP runtime never saw the setting, and provenance says so
@@ -97,7 +97,7 @@ def test_thread_policy_sets_passive_waiting_before_torch_loads():
 
 
 def test_threads_follow_the_cpus_this_process_may_use():
-    from committee_tasks.threads import apply_thread_policy, available_cpus
+    from committee_tasks.core.threads import apply_thread_policy, available_cpus
 
     import torch
 
@@ -112,6 +112,6 @@ def test_threads_follow_the_cpus_this_process_may_use():
         torch.set_num_threads(before)
     if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
         one = _python("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
-                      "from committee_tasks.threads import apply_thread_policy; print(apply_thread_policy())",
+                      "from committee_tasks.core.threads import apply_thread_policy; print(apply_thread_policy())",
                       dict(os.environ))
         assert one == "1"

@@ -11,10 +11,10 @@ import torch
 import torchvision
 from torchvision.models._api import WeightsEnum
 
-from committee_tasks.errors import UnknownNameError
-from committee_tasks.macs import count_macs
-from committee_tasks.registry import get_task
-from committee_tasks.zoo import WeightsSource, WeightsUnavailableError, resolve_weights
+from committee_tasks.core.errors import UnknownNameError
+from committee_tasks.core.macs import count_macs
+from committee_tasks.core.registry import get_task
+from committee_tasks.core.zoo import WeightsSource, WeightsUnavailableError, resolve_weights
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 pytest.importorskip("pytorchvideo", reason="the video extra is not installed (pip install '.[video]')")
-from committee_tasks.compat import import_decord  # noqa: E402  (cv2 before decord: see its docstring)
+from committee_tasks.core.compat import import_decord  # noqa: E402  (cv2 before decord: see its docstring)
 
 try:
     import_decord()
@@ -19,13 +19,13 @@ except Exception:  # noqa: BLE001
     pytest.skip("the video extra is not installed (pip install '.[video]')", allow_module_level=True)
 pytest.importorskip("av", reason="the video extra is not installed (pip install '.[video]')")
 
-from committee_tasks.cli import main as eval_main  # noqa: E402
-from committee_tasks.errors import CommitteeError  # noqa: E402
-from committee_tasks.macs import count_macs  # noqa: E402
-from tasks.video import VideoTask  # noqa: E402
-from tasks.video.datasets import load_kinetics  # noqa: E402
-from tasks.video.decoding import VideoFile, decode_views  # noqa: E402
-from tasks.video.recipes import SamplingRecipe, view_order  # noqa: E402
+from committee_tasks.cli.eval import main as eval_main  # noqa: E402
+from committee_tasks.core.errors import CommitteeError  # noqa: E402
+from committee_tasks.core.macs import count_macs  # noqa: E402
+from committee_tasks_builtin.video import VideoTask  # noqa: E402
+from committee_tasks_builtin.video.datasets import load_kinetics  # noqa: E402
+from committee_tasks_builtin.video.decoding import VideoFile, decode_views  # noqa: E402
+from committee_tasks_builtin.video.recipes import SamplingRecipe, view_order  # noqa: E402
 from tests.conftest import was_measured  # noqa: E402
 from tests.video_fixtures import CLASSES, TINY_MEMBERS, build_tiny, make_dataset, make_zoo, write_video  # noqa: E402
 
@@ -57,7 +57,7 @@ def reference_view_probs(world, name: str) -> dict[str, np.ndarray]:
     dataset = load_kinetics(world["root"])
     mean = torch.tensor(recipe.mean).view(1, 3, 1, 1, 1)
     std = torch.tensor(recipe.std).view(1, 3, 1, 1, 1)
-    from tasks.video.decoding import VideoViews
+    from committee_tasks_builtin.video.decoding import VideoViews
 
     out = {}
     for i, sid in enumerate(dataset.ids):
@@ -178,7 +178,7 @@ def test_bad_videos_are_skipped_or_noted_and_counted(world, tmp_path):
 
 
 def test_frames_decoded_once_for_all_members(world, monkeypatch):
-    from tasks.video import decoding
+    from committee_tasks_builtin.video import decoding
 
     calls = []
     original = decoding.OpenVideo.frames
@@ -296,8 +296,8 @@ def test_kinetics_layouts(tmp_path):
 def test_search_and_cross_task_report_work_for_video(world, digits_members, tmp_path):
     """tools/search.py and tools/report.py take video pools as they are (no video code in the core);
     a pool may mix protocols of one model (A@3x1 is a cheaper member than A's 3x3)."""
-    from committee_tasks.report_cli import main as report_main
-    from committee_tasks.search_cli import main as search_main
+    from committee_tasks.cli.report import main as report_main
+    from committee_tasks.cli.search import main as search_main
 
     common = ["--zoo", str(world["zoo"]), "--weights-dir", str(world["weights"]), "--workers", "0",
               "--no-progress", "--cache-dir", str(world["folder"] / "cache")]
@@ -348,7 +348,7 @@ def test_decord_does_not_break_opencv_png_decoding(tmp_path):
     pytest.importorskip("cv2")
     png = tmp_path / "x.png"
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(png)
-    code = ("from committee_tasks.compat import import_decord; import_decord(); import cv2; "
+    code = ("from committee_tasks.core.compat import import_decord; import_decord(); import cv2; "
             f"assert cv2.imread({str(png)!r}) is not None")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-1000:]

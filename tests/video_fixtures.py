@@ -55,7 +55,7 @@ def make_dataset(root: Path, per_class: int = 2, frames: int = 30) -> Path:
 
 
 def build_tiny(name: str) -> torch.nn.Module:
-    from committee_tasks.compat import import_pytorchvideo
+    from committee_tasks.core.compat import import_pytorchvideo
 
     import_pytorchvideo()
     from pytorchvideo.models.x3d import create_x3d

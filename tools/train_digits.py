@@ -24,7 +24,7 @@ def main(argv=None) -> int:
                    help="torch threads (default 1: reproducible on one machine; the shipped weights used 1)")
     args = p.parse_args(argv)
     sys.path.insert(0, str(REPO))
-    from tasks.classification.digits import train_all
+    from committee_tasks_builtin.classification.digits import train_all
 
     record = train_all(args.out, threads=args.threads)
     for name, r in record.items():

@@ -35,8 +35,8 @@ from typing import Callable
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from committee_tasks.report import MEASURED_COLUMNS, fit_lines, markdown_table  # noqa: E402
-from committee_tasks.tables import build_tables, format_macs, to_markdown  # noqa: E402
+from committee_tasks.reporting.eval_table import MEASURED_COLUMNS, fit_lines, markdown_table  # noqa: E402
+from committee_tasks.reporting.search_tables import build_tables, format_macs, to_markdown  # noqa: E402
 
 README = REPO / "README.md"
 PY = sys.executable

@@ -6,10 +6,10 @@ from typing import Any, Mapping
 
 import torch
 
-from committee_tasks.errors import CommitteeError, unknown_name
-from committee_tasks.metrics import Top1Statistics
-from committee_tasks.task import SampleDataset, Task
-from committee_tasks.zoo import ZooEntry
+from committee_tasks.core.errors import CommitteeError, unknown_name
+from committee_tasks.core.metrics import Top1Statistics
+from committee_tasks.core.task import SampleDataset, Task
+from committee_tasks.core.zoo import ZooEntry
 
 from .datasets import DigitsDataset, load_cifar10, load_imagenet
 from .zoo import classification_zoo

@@ -19,8 +19,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from committee_tasks.errors import CommitteeError
-from committee_tasks.task import Sample, SampleDataset
+from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.task import Sample, SampleDataset
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 

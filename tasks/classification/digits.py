@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from committee_tasks.cache import atomic_write, atomic_write_json
+from committee_tasks.engine.cache import atomic_write, atomic_write_json
 
 # Pixel statistics of the digits training split (0..16 grey levels scaled to 0..1).
 DIGITS_MEAN, DIGITS_STD = 0.3054, 0.3759

@@ -8,7 +8,7 @@ import torch
 import torchvision
 from torchvision.transforms import v2
 
-from committee_tasks.zoo import WeightsSource, ZooEntry
+from committee_tasks.core.zoo import WeightsSource, ZooEntry
 
 from .cifar_resnet import CifarResNet, load_akamaster_checkpoint
 from .digits import DIGITS_MODELS, WEIGHTS_DIR, DigitsCNN, DigitsTransform, load_record

@@ -16,9 +16,9 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from committee_tasks.errors import CommitteeError, unknown_name
-from committee_tasks.task import Member, SampleDataset, Task, load_weights
-from committee_tasks.zoo import ZooEntry
+from committee_tasks.core.errors import CommitteeError, unknown_name
+from committee_tasks.core.task import Member, SampleDataset, Task, load_weights
+from committee_tasks.core.zoo import ZooEntry
 
 from .datasets import IGNORE_INDEX, LAYOUTS, load_segmentation_dataset
 from .members import SegmentationMember, Segmentor

@@ -22,9 +22,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from committee_tasks.compat import import_mmseg
-from committee_tasks.errors import CommitteeError
-from committee_tasks.task import Sample, SampleDataset
+from committee_tasks.core.compat import import_mmseg
+from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.task import Sample, SampleDataset
 
 IGNORE_INDEX = 255
 

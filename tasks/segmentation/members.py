@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from committee_tasks.macs import mac_counter
-from committee_tasks.task import Member
+from committee_tasks.core.macs import mac_counter
+from committee_tasks.core.task import Member
 
 
 class OriginalImage:

@@ -17,9 +17,9 @@ from typing import Mapping
 
 import torch
 
-from committee_tasks.compat import NEEDS_FULL_MMCV, import_mmseg
-from committee_tasks.errors import CommitteeError
-from committee_tasks.zoo import WeightsSource, ZooEntry
+from committee_tasks.core.compat import NEEDS_FULL_MMCV, import_mmseg
+from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.zoo import WeightsSource, ZooEntry
 
 from .members import OriginalImage
 

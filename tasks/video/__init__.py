@@ -18,10 +18,10 @@ from typing import Any, Mapping
 
 import torch
 
-from committee_tasks.errors import CommitteeError, unknown_name
-from committee_tasks.metrics import Top1Statistics
-from committee_tasks.task import Member, SampleDataset, Task, load_weights
-from committee_tasks.zoo import ZooEntry
+from committee_tasks.core.errors import CommitteeError, unknown_name
+from committee_tasks.core.metrics import Top1Statistics
+from committee_tasks.core.task import Member, SampleDataset, Task, load_weights
+from committee_tasks.core.zoo import ZooEntry
 
 from .datasets import load_kinetics
 from .decoding import VideoViews, decode_views

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from committee_tasks.errors import CommitteeError
-from committee_tasks.task import Sample, SampleDataset
+from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.task import Sample, SampleDataset
 
 from .decoding import VideoFile
 

@@ -14,7 +14,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from committee_tasks.compat import import_decord
+from committee_tasks.core.compat import import_decord
 
 from .recipes import SamplingRecipe, view_order
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from committee_tasks.task import Member
-from committee_tasks.tables import format_macs
+from committee_tasks.core.task import Member
+from committee_tasks.reporting.search_tables import format_macs
 
 from .recipes import SamplingRecipe
 

@@ -22,9 +22,9 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from committee_tasks.compat import import_pytorchvideo
-from committee_tasks.errors import CommitteeError
-from committee_tasks.zoo import WeightsSource, ZooEntry
+from committee_tasks.core.compat import import_pytorchvideo
+from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.zoo import WeightsSource, ZooEntry
 
 from .decoding import VideoViews
 from .recipes import SamplingRecipe

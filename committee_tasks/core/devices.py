@@ -1,0 +1,100 @@
+"""Device placement, mixed precision and timing shared by the loop, the executor and benchmarks.
+
+CUDA first: autocast (float16), channels-last for 4-D inputs, pinned host memory with non-blocking
+copies, and CUDA events for timing. On CPU everything runs in float32 (exact reference numbers).
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+
+import torch
+
+from committee_tasks.core.errors import CommitteeError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise CommitteeError(f"invalid device {name!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CommitteeError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    return device
+
+
+def use_amp(device: torch.device, amp: str | bool = "auto") -> bool:
+    if amp == "auto":
+        return device.type == "cuda"
+    return bool(amp)
+
+
+def autocast(device: torch.device, enabled: bool):
+    if not enabled:
+        return contextlib.nullcontext()
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def memory_format_for(module: torch.nn.Module) -> torch.memory_format | None:
+    """Channels-last for 2-D convnets, channels-last-3d for 3-D ones (video), None when the
+    module mixes both (``Module.to(memory_format=...)`` converts every 4-D or 5-D parameter and
+    fails on a rank it does not fit) or has no convolutions."""
+    ranks = {p.dim() for m in module.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)
+             for p in m.parameters(recurse=False) if p.dim() in (4, 5)}
+    if ranks == {4}:
+        return torch.channels_last
+    if ranks == {5}:
+        return torch.channels_last_3d
+    return None
+
+
+def place_module(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    module = module.to(device)
+    if device.type == "cuda":  # channels-last speeds up convolutions with tensor cores
+        memory_format = memory_format_for(module)
+        if memory_format is not None:
+            module = module.to(memory_format=memory_format)
+    return module
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    if device.type == "cuda" and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+class Stopwatch:
+    """Accumulates the time of timed sections: CUDA events on GPU, perf_counter on CPU.
+
+    GPU events are resolved lazily in ``seconds`` so timing never adds a sync per section.
+    """
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self._pairs: list = []
+        self._cpu_seconds = 0.0
+
+    @contextlib.contextmanager
+    def section(self):
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            yield
+            end.record()
+            self._pairs.append((start, end))
+        else:
+            t0 = time.perf_counter()
+            yield
+            self._cpu_seconds += time.perf_counter() - t0
+
+    @property
+    def seconds(self) -> float:
+        if self.cuda and self._pairs:
+            torch.cuda.synchronize()
+            self._cpu_seconds += sum(s.elapsed_time(e) for s, e in self._pairs) / 1000.0
+            self._pairs.clear()
+        return self._cpu_seconds

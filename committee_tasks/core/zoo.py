@@ -1,0 +1,141 @@
+"""Zoo entries: each pretrained member is data (a frozen dataclass), like timm's ``PretrainedCfg``
+and torchvision's ``Weights.meta``.
+
+Weights are found, in order: in the user's ``--weights-dir``, at the path of a file shipped
+with a package, in the torch.hub cache
+(``$TORCH_HOME/hub/checkpoints``), else downloaded there from the published URL with its sha256
+checked. Offline, the error names the file and the folders to put it in.
+"""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+from committee_tasks.core.errors import CommitteeError
+
+
+class WeightsUnavailableError(CommitteeError):
+    """The weight file of a zoo entry is neither on disk nor downloadable."""
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where a member's weights come from.
+
+    ``sha256`` is the full hex digest when the publisher gives one, or the prefix that torch.hub
+    file names carry (``resnet50-0676ba61.pth``), which is what torchvision publishes.
+    ``path`` is a file shipped with a package (the embedded default's checkpoints);
+    ``trainer`` makes the file on first use (a plugin's own small models).
+    """
+
+    file_name: str
+    url: str | None = None
+    sha256: str | None = None
+    trainer: Callable[[Path], None] | None = None
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One pretrained member: how to build it, its weights, preprocessing and published figures.
+
+    ``macs`` is multiply-adds per sample at ``input_size`` as published (None if not published);
+    the toolkit always reports its own count next to it. ``metrics`` are published figures on
+    ``dataset`` (e.g. ``{"top-1": 76.13}``).
+    """
+
+    name: str
+    task: str
+    builder: Callable[[], torch.nn.Module]
+    weights: WeightsSource | None
+    num_classes: int
+    dataset: str
+    input_size: tuple[int, ...]
+    preprocessing: Callable[[], Any]
+    macs: int | None = None
+    params: int | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    state_dict_loader: Callable[[Path], Mapping[str, torch.Tensor]] | None = None
+    source: str = ""
+    notes: Mapping[str, Any] = field(default_factory=dict)  # task-specific published facts (e.g. views)
+
+    def published(self) -> dict[str, Any]:
+        return {"macs": self.macs, "params": self.params, "metrics": dict(self.metrics),
+                "dataset": self.dataset, "input_size": list(self.input_size), "source": self.source,
+                **dict(self.notes)}
+
+
+def filter_names(names, pattern: str = "*") -> list[str]:
+    """Names matching a shell-style wildcard, sorted (timm's ``list_models`` convention)."""
+    return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
+
+
+def hub_checkpoint_dir() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_hash(path: Path, source: WeightsSource) -> str:
+    actual = sha256_of(path)
+    if source.sha256 and not actual.startswith(source.sha256):
+        raise WeightsUnavailableError(
+            f"{path} has sha256 {actual}, expected {source.sha256}: the file is corrupt or another "
+            "release; delete it and download it again" + (f" from {source.url}" if source.url else "")
+        )
+    return actual
+
+
+def resolve_weights(source: WeightsSource, weights_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """The local path of a weight file and its sha256, downloading or training it if needed."""
+    candidates = []
+    if weights_dir is not None:
+        candidates.append(Path(weights_dir) / source.file_name)
+    if source.path is not None:
+        candidates.append(Path(source.path))
+    hub_path = hub_checkpoint_dir() / source.file_name
+    candidates.append(hub_path)
+    for path in candidates:
+        if path.is_file():
+            return path, _check_hash(path, source)
+
+    hub_path.parent.mkdir(parents=True, exist_ok=True)
+    if source.trainer is not None:
+        source.trainer(hub_path)  # writes atomically
+        return hub_path, _check_hash(hub_path, source)
+    if source.url is None:
+        raise WeightsUnavailableError(
+            f"weights file {source.file_name!r} not found in "
+            + " or ".join(str(p.parent) for p in candidates)
+            + "; put it in one of these folders (or pass --weights-dir DIR)"
+            + (f". It ships with the package at {source.path}: is the checkout or install complete?"
+               if source.path is not None else "")
+        )
+    tmp = hub_path.with_name(hub_path.name + f".partial-{os.getpid()}")
+    try:
+        torch.hub.download_url_to_file(source.url, str(tmp), hash_prefix=None, progress=True)
+        digest = _check_hash(tmp, source)
+        os.replace(tmp, hub_path)
+        return hub_path, digest
+    except WeightsUnavailableError:
+        raise
+    except Exception as err:  # offline, proxy, HTTP errors: say which file to put where
+        raise WeightsUnavailableError(
+            f"could not download {source.url} ({type(err).__name__}: {err}). Offline? Put the file "
+            f"{source.file_name!r} in {hub_path.parent} (the torch.hub cache) or in a folder you "
+            "pass as --weights-dir"
+        ) from err
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,101 @@
+"""Real early-exit execution of a committee on live batches.
+
+Only the samples not yet confident go on to the next member. Member outputs are rounded to the
+cache's output dtype and combined with the same code (`Task.combine`, `Cascade.exits`) as the
+cache-based computation, so both give the same exits and predictions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from committee_tasks.committees.scoring import Cascade, Ensemble
+from committee_tasks.core.devices import Stopwatch, autocast, place_module, resolve_device, to_device, use_amp
+from committee_tasks.engine.loop import OUTPUT_DTYPES
+from committee_tasks.core.task import Member, Task
+from committee_tasks.committees.temperature import tempered_numpy
+
+
+@dataclass
+class ExecutionResult:
+    combined: np.ndarray  # per-sample committee output
+    exit_stage: np.ndarray  # per sample (ensembles: last stage)
+    macs: np.ndarray  # per sample, members actually run
+    seconds: float  # wall time of the timed batches (device work included)
+
+    @property
+    def throughput(self) -> float:
+        return len(self.exit_stage) / self.seconds if self.seconds > 0 else float("nan")
+
+
+class CommitteeExecutor:
+    """Runs an `Ensemble` or `Cascade` of built members on batches of preprocessed inputs."""
+
+    def __init__(self, committee: Cascade | Ensemble, members: Mapping[str, Member], task: Task,
+                 device: str = "auto", amp: str | bool = "auto", output_dtype: str = "float16",
+                 temperatures: Mapping[str, float] | None = None):
+        self.committee = committee
+        self.members = [members[name] for name in committee.members]
+        self.task = task
+        self.device = resolve_device(device)
+        self.amp = use_amp(self.device, amp)
+        self.out_dtype = OUTPUT_DTYPES[output_dtype]
+        self.temperatures = dict(temperatures or {})
+        for m in self.members:
+            m.module = place_module(m.module, self.device)
+
+    def _member_outputs(self, member: Member, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        with autocast(self.device, self.amp):
+            probs, macs = member.predict_with_cost(to_device(x, self.device))
+        rounded = probs.cpu().numpy().astype(self.out_dtype)  # as the cache stores them
+        temperature = self.temperatures.get(member.name, 1.0)
+        return (rounded if temperature == 1.0 else tempered_numpy(rounded, temperature)), macs
+
+    @torch.no_grad()
+    def run_batch(self, inputs: Mapping[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Committee output, exit stage and MACs of each sample of one batch."""
+        n = len(next(iter(inputs.values())))
+        active = np.arange(n)  # rows still running
+        outputs: list[np.ndarray] = []  # per stage, rows of `active` at that stage
+        exit_stage = np.full(n, len(self.members) - 1, dtype=np.int64)
+        macs = np.zeros(n, dtype=np.float64)
+        combined_all = None
+        cascade = isinstance(self.committee, Cascade)
+        for k, member in enumerate(self.members):
+            x = inputs[member.transform_key]
+            x = x if len(active) == n else x[torch.from_numpy(active)]
+            probs, member_macs = self._member_outputs(member, x)
+            macs[active] += member_macs
+            outputs.append(probs)
+            if cascade:
+                combined = self.committee.stage_output(self.task, outputs)
+                stop = self.committee.exits(k, combined)
+            else:
+                combined = self.task.combine(outputs) if k == len(self.members) - 1 else None
+                stop = np.full(len(active), k == len(self.members) - 1)
+            if stop.any():
+                if combined_all is None:
+                    combined_all = np.zeros((n,) + combined.shape[1:], dtype=combined.dtype)
+                combined_all[active[stop]] = combined[stop]
+                exit_stage[active[stop]] = k
+            keep = ~stop
+            active = active[keep]
+            outputs = [o[keep] for o in outputs]
+            if not len(active):
+                break
+        return combined_all, exit_stage, macs
+
+    def run(self, batches: Sequence[Mapping[str, torch.Tensor]], warmup: int = 1) -> ExecutionResult:
+        """Run over preprocessed batches; the first ``warmup`` batches run once untimed first."""
+        for inputs in batches[:warmup]:
+            self.run_batch(inputs)
+        watch = Stopwatch(self.device)
+        parts = []
+        for inputs in batches:
+            with watch.section():
+                parts.append(self.run_batch(inputs))
+        combined, stages, macs = (np.concatenate(p) for p in zip(*parts))
+        return ExecutionResult(combined, stages, macs, watch.seconds)
