@@ -131,3 +131,40 @@ def test_main_job_writes_tables_and_plot(main_job):
                  "committees.json", "classification-digits-test.png"):
         assert (out / name).stat().st_size > 0, name
     assert "similar accuracy" in stdout and "| cascade(" in stdout
+
+
+def test_console_command_equals_the_tool(digits_members, tmp_path):
+    """`committee eval ...` and `tools/eval.py ...` are the same command (README examples work with both)."""
+    from committee_tasks.cli.main import main as committee
+
+    argv = ["--config", str(CONFIG), "--workers", "0", "--no-progress", "--measure-samples", "0"]
+    assert main([*argv, "--json", str(tmp_path / "tool.json")]) == 0
+    assert committee(["eval", *argv, "--json", str(tmp_path / "console.json")]) == 0
+    tool, console = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("tool", "console"))
+    assert tool["rows"] == console["rows"] and tool["samples"] == console["samples"] == 599
+    assert console["provenance"]["command"].startswith("'committee eval' --config")
+
+
+def test_cards_written_by_eval_are_evaluated_again(digits_members, tmp_path, capsys):
+    base = ["--dataset", "digits", "--workers", "0", "--no-progress", "--measure-samples", "0"]
+    assert main([*base, "--cascade", "digits_cnn_s,digits_cnn_m", "--json", str(tmp_path / "fit.json"),
+                 "--cards", str(tmp_path / "cards")]) == 0
+    fitted = next(r for r in json.loads((tmp_path / "fit.json").read_text())["rows"] if r["kind"] == "cascade")
+    cards = sorted((tmp_path / "cards").glob("*.json"))
+    assert len(cards) == 1 and json.loads(cards[0].read_text())["figures"]["fit"] == "match digits_cnn_m"
+    assert main([*base, "--committee", str(cards[0]), "--json", str(tmp_path / "card.json")]) == 0
+    again = next(r for r in json.loads((tmp_path / "card.json").read_text())["rows"] if r["kind"] == "cascade")
+    # the card scores on all 599 digits; its thresholds are the fitted ones to the last bit
+    assert again["thresholds"] == fitted["thresholds"] and again["name"] == fitted["name"]
+
+
+def test_a_card_whose_member_changed_is_refused(digits_members, tmp_path, capsys):
+    base = ["--dataset", "digits", "--workers", "0", "--no-progress", "--measure-samples", "0"]
+    assert main([*base, "--ensemble", "digits_cnn_s,digits_cnn_m", "--cards", str(tmp_path)]) == 0
+    card = next(tmp_path.glob("ensemble*.json"))
+    data = json.loads(card.read_text())
+    data["members"][0]["fingerprint"] = "0" * 64
+    card.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert main([*base, "--committee", str(card)]) == 2
+    assert "member 'digits_cnn_s' has fingerprint" in capsys.readouterr().err

@@ -62,7 +62,8 @@ from torch import nn
 
 from committee_tasks.engine.cache import atomic_write
 from committee_tasks.core.errors import unknown_name
-from committee_tasks.core.task import Sample, SampleDataset, Task
+from committee_tasks.core.samples import Sample, SampleDataset
+from committee_tasks.core.task import Task
 from committee_tasks.core.zoo import WeightsSource, ZooEntry
 
 DIM, CLASSES = 16, 4
@@ -110,11 +111,7 @@ class ToyDataset(SampleDataset):
 
     def __init__(self, n: int = 300):
         self.vectors, self.labels = make_split(2, n)
-        self._ids = [f"toy-{i:04d}" for i in range(n)]
-
-    @property
-    def ids(self):
-        return self._ids
+        self._ids = [f"toy-{i:04d}" for i in range(n)]  # served by SampleDataset.ids
 
     def fingerprint(self) -> str:
         return hashlib.sha256(self.vectors.tobytes() + self.labels.tobytes()).hexdigest()
@@ -365,3 +362,17 @@ def test_unknown_task_on_the_command_line_exits_2(toy_plugin):
     done = run_eval(toy_plugin, "--task", "toyy", "--dataset", "toyset", "--models", "a")
     assert done.returncode == 2
     assert "unknown task 'toyy'; did you mean 'toy'?" in done.stderr
+
+
+def test_dataset_without_ids_says_how_to_give_them():
+    from committee_tasks.core.samples import SampleDataset
+
+    class NoIds(SampleDataset):
+        def fingerprint(self):
+            return "x"
+
+        def __getitem__(self, index):
+            raise IndexError(index)
+
+    with pytest.raises(CommitteeError, match=r"NoIds has no sample ids: set self\._ids"):
+        len(NoIds())

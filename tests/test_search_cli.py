@@ -99,3 +99,22 @@ def test_tools_search_script_runs(digits_members):
     done = subprocess.run([sys.executable, str(REPO / "tools" / "search.py"), "--help"], capture_output=True,
                           text=True, check=True)
     assert "--pool" in done.stdout and "--worst-case" in done.stdout
+
+
+def test_a_cached_search_builds_no_model_and_reads_no_weight_file(digits_members, tmp_path, monkeypatch, capsys):
+    """With everything cached, the weights are not needed: a user can search a cache alone."""
+    from committee_tasks.core import task as task_module
+    from committee_tasks.core import zoo as zoo_module
+
+    out = tmp_path / "first.json"
+    assert main(["--pool", ",".join(DIGITS), *COMMON, "--json", str(out)]) == 0  # fills the cache
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was built or a weight file hashed although everything is cached")
+
+    monkeypatch.setattr(task_module.Task, "build_member", refuse)
+    monkeypatch.setattr(zoo_module, "hash_file", refuse)
+    again = tmp_path / "again.json"
+    assert main(["--pool", ",".join(DIGITS), *COMMON, "--json", str(again)]) == 0
+    first, second = (json.loads(p.read_text()) for p in (out, again))
+    assert first["references"] == second["references"] and first["points"] == second["points"]

@@ -13,7 +13,9 @@ from committee_tasks.committees.scoring import Cascade, Ensemble, Single
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.engine.loop import LoopOptions, evaluate_pool
 from committee_tasks.search.exhaustive import subset_table
-from committee_tasks.core.task import Member, Sample, SampleDataset, Task
+from committee_tasks.core.members import Member
+from committee_tasks.core.samples import Sample, SampleDataset
+from committee_tasks.core.task import Task
 
 CLASSES, SIZE, N = 3, 4, 10
 

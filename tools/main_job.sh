@@ -9,7 +9,7 @@ mkdir -p "$out"
 py=.venv/bin/python
 $py tools/eval.py --config configs/committees/digits_default.json --no-progress \
     --json "$out/eval.json" --csv "$out/eval.csv"
-$py tools/search.py --dataset digits --pool digits_cnn_s,digits_cnn_m,digits_cnn_l --no-progress \
+$py tools/search.py --dataset digits --pool digits_cnn_s,digits_cnn_m,digits_cnn_l --no-progress --cards "$out/cards" \
     --json "$out/search.json"
 $py tools/report.py "$out/search.json" --out "$out"
-echo "wrote $out: eval.json/csv (the table above), search.json, committees.{md,tex,csv,json} and the plot"
+echo "wrote $out: eval.json/csv (the table above), search.json, cards/ (the chosen committees, runnable with load_committee), committees.{md,tex,csv,json} and the plot"

@@ -11,10 +11,9 @@ that this script still trains models of the recorded accuracy.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _common import REPO, run_script
 
 
 def main(argv=None) -> int:
@@ -23,7 +22,6 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: reproducible on one machine; the shipped weights used 1)")
     args = p.parse_args(argv)
-    sys.path.insert(0, str(REPO))
     from committee_tasks_builtin.classification.digits import train_all
 
     record = train_all(args.out, threads=args.threads)
@@ -32,5 +30,4 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+run_script(main, __name__)

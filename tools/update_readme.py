@@ -32,8 +32,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _common import REPO, run_script
 
 from committee_tasks.reporting.eval_table import MEASURED_COLUMNS, fit_lines, markdown_table  # noqa: E402
 from committee_tasks.reporting.search_tables import build_tables, format_macs, to_markdown  # noqa: E402
@@ -228,5 +227,4 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+run_script(main, __name__)

@@ -1,24 +1,13 @@
-"""Ensembles and cascades scored from what the loop kept (no model runs), confidence functions and
+"""Ensembles and cascades scored from what the loop kept (one view of it for cached outputs and
+cached subset statistics; no model runs), confidence functions (and their registry) and
 temperature scaling.
 """
 from committee_tasks._lazy import lazy_exports
 
-_EXPORTS = {
-    'PoolPredictions': '.scoring',
-    'SubsetRecord': '.scoring',
-    'CommitteeResult': '.scoring',
-    'Single': '.scoring',
-    'Ensemble': '.scoring',
-    'Cascade': '.scoring',
-    'parse_committees': '.scoring',
-    'confidence_names': '.confidence',
-    'get_confidence': '.confidence',
-    'get_torch_confidence': '.confidence',
-    'member_subsets': '.subsets',
-    'subset_sums': '.subsets',
-    'fit_temperature': '.temperature',
-    'tempered': '.temperature',
-    'tempered_numpy': '.temperature',
-}
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {  # module -> its public names
+    ".predictions": "PoolPredictions OutputPredictions StatisticsPredictions Stage SubsetRecord",
+    ".scoring": "CommitteeResult Single Ensemble Cascade parse_committees",
+    ".confidence": "confidence_names get_confidence get_torch_confidence register_confidence",
+    ".subsets": "member_subsets subset_sums",
+    ".temperature": "fit_temperature tempered tempered_numpy",
+})

@@ -3,7 +3,8 @@
 Functions take probabilities of shape (N, C, ...) and reduce over the class axis 1; for outputs
 with extra axes (per-pixel maps) the per-position confidence is averaged, so the same functions
 serve every task. There is one implementation, on tensors: the cache-based committees, the live
-executor and the search all call it, so they agree to the last bit at a threshold.
+executor and the search all call it, so they agree to the last bit at a threshold. A user's own
+confidence enters the same way, through `register_confidence`.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from committee_tasks.core.errors import unknown_name
+from committee_tasks.core.errors import CommitteeError, unknown_name
 
 
 def _reduce(per_position: torch.Tensor) -> torch.Tensor:
@@ -45,27 +46,70 @@ def frac_above_t(level: float) -> Callable[[torch.Tensor], torch.Tensor]:
     return frac_above
 
 
-TORCH_CONFIDENCES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "max_prob": max_prob_t,
-    "margin": margin_t,
-    "neg_entropy": neg_entropy_t,
-}
-CONFIDENCES = TORCH_CONFIDENCES  # the fixed names; "frac_above_<level>" (e.g. frac_above_0.9) as well
+# name -> (where it was registered, the function on tensors); "frac_above_<level>" is a family
+_REGISTRY: dict[str, tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = {}
 FRAC_ABOVE = re.compile(r"^frac_above_(0(?:\.\d+)?|1(?:\.0+)?)$")
+_NAME = re.compile(r"^[A-Za-z_][\w.\-]*$")  # no commas or spaces: command lines list names with commas
+
+
+def register_confidence(name: str, fn: Callable[[torch.Tensor], torch.Tensor] | None = None):
+    """Add a confidence function under ``name``: it takes probabilities (N, C, ...) as a tensor
+    and returns (N,) float32, higher meaning more confident. Cascades, the executor, the search
+    and the greedy builder then accept ``name`` wherever a confidence is asked for; a task that
+    caches statistics instead of outputs computes it in the loop once ``name`` is listed in its
+    ``cached_confidences``. Returns ``fn``; without ``fn``, a decorator."""
+    if fn is None:
+        return lambda f: register_confidence(name, f)
+    if not isinstance(name, str) or not _NAME.match(name) or FRAC_ABOVE.match(name):
+        raise CommitteeError(f"cannot register the confidence name {name!r}: use letters, digits, '_', '.' or "
+                             "'-' (no commas or spaces), and not the built-in family frac_above_<level>")
+    if not callable(fn):
+        raise CommitteeError(f"confidence {name!r} must be a function of a probability tensor, got {fn!r}")
+    origin = _origin(fn)
+    if name in _REGISTRY and _REGISTRY[name][0] != origin:
+        raise CommitteeError(f"confidence {name!r} is registered twice: by {_REGISTRY[name][0]} and by {origin}; "
+                             "rename one of them")
+    _REGISTRY[name] = (origin, _float32_per_sample(name, fn))
+    return fn
+
+
+def _float32_per_sample(name: str, fn: Callable) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``fn`` returning float32 (N,): every caller then compares the same values with a threshold."""
+    def confidence(probs: torch.Tensor) -> torch.Tensor:
+        out = torch.as_tensor(fn(probs)).to(torch.float32)
+        if out.shape != probs.shape[:1]:
+            raise CommitteeError(f"confidence {name!r} returned shape {tuple(out.shape)} for probabilities of "
+                                 f"shape {tuple(probs.shape)}; it must return one value per sample")
+        return out
+
+    confidence.__name__, confidence.__doc__ = name, fn.__doc__
+    return confidence
+
+
+def _origin(fn) -> str:
+    code = getattr(fn, "__code__", None)
+    where = f" ({code.co_filename}:{code.co_firstlineno})" if code is not None else ""
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}{where}"
+
+
+for _name, _fn in (("max_prob", max_prob_t), ("margin", margin_t), ("neg_entropy", neg_entropy_t)):
+    register_confidence(_name, _fn)
 
 
 def confidence_names() -> str:
-    return ", ".join([*TORCH_CONFIDENCES, "frac_above_<level> (e.g. frac_above_0.9)"])
+    """Every registered name, and the frac_above_<level> family, for help texts and errors."""
+    return ", ".join([*_REGISTRY, "frac_above_<level> (e.g. frac_above_0.9)"])
 
 
 def _lookup(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    if name in TORCH_CONFIDENCES:
-        return TORCH_CONFIDENCES[name]
-    match = FRAC_ABOVE.match(name)
+    if name in _REGISTRY:
+        return _REGISTRY[name][1]
+    match = FRAC_ABOVE.match(name) if isinstance(name, str) else None
     if match:
         return frac_above_t(float(match[1]))
-    raise unknown_name("confidence", name, [*TORCH_CONFIDENCES, "frac_above_0.9"],
-                       fix="frac_above_<level> takes a level in [0, 1], e.g. frac_above_0.9.")
+    raise unknown_name("confidence", str(name), [*_REGISTRY, "frac_above_0.9"],
+                       fix="frac_above_<level> takes a level in [0, 1], e.g. frac_above_0.9; "
+                           "add your own with committee_tasks.committees.register_confidence.")
 
 
 def _on_numpy(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[np.ndarray], np.ndarray]:

@@ -9,8 +9,26 @@ import importlib
 import importlib.util
 import sys
 import warnings
+from pathlib import Path
 
 from committee_tasks.core.errors import CommitteeError
+
+MMSEG_INSTALL = ("install it with `pip install 'committee-tasks[segmentation]'` (mmengine==0.10.7 mmcv-lite==2.1.0 "
+                 "mmsegmentation==1.2.2 ftfy regex), or rerun tools/setup_env.sh")
+
+
+def _import_or_explain(module: str, package: str, failure: str, hide: tuple[str, type[Warning]] | None = None):
+    """Import ``module`` and return ``package``, hiding the harmless warning ``hide`` (message
+    pattern, category) the import gives; an ImportError is a `CommitteeError` saying ``failure``,
+    in which ``{err}`` stands for the ImportError and ``{kind}`` for its class name."""
+    try:
+        with warnings.catch_warnings():
+            if hide is not None:
+                warnings.filterwarnings("ignore", message=hide[0], category=hide[1])
+            importlib.import_module(module)
+        return importlib.import_module(package)
+    except ImportError as err:
+        raise CommitteeError(failure.format(err=err, kind=type(err).__name__)) from err
 
 
 def import_pytorchvideo():
@@ -27,17 +45,12 @@ def import_pytorchvideo():
         functional_tensor = None
     if functional_tensor is not None:
         sys.modules.setdefault("torchvision.transforms.functional_tensor", functional_tensor)
-    try:
-        with warnings.catch_warnings():  # its layers call torch.jit.script at import (deprecated, harmless)
-            warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
-            import pytorchvideo.models.hub  # noqa: F401  (everything the video task uses)
-        return importlib.import_module("pytorchvideo")
-    except ImportError as err:
-        raise CommitteeError(
-            f"the video task needs pytorchvideo ({err}); install it with "
-            "`pip install 'committee-tasks[video]'` (pytorchvideo==0.1.5 decord==0.6.0 av), "
-            "or rerun tools/setup_env.sh"
-        ) from err
+    # pytorchvideo.models.hub: everything the video task uses; its layers call torch.jit.script at
+    # import (deprecated, harmless)
+    return _import_or_explain("pytorchvideo.models.hub", "pytorchvideo",
+                              "the video task needs pytorchvideo ({err}); install it with "
+                              "`pip install 'committee-tasks[video]'` (pytorchvideo==0.1.5 decord==0.6.0 av), "
+                              "or rerun tools/setup_env.sh", hide=(r".*torch\.jit\.script.*", FutureWarning))
 
 
 # Compiled-only mmcv ops some mmseg modules import by name. Without mmcv's C++/CUDA extension
@@ -83,21 +96,22 @@ def import_mmseg():
         import mmcv  # noqa: F401
         import mmengine  # noqa: F401
     except ImportError as err:
-        raise CommitteeError(
-            f"the segmentation task needs mmsegmentation ({err}); install it with "
-            "`pip install 'committee-tasks[segmentation]'` (mmengine==0.10.7 mmcv-lite==2.1.0 "
-            "mmsegmentation==1.2.2 ftfy regex), or rerun tools/setup_env.sh"
-        ) from err
+        raise CommitteeError(f"the segmentation task needs mmsegmentation ({err}); {MMSEG_INSTALL}") from err
     if "mmcv.ops" not in sys.modules and importlib.util.find_spec("mmcv._ext") is None:
         _register_bare_mmcv_ops()
-    try:
-        with warnings.catch_warnings():  # mmcv-lite: "install mmcv rather than mmcv-lite if you need this op"
-            warnings.filterwarnings("ignore", message=r".*mmcv-lite.*", category=UserWarning)
-            importlib.import_module("mmseg.models")
-        return importlib.import_module("mmseg")
-    except ImportError as err:
-        raise CommitteeError(f"cannot import mmseg.models ({type(err).__name__}: {err}); the segmentation "
-                             "task is tested with mmsegmentation==1.2.2 and mmcv-lite==2.1.0") from err
+    # mmcv-lite warns "install mmcv rather than mmcv-lite if you need this op"
+    return _import_or_explain("mmseg.models", "mmseg", "cannot import mmseg.models ({kind}: {err}); the segmentation "
+                              "task is tested with mmsegmentation==1.2.2 and mmcv-lite==2.1.0",
+                              hide=(r".*mmcv-lite.*", UserWarning))
+
+
+def mmseg_folder() -> Path:
+    """mmsegmentation's package folder, found without importing it (importing it takes seconds):
+    its metafiles and configs are all that listing the segmentation zoo reads."""
+    spec = importlib.util.find_spec("mmseg")
+    if spec is None or not spec.submodule_search_locations:
+        raise CommitteeError(f"the segmentation task needs mmsegmentation (not installed); {MMSEG_INSTALL}")
+    return Path(spec.submodule_search_locations[0])
 
 
 def _register_bare_mmcv_ops() -> None:
@@ -138,8 +152,5 @@ def import_decord():
         import cv2  # noqa: F401  (must come first: see above)
     except ImportError:
         pass
-    try:
-        return importlib.import_module("decord")
-    except ImportError as err:
-        raise CommitteeError(f"the video task decodes with decord ({err}); install it with "
-                             "`pip install 'committee-tasks[video]'`, or rerun tools/setup_env.sh") from err
+    return _import_or_explain("decord", "decord", "the video task decodes with decord ({err}); install it with "
+                              "`pip install 'committee-tasks[video]'`, or rerun tools/setup_env.sh")

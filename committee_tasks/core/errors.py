@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import sys
 from typing import Callable, Iterable
 
@@ -15,6 +16,12 @@ class UnknownNameError(CommitteeError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+def require(condition: bool, message: str) -> None:
+    """Refuse bad input: raise `CommitteeError(message)` unless ``condition`` holds."""
+    if not condition:
+        raise CommitteeError(message)
 
 
 def unknown_name(kind: str, name: str, options: Iterable[str], fix: str = "") -> UnknownNameError:
@@ -42,3 +49,6 @@ def run_tool(run: Callable[..., int], *args) -> int:
     except CommitteeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -21,7 +21,7 @@ from committee_tasks.core.errors import CommitteeError
 SCHEMA_VERSION = 2
 LIBRARIES = ("torch", "torchvision", "numpy", "scipy", "pytorchvideo", "decord", "mmsegmentation", "mmengine",
              "mmcv-lite")
-_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the checkout: committee_tasks/core/provenance.py
 
 
 def toolkit_version() -> str:

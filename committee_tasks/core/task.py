@@ -7,141 +7,37 @@ committees, executor and reports are shared and call only these methods.
 from __future__ import annotations
 
 import abc
-import hashlib
-import json
-import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
-import torch
 
 from committee_tasks.core.errors import CommitteeError, unknown_name
-from committee_tasks.core.macs import count_macs
-from committee_tasks.core.zoo import ZooEntry, filter_names, resolve_weights
+from committee_tasks.core.member_spec import MemberSpec, describe_entry
+from committee_tasks.core.zoo import ZooEntry, filter_names
+
+if TYPE_CHECKING:
+    import torch
+
+    from committee_tasks.core.members import Member
+    from committee_tasks.core.samples import SampleDataset
+
+# Names that lived here before `Member` and `SampleDataset` (torch classes) moved out, so that
+# importing the contract imports no torch; still importable from here, loaded on first use.
+_MOVED = {"Sample": "samples", "SampleDataset": "samples", "Member": "members", "load_weights": "members"}
 
 
-@dataclass
-class Sample:
-    """One decoded sample: a stable id (the cache key), the decoded data and its target."""
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-    id: str
-    data: Any
-    target: Any
-
-
-class SampleDataset(torch.utils.data.Dataset, abc.ABC):
-    """A dataset whose items are `Sample`s, decoded once and shared by every member.
-
-    ``ids`` lists every sample id without decoding anything; ``fingerprint`` identifies the
-    content (file list, labels) so a changed dataset invalidates its cache.
-    """
-
-    name: str = "dataset"
-    title: str = ""  # the dataset in words for reports and plot titles ("CIFAR-10 test set")
-
-    def describe(self) -> str:
-        return self.title or self.name
-
-    @property
-    @abc.abstractmethod
-    def ids(self) -> Sequence[str]: ...
-
-    @abc.abstractmethod
-    def fingerprint(self) -> str: ...
-
-    @abc.abstractmethod
-    def __getitem__(self, index: int) -> Sample: ...
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
-class Member:
-    """A built, loaded member: the module, its own preprocessing, and its cost.
-
-    ``fingerprint`` hashes the weights and the preprocessing: it keys the prediction cache.
-    """
-
-    def __init__(self, name: str, module: torch.nn.Module, transform: Callable[[Any], torch.Tensor],
-                 weights_sha256: str, num_classes: int, to_probs: Callable[[torch.Tensor], torch.Tensor],
-                 entry: ZooEntry | None = None):
-        self.name = name
-        self.module = module.eval()
-        self.transform = transform
-        self.weights_sha256 = weights_sha256
-        self.num_classes = num_classes
-        self.to_probs = to_probs
-        self.entry = entry
-        self._macs_by_shape: dict[tuple, int] = {}
-
-    @property
-    def transform_key(self) -> str:
-        """Identifies the preprocessing; members with equal keys share the preprocessed tensor.
-
-        It is part of the cache key, so it must be stable across runs."""
-        key = repr(self.transform)
-        if re.search(r" at 0x[0-9a-fA-F]+", key):
-            raise CommitteeError(
-                f"the preprocessing of member {self.name!r} has no stable repr ({key[:120]!r}): it holds a "
-                "memory address, so its cached outputs could never be found again. Use a transform class "
-                "whose __repr__ lists its parameters (torchvision transforms do) instead of a lambda"
-            )
-        return key
-
-    @property
-    def fingerprint(self) -> str:
-        blob = json.dumps({"weights": self.weights_sha256, "preprocessing": self.transform_key,
-                           "num_classes": self.num_classes}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()
-
-    def macs_per_sample(self, inputs: torch.Tensor) -> np.ndarray:
-        """MACs of each sample of a batch, counted once per distinct input shape."""
-        shape = tuple(inputs.shape[1:])
-        if shape not in self._macs_by_shape:
-            self._macs_by_shape[shape] = count_macs(self.module, inputs[:1].to(_module_device(self.module)))
-        return np.full(len(inputs), self._macs_by_shape[shape], dtype=np.int64)
-
-    @torch.no_grad()
-    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Class probabilities (float32) of a batch already on the member's device."""
-        return self.to_probs(self.module(inputs)).float()
-
-    def predict_with_cost(self, inputs: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
-        """Probabilities and the MACs each sample actually cost. Members whose cost depends on
-        the input (a video member that stops adding views once confident) override this."""
-        return self.predict(inputs), self.macs_per_sample(inputs)
-
-    def cost_note(self) -> str | None:
-        """A line explaining how this member's per-sample cost is made up, for reports."""
-        return None
-
-
-def load_weights(entry: ZooEntry, module: torch.nn.Module, weights_dir: str | Path | None = None) -> str:
-    """Load a zoo entry's weights into its built module (all keys must fit); returns their sha256,
-    or "random-init" for an entry without weights."""
-    if entry.weights is None:
-        return "random-init"
-    path, digest = resolve_weights(entry.weights, weights_dir)
-    if entry.state_dict_loader is not None:
-        state = entry.state_dict_loader(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as err:  # missing, unexpected or mis-shaped keys
-        raise CommitteeError(f"{path} does not fit {entry.name}'s architecture: {str(err)[:400]}") from err
-    return digest
-
-
-def _module_device(module: torch.nn.Module) -> torch.device:
-    tensor = next(module.parameters(), None)
-    return tensor.device if tensor is not None else torch.device("cpu")
+    return getattr(importlib.import_module(f"committee_tasks.core.{_MOVED[name]}"), name)
 
 
 class Task(abc.ABC):
-    """Base class of task plugins. Subclasses set ``name`` and implement the abstract methods."""
+    """Base class of task plugins. Subclasses set ``name`` and ``DATASETS`` (or override
+    ``list_datasets``) and implement the abstract methods."""
 
     name: ClassVar[str]
     metric_name: ClassVar[str] = "metric"
@@ -154,6 +50,8 @@ class Task(abc.ABC):
     caches_outputs: ClassVar[bool] = True
     cached_confidences: ClassVar[tuple[str, ...]] = ("max_prob", "margin", "neg_entropy", "frac_above_0.9")
     max_subset_size: ClassVar[int] = 4
+    DATASETS: ClassVar[Sequence[str]] = ()  # the dataset names build_dataset reads (list_datasets)
+    list_models_example: ClassVar[str] = ""  # a pattern an unknown-model error suggests ('segformer*')
 
     def add_zoo_file(self, path: str | Path) -> None:
         """Add the models a user describes in a file (``--zoo FILE``) to this task's zoo."""
@@ -170,8 +68,9 @@ class Task(abc.ABC):
     def model_entry(self, name: str) -> ZooEntry:
         zoo = self.zoo()
         if name not in zoo:
+            pattern = f" {self.list_models_example!r}" if self.list_models_example else ""
             raise unknown_name("model", name, zoo,
-                               fix=f"List them with `tools/eval.py --list-models --task {self.name}`.")
+                               fix=f"List them with `tools/eval.py --list-models --task {self.name}{pattern}`.")
         return zoo[name]
 
     @abc.abstractmethod
@@ -179,14 +78,40 @@ class Task(abc.ABC):
         """Turn a member's raw outputs into probabilities."""
 
     def build_member(self, name: str, weights_dir: str | Path | None = None) -> Member:
+        from committee_tasks.core.members import load_weights
+
         entry = self.model_entry(name)
         module = entry.builder()
         digest = load_weights(entry, module, weights_dir)
+        return self.member_from_module(name, entry, module, digest)
+
+    def member_from_module(self, name: str, entry: ZooEntry, module: torch.nn.Module, digest: str) -> Member:
+        """The member around ``module``, built from ``entry`` with weights of sha256 ``digest``
+        loaded (default: a plain `Member`; a task whose members wrap the module overrides it)."""
+        from committee_tasks.core.members import Member
+
         return Member(name, module, entry.preprocessing(), digest, entry.num_classes, self.to_probs, entry)
 
+    def describe_member(self, name: str, weights_dir: str | Path | None = None) -> MemberSpec:
+        """The member's name, classes and cache key without building it (see `MemberSpec`); the
+        loop builds it only if some sample is not cached. A task whose ``build_member`` changes
+        the entry's classes, preprocessing or key overrides this to match."""
+        entry = self.model_entry(name)
+        return describe_entry(name, entry, weights_dir, lambda: self.build_member(name, weights_dir))
+
     # ---- data ----------------------------------------------------------------------------
-    @abc.abstractmethod
-    def list_datasets(self) -> list[str]: ...
+    def list_datasets(self) -> list[str]:
+        """The dataset names `build_dataset` reads (default: the class's ``DATASETS``)."""
+        return list(self.DATASETS)
+
+    def dataset_root(self, name: str, root: str | Path | None, holding: str = "") -> str | Path:
+        """``root`` for dataset ``name``, or the error for a name not in `list_datasets` or a root
+        not given (``holding`` says what the folder should hold)."""
+        if name not in self.list_datasets():
+            raise unknown_name("dataset", name, self.list_datasets())
+        if root is None:
+            raise CommitteeError(f"dataset {name!r} needs --data-root DIR" + (f" ({holding})" if holding else ""))
+        return root
 
     @abc.abstractmethod
     def build_dataset(self, name: str, root: str | Path | None, **options: Any) -> SampleDataset: ...
@@ -233,5 +158,7 @@ class Task(abc.ABC):
     def sample_statistics_torch(self, combined: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """`sample_statistics` on tensors (the search's hot loop). The default goes through numpy,
         whose SIMD argmax is several times faster than torch's on CPU; override if that is slow."""
+        import torch
+
         stats = self.sample_statistics(combined.cpu().numpy(), targets.cpu().numpy())
         return torch.from_numpy(np.ascontiguousarray(stats))

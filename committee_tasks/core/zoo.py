@@ -11,13 +11,19 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.weight_hashes import remembered_sha256
+
+if TYPE_CHECKING:  # torch is imported only to build, load or download: listing the zoo needs none
+    import torch
+
+
+RANDOM_INIT = "random-init"  # the "sha256" of an entry without weights
 
 
 class WeightsUnavailableError(CommitteeError):
@@ -77,15 +83,23 @@ def filter_names(names, pattern: str = "*") -> list[str]:
 
 
 def hub_checkpoint_dir() -> Path:
+    import torch
+
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+def hash_file(path: Path, chunk: int = 1 << 20) -> str:
+    """The sha256 of a file, read in full."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    """The sha256 of a file, read only when the memo has not seen it at this size and mtime."""
+    return remembered_sha256(path, hash_file)
 
 
 def _check_hash(path: Path, source: WeightsSource) -> str:
@@ -98,19 +112,37 @@ def _check_hash(path: Path, source: WeightsSource) -> str:
     return actual
 
 
-def resolve_weights(source: WeightsSource, weights_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
-    """The local path of a weight file and its sha256, downloading or training it if needed."""
+def _candidates(source: WeightsSource, weights_dir: str | os.PathLike | None) -> list[Path]:
+    """Where the file may be, in the order searched; the last is the torch.hub cache."""
     candidates = []
     if weights_dir is not None:
         candidates.append(Path(weights_dir) / source.file_name)
     if source.path is not None:
         candidates.append(Path(source.path))
-    hub_path = hub_checkpoint_dir() / source.file_name
-    candidates.append(hub_path)
-    for path in candidates:
-        if path.is_file():
-            return path, _check_hash(path, source)
+    candidates.append(hub_checkpoint_dir() / source.file_name)
+    return candidates
 
+
+def weights_digest(source: WeightsSource, weights_dir: str | os.PathLike | None = None) -> str:
+    """The sha256 that `resolve_weights` would return, without loading anything and, when the
+    entry records the full digest, without needing the file: a run whose outputs are all cached
+    then works with the weight file deleted. A file on disk is still checked (through the memo)."""
+    local = next((path for path in _candidates(source, weights_dir) if path.is_file()), None)
+    if local is not None:
+        return _check_hash(local, source)
+    if source.sha256 is not None and re.fullmatch(r"[0-9a-fA-F]{64}", source.sha256):
+        return source.sha256.lower()
+    return resolve_weights(source, weights_dir)[1]  # only a prefix is published: fetch the file
+
+
+def resolve_weights(source: WeightsSource, weights_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """The local path of a weight file and its sha256, downloading or training it if needed."""
+    candidates = _candidates(source, weights_dir)
+    local = next((path for path in candidates if path.is_file()), None)
+    if local is not None:
+        return local, _check_hash(local, source)
+
+    hub_path = candidates[-1]
     hub_path.parent.mkdir(parents=True, exist_ok=True)
     if source.trainer is not None:
         source.trainer(hub_path)  # writes atomically
@@ -123,6 +155,8 @@ def resolve_weights(source: WeightsSource, weights_dir: str | os.PathLike | None
             + (f". It ships with the package at {source.path}: is the checkout or install complete?"
                if source.path is not None else "")
         )
+    import torch
+
     tmp = hub_path.with_name(hub_path.name + f".partial-{os.getpid()}")
     try:
         torch.hub.download_url_to_file(source.url, str(tmp), hash_prefix=None, progress=True)

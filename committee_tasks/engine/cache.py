@@ -12,100 +12,68 @@ A member's fingerprint hashes its weights and preprocessing and the dataset's ha
 so a changed weight file, transform or dataset lands in a new folder: stale results are never
 read. Every file is written to a temporary name and renamed (atomic on POSIX), so an interrupted
 run leaves only whole shards, and the next run computes only the sample ids no shard holds.
+
+`MemoryPredictionCache` has the same interface and keeps everything in dictionaries: a run that
+should leave nothing on disk (a quick look, a test) uses it instead.
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
+import abc
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
 from committee_tasks.core.errors import CommitteeError
+# Re-exported: plugins, reports and tests import the atomic writers from here.
+from committee_tasks.core.files import (  # noqa: F401
+    CACHE_ENV, atomic_write, atomic_write_json, default_cache_root, read_json,
+)
 
-CACHE_ENV = "COMMITTEE_TASKS_CACHE"
 FORMAT_VERSION = 1
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def default_cache_root() -> Path:
-    if CACHE_ENV in os.environ:
-        return Path(os.environ[CACHE_ENV])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "committee_tasks" / "predictions"
-
-
-def atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True).encode()))
-
-
-def read_json(path: Path, default: Any = None) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return default
-
-
-class MemberCache:
-    """The cached outputs of one member on one dataset."""
+class BaseMemberCache(abc.ABC):
+    """The cached outputs of one member on one dataset, as chunks of rows (each with "ids");
+    subclasses say where the chunks and the manifest are kept."""
 
     def __init__(self, folder: Path, fingerprint: str, description: Mapping[str, Any]):
         self.folder = folder
         self.fingerprint = fingerprint
-        manifest = read_json(folder / "manifest.json")
+        manifest = self._read_manifest()
         if manifest is not None and manifest.get("fingerprint") != fingerprint:
             raise CommitteeError(f"{folder}/manifest.json belongs to another member; delete the folder")
         if manifest is None:
             manifest = {"format": FORMAT_VERSION, "fingerprint": fingerprint, **description,
                         "timing": {"samples": 0, "seconds": 0.0}}
-            atomic_write_json(folder / "manifest.json", manifest)
+            self._save_manifest(manifest)
         self.manifest = manifest
-        self._shards = sorted(folder.glob("shard-*.npz"))
+
+    @abc.abstractmethod
+    def _read_manifest(self) -> dict | None: ...
+
+    @abc.abstractmethod
+    def _save_manifest(self, manifest: dict) -> None: ...
+
+    @abc.abstractmethod
+    def _chunks(self) -> Iterator[Mapping[str, np.ndarray]]:
+        """Each stored chunk, read lazily (only the arrays a caller indexes)."""
+
+    @abc.abstractmethod
+    def write_shard(self, arrays: Mapping[str, np.ndarray]) -> Any: ...
 
     def cached_ids(self) -> set[str]:
         ids: set[str] = set()
-        for shard in self._shards:
-            with np.load(shard) as data:
-                ids.update(data["ids"].tolist())
+        for chunk in self._chunks():
+            ids.update(chunk["ids"].tolist())
         return ids
-
-    def write_shard(self, arrays: Mapping[str, np.ndarray]) -> Path:
-        index = int(self._shards[-1].stem.split("-")[1]) + 1 if self._shards else 0
-        path = self.folder / f"shard-{index:06d}.npz"
-        atomic_write(path, lambda f: np.savez(f, **arrays))
-        self._shards.append(path)
-        return path
 
     def add_timing(self, samples: int, seconds: float, device: str, batch_size: int) -> None:
         timing = self.manifest["timing"]
         timing["samples"] += samples
         timing["seconds"] += seconds
         timing.update(device=device, batch_size=batch_size)
-        atomic_write_json(self.folder / "manifest.json", self.manifest)
+        self._save_manifest(self.manifest)
 
     def throughput(self) -> float | None:
         t = self.manifest["timing"]
@@ -115,13 +83,15 @@ class MemberCache:
         """Arrays of the requested ids, in the requested order."""
         ids = list(ids)
         parts: dict[str, list[np.ndarray]] = {}
-        for shard in self._shards:
-            with np.load(shard) as data:
-                for key in data.files:
-                    parts.setdefault(key, []).append(data[key])
+        for chunk in self._chunks():
+            for key in chunk:
+                parts.setdefault(key, []).append(chunk[key])
         if not parts:
             raise CommitteeError(f"{self.folder} holds no shards")
-        arrays = {k: np.concatenate(v) for k, v in parts.items()}
+        # Keys every shard holds: shards of older versions may carry a key since dropped (the
+        # placeholder targets of statistics-caching members), which must not break a resumed cache.
+        shards = len(parts["ids"])
+        arrays = {k: np.concatenate(v) for k, v in parts.items() if len(v) == shards}
         row = {sid: i for i, sid in enumerate(arrays["ids"].tolist())}
         missing = [sid for sid in ids if sid not in row]
         if missing:
@@ -130,28 +100,122 @@ class MemberCache:
         return {k: v[order] for k, v in arrays.items()}
 
 
-class PredictionCache:
-    """All cached outputs under one root, one folder per (task, dataset, member)."""
+class MemberCache(BaseMemberCache):
+    """A member's outputs in npz shards next to its manifest.json."""
 
-    def __init__(self, root: str | Path | None = None):
-        self.root = Path(root) if root is not None else default_cache_root()
+    def __init__(self, folder: Path, fingerprint: str, description: Mapping[str, Any]):
+        super().__init__(folder, fingerprint, description)
+        self._shards = sorted(folder.glob("shard-*.npz"))
+
+    def _read_manifest(self) -> dict | None:
+        return read_json(self.folder / "manifest.json")
+
+    def _save_manifest(self, manifest: dict) -> None:
+        atomic_write_json(self.folder / "manifest.json", manifest)
+
+    def _chunks(self) -> Iterator[Mapping[str, np.ndarray]]:
+        for shard in self._shards:
+            with np.load(shard) as data:
+                yield data
+
+    def write_shard(self, arrays: Mapping[str, np.ndarray]) -> Path:
+        index = int(self._shards[-1].stem.split("-")[1]) + 1 if self._shards else 0
+        path = self.folder / f"shard-{index:06d}.npz"
+        atomic_write(path, lambda f: np.savez(f, **arrays))
+        self._shards.append(path)
+        return path
+
+
+class MemoryMemberCache(BaseMemberCache):
+    """A member's outputs held in memory (copies of what was written)."""
+
+    def __init__(self, folder: Path, fingerprint: str, description: Mapping[str, Any]):
+        self._stored: list[dict[str, np.ndarray]] = []
+        super().__init__(folder, fingerprint, description)
+
+    def _read_manifest(self) -> dict | None:
+        return None  # one object per folder lives as long as its cache
+
+    def _save_manifest(self, manifest: dict) -> None:
+        pass  # self.manifest is the record
+
+    def _chunks(self) -> Iterator[Mapping[str, np.ndarray]]:
+        return iter(self._stored)
+
+    def write_shard(self, arrays: Mapping[str, np.ndarray]) -> int:
+        self._stored.append({k: np.array(v, copy=True) for k, v in arrays.items()})
+        return len(self._stored) - 1
+
+
+class BasePredictionCache(abc.ABC):
+    """All cached outputs under one root, one folder (or key) per (task, dataset, member)."""
+
+    root: Path
 
     def dataset_folder(self, task: str, dataset_name: str, dataset_fingerprint: str) -> Path:
         return self.root / task / f"{dataset_name}-{dataset_fingerprint[:16]}"
 
     def member(self, dataset_folder: Path, name: str, fingerprint: str,
-               description: Mapping[str, Any]) -> MemberCache:
-        return MemberCache(dataset_folder / f"{name}-{fingerprint[:16]}", fingerprint, description)
+               description: Mapping[str, Any]) -> BaseMemberCache:
+        """The cache of one member (``description`` goes into a new manifest)."""
+        return self._open_member(dataset_folder / f"{name}-{fingerprint[:16]}", fingerprint, description)
+
+    @abc.abstractmethod
+    def _open_member(self, folder: Path, fingerprint: str, description: Mapping[str, Any]) -> BaseMemberCache: ...
+
+    @abc.abstractmethod
+    def _dataset_info(self, dataset_folder: Path) -> dict | None: ...
+
+    @abc.abstractmethod
+    def _save_dataset_info(self, dataset_folder: Path, info: dict) -> None: ...
 
     def skipped(self, dataset_folder: Path) -> dict[str, str]:
-        return read_json(dataset_folder / "dataset.json", {}).get("skipped", {})
+        return dict((self._dataset_info(dataset_folder) or {}).get("skipped", {}))
 
     def notes(self, dataset_folder: Path) -> dict[str, str]:
-        return read_json(dataset_folder / "dataset.json", {}).get("notes", {})
+        return dict((self._dataset_info(dataset_folder) or {}).get("notes", {}))
 
     def record_dataset(self, dataset_folder: Path, fingerprint: str, skipped: Mapping[str, str],
                        notes: Mapping[str, str] | None = None) -> None:
-        info = read_json(dataset_folder / "dataset.json", {"fingerprint": fingerprint, "skipped": {}})
+        info = self._dataset_info(dataset_folder) or {"fingerprint": fingerprint, "skipped": {}}
         info["skipped"].update(skipped)
         info.setdefault("notes", {}).update(notes or {})
+        self._save_dataset_info(dataset_folder, info)
+
+
+class PredictionCache(BasePredictionCache):
+    """The cache on disk (the layout above)."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root is not None else default_cache_root()
+
+    def _open_member(self, folder: Path, fingerprint: str, description: Mapping[str, Any]) -> MemberCache:
+        return MemberCache(folder, fingerprint, description)
+
+    def _dataset_info(self, dataset_folder: Path) -> dict | None:
+        return read_json(dataset_folder / "dataset.json")
+
+    def _save_dataset_info(self, dataset_folder: Path, info: dict) -> None:
         atomic_write_json(dataset_folder / "dataset.json", info)
+
+
+class MemoryPredictionCache(BasePredictionCache):
+    """The same cache held in memory for the life of this object; nothing touches the disk.
+    Its folders are only keys (under the pseudo-root ``<memory>``)."""
+
+    def __init__(self):
+        self.root = Path("<memory>")
+        self._members: dict[Path, MemoryMemberCache] = {}
+        self._datasets: dict[Path, dict] = {}
+
+    def _open_member(self, folder: Path, fingerprint: str, description: Mapping[str, Any]) -> MemoryMemberCache:
+        cached = self._members.get(folder)
+        if cached is None or cached.fingerprint != fingerprint:
+            cached = self._members[folder] = MemoryMemberCache(folder, fingerprint, description)
+        return cached
+
+    def _dataset_info(self, dataset_folder: Path) -> dict | None:
+        return self._datasets.get(dataset_folder)
+
+    def _save_dataset_info(self, dataset_folder: Path, info: dict) -> None:
+        self._datasets[dataset_folder] = info

@@ -12,10 +12,12 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from committee_tasks.committees.scoring import Cascade, Ensemble
+from committee_tasks.committees.scoring import Cascade, Ensemble, Single
+from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.devices import Stopwatch, autocast, place_module, resolve_device, to_device, use_amp
 from committee_tasks.engine.loop import OUTPUT_DTYPES
-from committee_tasks.core.task import Member, Task
+from committee_tasks.core.members import Member
+from committee_tasks.core.task import Task
 from committee_tasks.committees.temperature import tempered_numpy
 
 
@@ -31,8 +33,71 @@ class ExecutionResult:
         return len(self.exit_stage) / self.seconds if self.seconds > 0 else float("nan")
 
 
+class MemberRunner:
+    """Runs one member on a device (autocast as configured) and rounds its outputs to the cache's
+    dtype, then applies its temperature, exactly as the cache-based computation sees them."""
+
+    def __init__(self, device: str = "auto", amp: str | bool = "auto", output_dtype: str = "float16",
+                 temperatures: Mapping[str, float] | None = None):
+        if output_dtype not in OUTPUT_DTYPES:
+            raise CommitteeError(f"unknown output dtype {output_dtype!r}; valid: {list(OUTPUT_DTYPES)}")
+        self.device = resolve_device(device)
+        self.amp = use_amp(self.device, amp)
+        self.out_dtype = OUTPUT_DTYPES[output_dtype]
+        self.temperatures = dict(temperatures or {})
+
+    def place(self, members: Sequence[Member]) -> None:
+        for m in members:
+            m.module = place_module(m.module, self.device)
+
+    def __call__(self, member: Member, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        with autocast(self.device, self.amp):
+            probs, macs = member.predict_with_cost(to_device(x, self.device))
+        rounded = probs.cpu().numpy().astype(self.out_dtype)  # as the cache stores them
+        temperature = self.temperatures.get(member.name, 1.0)
+        return (rounded if temperature == 1.0 else tempered_numpy(rounded, temperature)), macs
+
+
+@torch.no_grad()
+def run_early_exit(committee: Cascade | Ensemble | Single, task: Task, members: Sequence[Member],
+                   inputs: Mapping[str, torch.Tensor], runner: MemberRunner
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Committee output, exit stage and MACs of each sample of one batch of preprocessed inputs
+    (keyed by transform key); only the samples not yet confident go on to the next member."""
+    n = len(next(iter(inputs.values())))
+    active = np.arange(n)  # rows still running
+    outputs: list[np.ndarray] = []  # per stage, rows of `active` at that stage
+    exit_stage = np.full(n, len(members) - 1, dtype=np.int64)
+    macs = np.zeros(n, dtype=np.float64)
+    combined_all = None
+    cascade = isinstance(committee, Cascade)
+    for k, member in enumerate(members):
+        x = inputs[member.transform_key]
+        x = x if len(active) == n else x[torch.from_numpy(active)]
+        probs, member_macs = runner(member, x)
+        macs[active] += member_macs
+        outputs.append(probs)
+        if cascade:
+            combined = committee.stage_output(task, outputs)
+            stop = committee.exits(k, combined)
+        else:
+            combined = task.combine(outputs) if k == len(members) - 1 else None
+            stop = np.full(len(active), k == len(members) - 1)
+        if stop.any():
+            if combined_all is None:
+                combined_all = np.zeros((n,) + combined.shape[1:], dtype=combined.dtype)
+            combined_all[active[stop]] = combined[stop]
+            exit_stage[active[stop]] = k
+        keep = ~stop
+        active = active[keep]
+        outputs = [o[keep] for o in outputs]
+        if not len(active):
+            break
+    return combined_all, exit_stage, macs
+
+
 class CommitteeExecutor:
-    """Runs an `Ensemble` or `Cascade` of built members on batches of preprocessed inputs."""
+    """Runs an `Ensemble` or `Cascade` of built members on batches of preprocessed inputs, timed."""
 
     def __init__(self, committee: Cascade | Ensemble, members: Mapping[str, Member], task: Task,
                  device: str = "auto", amp: str | bool = "auto", output_dtype: str = "float16",
@@ -40,53 +105,13 @@ class CommitteeExecutor:
         self.committee = committee
         self.members = [members[name] for name in committee.members]
         self.task = task
-        self.device = resolve_device(device)
-        self.amp = use_amp(self.device, amp)
-        self.out_dtype = OUTPUT_DTYPES[output_dtype]
-        self.temperatures = dict(temperatures or {})
-        for m in self.members:
-            m.module = place_module(m.module, self.device)
+        self.runner = MemberRunner(device, amp, output_dtype, temperatures)
+        self.device = self.runner.device
+        self.runner.place(self.members)
 
-    def _member_outputs(self, member: Member, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        with autocast(self.device, self.amp):
-            probs, macs = member.predict_with_cost(to_device(x, self.device))
-        rounded = probs.cpu().numpy().astype(self.out_dtype)  # as the cache stores them
-        temperature = self.temperatures.get(member.name, 1.0)
-        return (rounded if temperature == 1.0 else tempered_numpy(rounded, temperature)), macs
-
-    @torch.no_grad()
     def run_batch(self, inputs: Mapping[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Committee output, exit stage and MACs of each sample of one batch."""
-        n = len(next(iter(inputs.values())))
-        active = np.arange(n)  # rows still running
-        outputs: list[np.ndarray] = []  # per stage, rows of `active` at that stage
-        exit_stage = np.full(n, len(self.members) - 1, dtype=np.int64)
-        macs = np.zeros(n, dtype=np.float64)
-        combined_all = None
-        cascade = isinstance(self.committee, Cascade)
-        for k, member in enumerate(self.members):
-            x = inputs[member.transform_key]
-            x = x if len(active) == n else x[torch.from_numpy(active)]
-            probs, member_macs = self._member_outputs(member, x)
-            macs[active] += member_macs
-            outputs.append(probs)
-            if cascade:
-                combined = self.committee.stage_output(self.task, outputs)
-                stop = self.committee.exits(k, combined)
-            else:
-                combined = self.task.combine(outputs) if k == len(self.members) - 1 else None
-                stop = np.full(len(active), k == len(self.members) - 1)
-            if stop.any():
-                if combined_all is None:
-                    combined_all = np.zeros((n,) + combined.shape[1:], dtype=combined.dtype)
-                combined_all[active[stop]] = combined[stop]
-                exit_stage[active[stop]] = k
-            keep = ~stop
-            active = active[keep]
-            outputs = [o[keep] for o in outputs]
-            if not len(active):
-                break
-        return combined_all, exit_stage, macs
+        return run_early_exit(self.committee, self.task, self.members, inputs, self.runner)
 
     def run(self, batches: Sequence[Mapping[str, torch.Tensor]], warmup: int = 1) -> ExecutionResult:
         """Run over preprocessed batches; the first ``warmup`` batches run once untimed first."""

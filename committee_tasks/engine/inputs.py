@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from committee_tasks.core.errors import CommitteeError
-from committee_tasks.core.task import Sample, SampleDataset
+from committee_tasks.core.samples import Sample, SampleDataset
 
 
 @dataclass

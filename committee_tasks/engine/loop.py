@@ -17,15 +17,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from committee_tasks.engine.cache import MemberCache, PredictionCache
-from committee_tasks.committees.scoring import PoolPredictions, SubsetRecord
+from committee_tasks.engine.cache import BaseMemberCache, BasePredictionCache
+from committee_tasks.committees.predictions import PoolPredictions, SubsetRecord
 from committee_tasks.committees.confidence import get_torch_confidence
 from committee_tasks.core.devices import Stopwatch, autocast, place_module, resolve_device, to_device, use_amp
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.engine.inputs import make_loader
 from committee_tasks.committees.subsets import member_subsets, subset_sums
 from committee_tasks.core.threads import default_workers
-from committee_tasks.core.task import Member, SampleDataset, Task
+from committee_tasks.core.member_spec import MemberSpec
+from committee_tasks.core.members import Member
+from committee_tasks.core.samples import SampleDataset
+from committee_tasks.core.task import Task
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ class LoopOptions:
 
 @dataclass
 class _Pending:
-    cache: MemberCache
+    cache: BaseMemberCache
     needed: set[str]
     arrays: dict[str, list] = field(default_factory=lambda: defaultdict(list))  # key -> batches of rows
     count: int = 0
@@ -72,7 +75,7 @@ def subset_indices(n: int, limit: int | None) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64))
 
 
-def member_description(member: Member, output_dtype: str) -> dict:
+def member_description(member: Member | MemberSpec, output_dtype: str) -> dict:
     return {"member": member.name, "weights_sha256": member.weights_sha256,
             "preprocessing": member.transform_key, "num_classes": member.num_classes,
             "output_dtype": output_dtype}
@@ -87,19 +90,16 @@ def check_same_classes(counts: dict[str, int]) -> None:
         )
 
 
-def evaluate_pool(task: Task, members: Sequence[Member], dataset: SampleDataset,
-                  cache: PredictionCache, limit: int | None = None,
+def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: SampleDataset,
+                  cache: BasePredictionCache, limit: int | None = None,
                   options: LoopOptions | None = None) -> tuple[PoolPredictions, dict[str, float | None]]:
     """Cached outputs of every member on the dataset (computing what is missing), and each
-    member's measured throughput (samples/s of its forward passes, as cached)."""
-    options = options or LoopOptions()
-    if options.output_dtype not in OUTPUT_DTYPES:
-        raise CommitteeError(f"unknown output dtype {options.output_dtype!r}; valid: {list(OUTPUT_DTYPES)}")
-    check_same_classes({m.name: m.num_classes for m in members})
-    names = [m.name for m in members]
-    if len(set(names)) != len(names):
-        raise CommitteeError(f"a member is listed twice: {names}")
+    member's measured throughput (samples/s of its forward passes, as cached).
 
+    ``members`` are built `Member`s or `MemberSpec`s (`Task.describe_member`): a spec is built
+    only when some sample is missing for it, so a fully cached pool needs no model and no weights."""
+    options = options or LoopOptions()
+    _check_pool(members, options)
     dataset_fp = dataset.fingerprint()
     folder = cache.dataset_folder(task.name, dataset.name, dataset_fp)
     all_ids = list(dataset.ids)
@@ -107,21 +107,12 @@ def evaluate_pool(task: Task, members: Sequence[Member], dataset: SampleDataset,
     wanted = [all_ids[i] for i in indices]
     skipped = cache.skipped(folder)
 
-    pending: dict[str, _Pending] = {}
-    for m in members:
-        mc = cache.member(folder, m.name, m.fingerprint, member_description(m, options.output_dtype))
-        needed = set(wanted) - mc.cached_ids() - set(skipped)
-        pending[m.name] = _Pending(mc, needed)
-    subsets: dict[tuple[int, ...], _Pending] = {}
-    if not task.caches_outputs:  # statistics of every member subset, computed while outputs are in memory
-        for subset in member_subsets(len(members), task.max_subset_size):
-            sc = subset_cache(task, cache, folder, [members[i] for i in subset])
-            subsets[subset] = _Pending(sc, set(wanted) - sc.cached_ids() - set(skipped))
+    pending, subsets = _open_caches(task, members, cache, folder, set(wanted) - set(skipped), options)
     todo = [i for i, sid in zip(indices, wanted)
             if any(sid in p.needed for p in (*pending.values(), *subsets.values()))]
-
     if todo:
-        new_skips, new_notes = _run(task, members, dataset, todo, pending, options, subsets)
+        built = _build_needed(members, pending, every=bool(subsets))
+        new_skips, new_notes = _run(task, built, dataset, todo, pending, options, subsets)
         skipped.update(new_skips)
         cache.record_dataset(folder, dataset_fp, new_skips, new_notes)
     else:
@@ -132,17 +123,53 @@ def evaluate_pool(task: Task, members: Sequence[Member], dataset: SampleDataset,
         raise CommitteeError(f"no sample of {dataset.name} could be read ({len(skipped)} skipped)")
     loaded = {m.name: pending[m.name].cache.load(kept) for m in members}
     notes = cache.notes(folder)
+    records = {frozenset(members[i].name for i in subset): _record(p.cache.load(kept)) for subset, p in subsets.items()}
     preds = PoolPredictions.from_members(loaded, {sid: skipped[sid] for sid in wanted if sid in skipped},
-                                         {sid: notes[sid] for sid in kept if sid in notes})
+                                         {sid: notes[sid] for sid in kept if sid in notes},
+                                         subsets=records or None, num_classes=members[0].num_classes)
     preds.fingerprints = {"dataset": {"name": dataset.name, "fingerprint": dataset_fp},
                           "members": {m.name: m.fingerprint for m in members}}
-    if subsets:
-        preds.subsets = {frozenset(members[i].name for i in subset): _record(p.cache.load(kept))
-                         for subset, p in subsets.items()}
     return preds, {m.name: pending[m.name].cache.throughput() for m in members}
 
 
-def subset_cache(task: Task, cache: PredictionCache, folder, members: Sequence[Member]) -> MemberCache:
+def _check_pool(members: Sequence[Member | MemberSpec], options: LoopOptions) -> None:
+    if options.output_dtype not in OUTPUT_DTYPES:
+        raise CommitteeError(f"unknown output dtype {options.output_dtype!r}; valid: {list(OUTPUT_DTYPES)}")
+    check_same_classes({m.name: m.num_classes for m in members})
+    names = [m.name for m in members]
+    if len(set(names)) != len(names):
+        raise CommitteeError(f"a member is listed twice: {names}")
+
+
+def _open_caches(task: Task, members: Sequence[Member | MemberSpec], cache: BasePredictionCache, folder,
+                 wanted: set[str], options: LoopOptions
+                 ) -> tuple[dict[str, _Pending], dict[tuple[int, ...], _Pending]]:
+    """Each member's cache and the samples it lacks; for statistics-caching tasks, the same for
+    every member subset (computed while the members' outputs are in memory)."""
+    pending = {}
+    for m in members:
+        mc = cache.member(folder, m.name, m.fingerprint, member_description(m, options.output_dtype))
+        pending[m.name] = _Pending(mc, wanted - mc.cached_ids())
+    subsets: dict[tuple[int, ...], _Pending] = {}
+    if not task.caches_outputs:
+        for subset in member_subsets(len(members), task.max_subset_size):
+            sc = subset_cache(task, cache, folder, [members[i] for i in subset])
+            subsets[subset] = _Pending(sc, wanted - sc.cached_ids())
+    return pending, subsets
+
+
+def _build_needed(members: Sequence[Member | MemberSpec], pending: dict[str, _Pending], every: bool) -> list[Member]:
+    """The members that must run, built: those missing some sample, or all of them when ``every``
+    (a subset's statistics need every member's outputs). Specs of the others stay unbuilt."""
+    needed = [m for m in members if every or pending[m.name].needed]
+    specs = [m.name for m in needed if isinstance(m, MemberSpec) and not m.is_built]
+    if specs:
+        log.info("building %d of %d members (the rest are cached): %s", len(specs), len(members), ", ".join(specs))
+    return [m.build() if isinstance(m, MemberSpec) else m for m in needed]
+
+
+def subset_cache(task: Task, cache: BasePredictionCache, folder,
+                 members: Sequence[Member | MemberSpec]) -> BaseMemberCache:
     """The cache of one member subset's per-sample statistics and confidences. Its key is the
     members' fingerprints (as a set: the mean does not depend on order) and the confidences."""
     description = {"members": sorted(m.name for m in members),
@@ -179,20 +206,89 @@ def _subset_statistics(task: Task, members: Sequence[Member], probs: dict[str, "
             p.flush()
 
 
+@dataclass
+class _Runner:
+    """One pass of the loop over the samples still missing: runs each member on the rows it
+    lacks (every row, for statistics-caching tasks) and hands the results to its cache."""
+
+    task: Task
+    members: Sequence[Member]
+    pending: dict[str, _Pending]
+    options: LoopOptions
+    subsets: dict[tuple[int, ...], _Pending] | None = None
+
+    def __post_init__(self):
+        self.device = resolve_device(self.options.device)
+        self.amp = use_amp(self.device, self.options.amp)
+        self.out_dtype = OUTPUT_DTYPES[self.options.output_dtype]
+        for m in self.members:
+            m.module = place_module(m.module, self.device)
+        self.watches = {m.name: Stopwatch(self.device) for m in self.members}
+        self.timed = {m.name: 0 for m in self.members}
+
+    def predict(self, m: Member, batch, rows: list[int]) -> tuple[torch.Tensor, np.ndarray]:
+        x = batch.inputs[m.transform_key]
+        x = to_device(x[rows] if len(rows) < len(batch.ids) else x, self.device)
+        try:
+            with self.watches[m.name].section(), autocast(self.device, self.amp):
+                probs, macs = m.predict_with_cost(x)
+        except Exception as err:  # e.g. a model fed another dataset's input size
+            raise CommitteeError(
+                f"member {m.name!r} failed on a batch of inputs of shape {tuple(x.shape)} "
+                f"(samples {[batch.ids[i] for i in rows][:3]}...): {type(err).__name__}: {err}"
+            ) from err
+        self.timed[m.name] += len(rows)
+        _check_finite(probs, m.name, [batch.ids[i] for i in rows])
+        return probs, macs
+
+    def run_batch(self, batch) -> None:
+        kept = {}  # statistics-caching tasks: every member's probabilities of the batch, on the device
+        for m in self.members:
+            p = self.pending[m.name]
+            rows = (list(range(len(batch.ids))) if self.subsets  # every member runs where any subset needs it
+                    else [i for i, sid in enumerate(batch.ids) if sid in p.needed])
+            if not rows:
+                continue
+            probs, macs = self.predict(m, batch, rows)
+            if self.subsets:
+                kept[m.name] = probs.float()
+                rows = [i for i in rows if batch.ids[i] in p.needed]
+                self.append(p, batch, rows, np.asarray(macs)[rows])
+            else:
+                self.append(p, batch, rows, macs, targets=[batch.targets[i] for i in rows],
+                            outputs=probs.cpu().numpy().astype(self.out_dtype))
+        if kept:
+            targets = to_device(torch.stack([torch.as_tensor(t) for t in batch.targets]), self.device)
+            _subset_statistics(self.task, self.members, kept, targets, self.subsets, batch.ids,
+                               self.options.shard_size)
+
+    def append(self, p: _Pending, batch, rows: list[int], macs, **arrays) -> None:
+        p.arrays["ids"].append(np.asarray([batch.ids[i] for i in rows]))
+        p.arrays["macs"].append(macs)
+        for key, value in arrays.items():
+            p.arrays[key].append(np.asarray(value))
+        p.count += len(rows)
+        if p.count >= self.options.shard_size:
+            p.flush()
+
+    def finish(self) -> None:
+        """Flush every pending shard and record each member's timing."""
+        for p in (self.subsets or {}).values():
+            p.flush()
+        for m in self.members:
+            self.pending[m.name].flush()
+            if self.timed[m.name]:
+                self.pending[m.name].cache.add_timing(self.timed[m.name], self.watches[m.name].seconds,
+                                                      str(self.device), self.options.batch_size)
+
+
 def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: list[int],
          pending: dict[str, _Pending], options: LoopOptions,
          subsets: dict[tuple[int, ...], _Pending] | None = None) -> tuple[dict[str, str], dict[str, str]]:
-    device = resolve_device(options.device)
-    amp = use_amp(device, options.amp)
-    out_dtype = OUTPUT_DTYPES[options.output_dtype]
-    transforms = {m.transform_key: m.transform for m in members}
-    loader = make_loader(dataset, transforms, todo, options.batch_size, options.num_workers,
-                         pin_memory=device.type == "cuda", member_inputs=task.member_inputs,
-                         prefetch_batches=task.prefetch_batches)
-    for m in members:
-        m.module = place_module(m.module, device)
-    watches = {m.name: Stopwatch(device) for m in members}
-    timed = {m.name: 0 for m in members}
+    runner = _Runner(task, members, pending, options, subsets)
+    loader = make_loader(dataset, {m.transform_key: m.transform for m in members}, todo, options.batch_size,
+                         options.num_workers, pin_memory=runner.device.type == "cuda",
+                         member_inputs=task.member_inputs, prefetch_batches=task.prefetch_batches)
     skipped: dict[str, str] = {}
     notes: dict[str, str] = {}
     bar = tqdm(total=len(todo), desc=f"evaluating {len(members)} members", unit="sample",
@@ -203,58 +299,11 @@ def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: li
                 skipped[s.id] = s.reason
                 log.warning("skipped sample %s: %s", s.id, s.reason)
             notes.update(batch.notes)
-            kept = {}  # statistics-caching tasks: every member's probabilities of the batch, on the device
-            for m in members:
-                p = pending[m.name]
-                rows = [i for i, sid in enumerate(batch.ids) if sid in p.needed]
-                if subsets:  # every member runs on every sample some subset still needs
-                    rows = list(range(len(batch.ids)))
-                if not rows:
-                    continue
-                x = batch.inputs[m.transform_key]
-                x = x[rows] if len(rows) < len(batch.ids) else x
-                x = to_device(x, device)
-                try:
-                    with watches[m.name].section(), autocast(device, amp):
-                        probs, macs = m.predict_with_cost(x)
-                except Exception as err:  # e.g. a model fed another dataset's input size
-                    raise CommitteeError(
-                        f"member {m.name!r} failed on a batch of inputs of shape {tuple(x.shape)} "
-                        f"(samples {[batch.ids[i] for i in rows][:3]}...): {type(err).__name__}: {err}"
-                    ) from err
-                timed[m.name] += len(rows)
-                _check_finite(probs, m.name, [batch.ids[i] for i in rows])
-                if subsets:
-                    kept[m.name] = probs.float()
-                    rows_new = [i for i in rows if batch.ids[i] in p.needed]
-                    p.arrays["ids"].append(np.asarray([batch.ids[i] for i in rows_new]))
-                    p.arrays["targets"].append(np.zeros(len(rows_new), dtype=np.int8))  # targets live in the statistics
-                    p.arrays["macs"].append(np.asarray(macs)[rows_new])
-                    p.count += len(rows_new)
-                    if p.count >= options.shard_size:
-                        p.flush()
-                    continue
-                probs = probs.cpu().numpy()
-                p.arrays["ids"].append(np.asarray([batch.ids[i] for i in rows]))
-                p.arrays["targets"].append(np.asarray([batch.targets[i] for i in rows]))
-                p.arrays["outputs"].append(probs.astype(out_dtype))
-                p.arrays["macs"].append(macs)
-                p.count += len(rows)
-                if p.count >= options.shard_size:
-                    p.flush()
-            if kept:
-                targets = to_device(torch.stack([torch.as_tensor(t) for t in batch.targets]), device)
-                _subset_statistics(task, members, kept, targets, subsets, batch.ids, options.shard_size)
+            runner.run_batch(batch)
             bar.update(len(batch.ids) + len(batch.skipped))
     finally:  # keep what was computed, even when interrupted or failing
         bar.close()
-        for p in (subsets or {}).values():
-            p.flush()
-        for m in members:
-            pending[m.name].flush()
-            if timed[m.name]:
-                pending[m.name].cache.add_timing(timed[m.name], watches[m.name].seconds, str(device),
-                                                 options.batch_size)
+        runner.finish()
     if skipped:
         log.warning("skipped %d unreadable samples", len(skipped))
     return skipped, notes

@@ -1,28 +1,11 @@
 """What a user reads: the evaluation table, the cross-task search tables (Markdown, LaTeX, CSV,
-JSON) and the plots.
+JSON), and the plots.
 """
 from committee_tasks._lazy import lazy_exports
 
-_EXPORTS = {
-    'markdown_table': '.eval_table',
-    'result_row': '.eval_table',
-    'unsatisfied_row': '.eval_table',
-    'fit_lines': '.eval_table',
-    'write_csv': '.eval_table',
-    'write_json': '.eval_table',
-    'build_tables': '.search_tables',
-    'validate_result': '.search_tables',
-    'to_markdown': '.search_tables',
-    'to_latex': '.search_tables',
-    'to_csv': '.search_tables',
-    'to_json': '.search_tables',
-    'format_macs': '.search_tables',
-    'format_number': '.search_tables',
-    'format_with_interval': '.search_tables',
-    'is_missing': '.search_tables',
-    'plot_result': '.plots',
-    'plot_filename': '.plots',
-    'render_result': '.plots',
-}
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {  # module -> its public names
+    ".eval_table": "markdown_table result_row unsatisfied_row fit_lines write_csv write_json",
+    ".search_tables": ("build_tables validate_result to_markdown to_latex to_csv to_json format_macs "
+                       "format_number format_with_interval is_missing"),
+    ".plots": "plot_result plot_filename render_result",
+})

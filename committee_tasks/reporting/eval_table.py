@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from committee_tasks.engine.cache import atomic_write, atomic_write_json
+from committee_tasks.core.files import atomic_write, atomic_write_json
 from committee_tasks.committees.scoring import CommitteeResult
 from committee_tasks.search.intervals import Intervals
 from committee_tasks.core.provenance import CSV_PROVENANCE, provenance_columns

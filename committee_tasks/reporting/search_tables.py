@@ -14,14 +14,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from committee_tasks.engine.cache import atomic_write, atomic_write_json
+from committee_tasks.core.files import atomic_write, atomic_write_json
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.provenance import CSV_PROVENANCE, SCHEMA_VERSION, check_schema, provenance_columns, short_line
+from committee_tasks.core.units import DASH, format_macs, is_missing  # noqa: F401 (re-exported)
 
 SPLITS = ("calibration", "evaluation")
 GROUPS = ("similar_cost", "similar_accuracy")
@@ -30,7 +30,6 @@ REQUIRED_MEMBER = ("name", "metric", "macs_mean")
 REQUIRED_POINT = ("name", "kind", "metric", "macs_mean")
 REQUIRED_REFERENCE = ("reference", "metric", "macs_mean")
 REQUIRED_COMMITTEE = ("name", "metric", "macs_mean")
-DASH = "–"
 
 
 # ---------------------------------------------------------------- validation
@@ -149,22 +148,6 @@ def build_tables(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- formatting
-
-def is_missing(value: Any) -> bool:
-    """None, NaN or infinite: shown as a dash."""
-    return value is None or (isinstance(value, float) and not math.isfinite(value))
-
-
-def format_macs(macs: float | None) -> str:
-    """Multiply-adds with a unit: 125485824 -> "125.5M", 4.09e9 -> "4.09G"; "–" for none."""
-    if is_missing(macs):
-        return DASH
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(macs) >= scale:
-            v = macs / scale
-            return f"{v:.2f}{unit}" if abs(v) < 10 else f"{v:.1f}{unit}"
-    return f"{macs:.0f}"
-
 
 def format_number(value: Any, spec: str, suffix: str = "") -> str:
     return DASH if is_missing(value) else format(value, spec) + suffix

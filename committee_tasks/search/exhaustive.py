@@ -5,7 +5,7 @@ How it stays fast (the paper reports CPU hours for the brute force):
 
 1. `subset_table`: per-sample confidence and additive statistics of every member subset's
    combined output, each subset's probability sum made from its parent's with one add
-   (depth-first, in cache-sized chunks of samples).
+   (depth-first, in cache-sized chunks of samples; `OutputPredictions.subset_columns`).
 2. `cascade_grid`: a sample's exit stage depends only on which grid interval its confidence
    falls in at each stage, so per cascade one histogram of the statistics over those intervals
    (``np.bincount``), then cumulative sums give the summed statistics of *every* threshold
@@ -21,12 +21,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
 
-from committee_tasks.committees.scoring import PoolPredictions
-from committee_tasks.committees.confidence import get_torch_confidence
+from committee_tasks.committees.predictions import PoolPredictions
 from committee_tasks.core.errors import CommitteeError
-from committee_tasks.committees.subsets import member_subsets, subset_sums
 from committee_tasks.core.task import Task
 
 
@@ -46,43 +43,12 @@ class SubsetTable:
 
 def subset_table(preds: PoolPredictions, members: Sequence[str], task: Task, confidence="max_prob",
                  max_size: int = 4, chunk: int = 1024) -> SubsetTable:
-    """Confidence and statistics of the mean output of every subset of up to ``max_size`` members.
-
-    Sums run in member order in float32, as `Task.combine` does, so the figures equal the
-    cache-based committees'."""
+    """Confidence and statistics of the mean output of every subset of up to ``max_size`` members
+    (`PoolPredictions.subset_columns`: from cached outputs, equal to the cache-based committees'
+    figures, or read from the loop's cached subset statistics)."""
     preds.check_members(members)
-    m_count = len(members)
-    subsets = member_subsets(m_count, max_size)
     macs = np.stack([np.asarray(preds.macs[m], dtype=np.float64) for m in members])
-    if preds.subsets is not None:  # the loop cached each subset's statistics: read them
-        records = {s: preds.record([members[i] for i in s]) for s in subsets}
-        return SubsetTable(list(members), {s: r.confidence_of(confidence, [members[i] for i in s]).astype(np.float32)
-                                           for s, r in records.items()},
-                           {s: np.asarray(r.statistics, dtype=np.float64) for s, r in records.items()}, macs)
-    conf_fn = get_torch_confidence(confidence)
-    n = len(preds.ids)
-    conf = {s: np.empty(n, np.float32) for s in subsets}
-    stats: dict[tuple[int, ...], np.ndarray] = {}
-    targets_all = torch.from_numpy(np.asarray(preds.targets))
-
-    # Buffers reused for every chunk: fresh multi-MB tensors per subset would be page-faulted in
-    # each time, which costs more than the arithmetic.
-    sums = mean = None
-    for start in range(0, n, chunk):
-        rows = slice(start, min(start + chunk, n))
-        outs = [torch.from_numpy(np.asarray(preds.outputs[m][rows])).float() for m in members]
-        targets = targets_all[rows]
-        if sums is None or sums.shape[1:] != outs[0].shape:
-            sums = torch.empty((max_size,) + outs[0].shape)
-            mean = torch.empty(outs[0].shape)
-
-        for child, child_total in subset_sums(outs, max_size, sums):
-            combined = torch.div(child_total, float(len(child)), out=mean)
-            conf[child][rows] = conf_fn(combined).numpy()
-            s = task.sample_statistics_torch(combined, targets).numpy()
-            if child not in stats:
-                stats[child] = np.empty((n, s.shape[1]), np.float64)
-            stats[child][rows] = s
+    conf, stats = preds.subset_columns(members, confidence, task, max_size, chunk)
     return SubsetTable(list(members), conf, stats, macs)
 
 

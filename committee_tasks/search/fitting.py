@@ -11,7 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
-from committee_tasks.committees.scoring import Cascade, PoolPredictions, Single
+from committee_tasks.committees.predictions import PoolPredictions
+from committee_tasks.committees.scoring import Cascade, Single
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.search.guarantee import GuaranteeResult, fixed_sequence_test, threshold_path
 from committee_tasks.search.exhaustive import argbest, cascade_grid, subset_table
@@ -50,8 +51,7 @@ def fit_guaranteed_cascade(calib: PoolPredictions, task: Task, members: Sequence
     if ref_scores is None:
         raise CommitteeError(f"the {task.name} metric ({task.metric_name}) is not a mean of per-sample scores, "
                              "which --guarantee needs; use --match or --budget")
-    classes = calib.outputs[members[0]].shape[1] if calib.outputs else task.model_entry(members[0]).num_classes
-    path = threshold_path(confidence, classes)
+    path = threshold_path(confidence, calib.num_classes)
 
     def scores(threshold: float) -> np.ndarray:
         result = Cascade(members, threshold, confidence=confidence, combine=combine).evaluate(calib, task)

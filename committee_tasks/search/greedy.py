@@ -13,8 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from committee_tasks.committees.scoring import Cascade, PoolPredictions
-from committee_tasks.committees.confidence import get_confidence
+from committee_tasks.committees.predictions import PoolPredictions
+from committee_tasks.committees.scoring import Cascade
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.search.exhaustive import threshold_levels
 from committee_tasks.core.task import Task
@@ -24,18 +24,13 @@ def greedy_cascade(preds: PoolPredictions, task: Task, pool: Sequence[str], refe
                    confidence: str = "max_prob", levels: int = 20, max_stages: int = 6) -> Cascade:
     if reference not in pool:
         raise CommitteeError(f"reference {reference!r} is not in the pool {list(pool)}")
-    conf_fn = get_confidence(confidence)
-    cached = preds.subsets is not None  # statistics cached per member subset (segmentation)
 
     def stage(members: Sequence[str], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Confidence and statistics of the mean prediction of ``members`` on ``rows``."""
-        if cached:
-            record = preds.record(members)
-            return record.confidence_of(confidence, members)[rows], record.statistics[rows]
-        combined = task.combine([preds.outputs[m][rows] for m in members])
-        return conf_fn(combined), task.sample_statistics(combined, preds.targets[rows])
+        combined = preds.stage(members, task, rows)
+        return combined.confidence(confidence), combined.statistics
 
-    ref_stats = stage([reference], np.arange(len(preds.ids)))[1]
+    ref_stats = preds.stage_statistics([reference], task)
     remaining = np.ones(len(preds.ids), dtype=bool)
     chosen: list[str] = []
     thresholds: list[float] = []

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.errors import CommitteeError, require
 from committee_tasks.core.task import Task
 
 _BATCH = 100  # resamples evaluated at once: bounds memory to _BATCH x samples x statistics
@@ -30,10 +30,9 @@ class Bootstrap:
     seed: int = 0
 
     def __post_init__(self):
-        if not 0.0 < self.confidence < 1.0:
-            raise CommitteeError(f"the interval's confidence level must be in (0, 1), got {self.confidence}")
-        if self.resamples < 100:
-            raise CommitteeError(f"a bootstrap needs at least 100 resamples, got {self.resamples}")
+        require(0.0 < self.confidence < 1.0,
+                f"the interval's confidence level must be in (0, 1), got {self.confidence}")
+        require(self.resamples >= 100, f"a bootstrap needs at least 100 resamples, got {self.resamples}")
 
 
 @dataclass

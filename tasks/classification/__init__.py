@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import torch
-
-from committee_tasks.core.errors import CommitteeError, unknown_name
 from committee_tasks.core.metrics import Top1Statistics
-from committee_tasks.core.task import SampleDataset, Task
+from committee_tasks.core.task import Task
 from committee_tasks.core.zoo import ZooEntry
 
-from .datasets import DigitsDataset, load_cifar10, load_imagenet
 from .zoo import classification_zoo
+
+if TYPE_CHECKING:  # torch and the datasets are imported when used: listing needs neither
+    import torch
+
+    from committee_tasks.core.samples import SampleDataset
 
 
 class ClassificationTask(Top1Statistics, Task):
@@ -26,18 +27,18 @@ class ClassificationTask(Top1Statistics, Task):
         return classification_zoo()
 
     def to_probs(self, outputs: torch.Tensor) -> torch.Tensor:
+        import torch
+
         return torch.softmax(outputs.float(), dim=1)
 
-    def list_datasets(self) -> list[str]:
-        return list(self.DATASETS)
-
     def build_dataset(self, name: str, root: str | Path | None, **options: Any) -> SampleDataset:
-        if name not in self.DATASETS:
-            raise unknown_name("dataset", name, self.DATASETS)
-        if name == "digits":
+        if name == "digits":  # shipped with scikit-learn: no --data-root
+            from .datasets import DigitsDataset
+
             return DigitsDataset("test")
-        if root is None:
-            raise CommitteeError(f"dataset {name!r} needs --data-root DIR")
+        root = self.dataset_root(name, root)
+        from .datasets import load_cifar10, load_imagenet
+
         if name == "cifar10":
             return load_cifar10(root)
         return load_imagenet(root, **{k: v for k, v in options.items() if v is not None})

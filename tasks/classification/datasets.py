@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from committee_tasks.core.errors import CommitteeError
-from committee_tasks.core.task import Sample, SampleDataset
+from committee_tasks.core.samples import Sample, SampleDataset
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -34,24 +34,26 @@ def _hash_strings(parts: Sequence[str]) -> str:
 
 
 class ArrayImageDataset(SampleDataset):
-    """Images held in memory as uint8 HWC arrays (CIFAR)."""
+    """Images held in memory as arrays, with integer labels and a hash of their content; ids are
+    the indices ("00000" ...) unless given. Items are PIL images of uint8 HWC arrays (CIFAR)."""
 
-    def __init__(self, name: str, images: np.ndarray, labels: np.ndarray, content_hash: str):
+    def __init__(self, name: str, images: np.ndarray, labels: np.ndarray, content_hash: str,
+                 ids: Sequence[str] | None = None):
         self.name = name
         self.images = images
         self.labels = labels
-        self._ids = [f"{i:05d}" for i in range(len(labels))]
+        self._ids = list(ids) if ids is not None else [f"{i:05d}" for i in range(len(labels))]
         self._fingerprint = content_hash
-
-    @property
-    def ids(self) -> list[str]:
-        return self._ids
 
     def fingerprint(self) -> str:
         return self._fingerprint
 
+    def image(self, index: int):
+        """The image at ``index`` as the members' preprocessing takes it."""
+        return Image.fromarray(self.images[index])
+
     def __getitem__(self, index: int) -> Sample:
-        return Sample(self._ids[index], Image.fromarray(self.images[index]), int(self.labels[index]))
+        return Sample(self._ids[index], self.image(index), int(self.labels[index]))
 
 
 def load_cifar10(root: str | Path) -> ArrayImageDataset:
@@ -92,12 +94,8 @@ class ImageFileDataset(SampleDataset):
         split = name.split("-", 1)[-1]
         self.title = f"ImageNet {'validation' if split == 'val' else split} images in {root}"
         self.root = root
-        self.files = files
+        self.files = self._ids = files
         self.labels = labels
-
-    @property
-    def ids(self) -> list[str]:
-        return self.files
 
     def fingerprint(self) -> str:
         # File list, sizes and labels: hashing 6 GB of pixels on every run would cost minutes.
@@ -219,20 +217,15 @@ def digits_split() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     return {s: (images[i], digits.target[i].astype(np.int64), i) for s, i in (("train", train), ("test", test))}
 
 
-class DigitsDataset(SampleDataset):
+class DigitsDataset(ArrayImageDataset):
+    """A split of scikit-learn's digits; items are the 8x8 float arrays themselves."""
+
     def __init__(self, split: str = "test"):
         images, labels, original = digits_split()[split]
-        self.name = f"digits-{split}"
+        content_hash = hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()
+        super().__init__(f"digits-{split}", images, labels, content_hash,
+                         ids=[f"{i:04d}" for i in original])  # index in load_digits(): stable across splits
         self.title = f"scikit-learn handwritten digits ({split} split)"
-        self.images, self.labels = images, labels
-        self._ids = [f"{i:04d}" for i in original]  # index in load_digits(): stable across splits
 
-    @property
-    def ids(self) -> list[str]:
-        return self._ids
-
-    def fingerprint(self) -> str:
-        return hashlib.sha256(self.images.tobytes() + self.labels.tobytes()).hexdigest()
-
-    def __getitem__(self, index: int) -> Sample:
-        return Sample(self._ids[index], self.images[index], int(self.labels[index]))
+    def image(self, index: int) -> np.ndarray:
+        return self.images[index]

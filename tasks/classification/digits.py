@@ -7,7 +7,6 @@ the recorded accuracy."""
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 from pathlib import Path
 
@@ -15,19 +14,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from committee_tasks.engine.cache import atomic_write, atomic_write_json
+from committee_tasks.core.files import atomic_write, atomic_write_json
+
+from .digits_record import DIGITS_MODELS, RECORD_NAME, WEIGHTS_DIR, load_record  # noqa: F401  (re-exported)
 
 # Pixel statistics of the digits training split (0..16 grey levels scaled to 0..1).
 DIGITS_MEAN, DIGITS_STD = 0.3054, 0.3759
-# name -> (channel widths of the three conv stages, training epochs)
-DIGITS_MODELS = {
-    "digits_cnn_s": ((8, 16, 16), 40),
-    "digits_cnn_m": ((16, 32, 64), 40),
-    "digits_cnn_l": ((32, 64, 128), 40),
-}
 TRAIN_SEED = 0
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-RECORD_NAME = "digits.json"  # in WEIGHTS_DIR: file, sha256, test top-1 and training settings per model
 
 
 class DigitsCNN(nn.Module):
@@ -124,9 +117,3 @@ def _state_bytes(model: nn.Module) -> bytes:
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return buffer.getvalue()
-
-
-def load_record(weights_dir: Path = WEIGHTS_DIR) -> dict:
-    """The record of the shipped checkpoints ({} when the folder is missing, e.g. a broken install)."""
-    path = weights_dir / RECORD_NAME
-    return json.loads(path.read_text()) if path.is_file() else {}

@@ -11,21 +11,25 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from committee_tasks.core.errors import CommitteeError, unknown_name
-from committee_tasks.core.task import Member, SampleDataset, Task, load_weights
+from committee_tasks.core.task import Task
 from committee_tasks.core.zoo import ZooEntry
+from committee_tasks.core.zoo_files import ZooFiles
 
-from .datasets import IGNORE_INDEX, LAYOUTS, load_segmentation_dataset
-from .members import SegmentationMember, Segmentor
+from .layouts import IGNORE_INDEX, LAYOUTS
 from .zoo import SegmentationModel, exact_entry, metafile_models, models_from_file
 
+if TYPE_CHECKING:  # torch, mmseg and the members are imported when used: listing needs none
+    import torch
 
-class SegmentationTask(Task):
+    from committee_tasks.core.members import Member
+    from committee_tasks.core.samples import SampleDataset
+
+
+class SegmentationTask(ZooFiles[SegmentationModel], Task):
     name = "segmentation"
     metric_name = "mIoU"
     default_batch_size = 1  # images differ in size (ADE20K) and maps are large
@@ -34,33 +38,19 @@ class SegmentationTask(Task):
     default_measure_samples = 8
     caches_outputs = False
     score_range = 100.0
-
-    def __init__(self):
-        self._extra: dict[str, SegmentationModel] = {}
+    DATASETS = tuple(LAYOUTS)
+    list_models_example = "segformer*"  # mmseg ships hundreds
+    builtin_models = staticmethod(metafile_models)
+    models_from_file = staticmethod(models_from_file)
 
     # ---- members -------------------------------------------------------------------------
-    def models(self) -> dict[str, SegmentationModel]:
-        return {**metafile_models(), **self._extra}
-
-    def zoo(self) -> Mapping[str, ZooEntry]:
-        return {name: m.entry for name, m in self.models().items()}
-
-    def add_zoo_file(self, path: str | Path) -> None:
-        self._extra.update(models_from_file(path))
-
     def model_entry(self, name: str) -> ZooEntry:
-        models = self.models()
-        if name not in models:
-            raise unknown_name("model", name, models,
-                               fix="List them with `tools/eval.py --list-models --task segmentation 'segformer*'`.")
-        return exact_entry(models[name])
+        super().model_entry(name)  # the error for an unknown name
+        return exact_entry(self.models()[name])
 
-    def build_member(self, name: str, weights_dir: str | Path | None = None) -> Member:
-        self.model_entry(name)  # a clear error for unknown names
-        model = self.models()[name]
-        entry = exact_entry(model)
-        module = entry.builder()
-        digest = load_weights(entry, module, weights_dir)
+    def member_from_module(self, name: str, entry: ZooEntry, module: torch.nn.Module, digest: str) -> Member:
+        from .members import SegmentationMember, Segmentor
+
         return SegmentationMember(name, Segmentor(module, module.cfg), entry.preprocessing(), digest,
                                   entry.num_classes, self.to_probs, entry)
 
@@ -68,20 +58,18 @@ class SegmentationTask(Task):
         return outputs.float()  # the Segmentor returns probabilities already
 
     # ---- data ----------------------------------------------------------------------------
-    def list_datasets(self) -> list[str]:
-        return list(LAYOUTS)
-
     def build_dataset(self, name: str, root: str | Path | None, **options: Any) -> SampleDataset:
-        if name not in LAYOUTS:
-            raise unknown_name("dataset", name, LAYOUTS)
-        if root is None:
-            raise CommitteeError(f"dataset {name!r} needs --data-root DIR")
+        root = self.dataset_root(name, root)
+        from .datasets import load_segmentation_dataset
+
         return load_segmentation_dataset(name, root, options.get("split"))
 
     # ---- statistics ----------------------------------------------------------------------
     def sample_statistics_torch(self, combined: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Per image: intersection, union, predicted area and label area of each class (4C),
         over the pixels whose label is not the ignore index (mmseg's intersect_and_union)."""
+        import torch
+
         classes = combined.shape[1]
         pred = combined.argmax(dim=1)
         rows = []
@@ -95,6 +83,8 @@ class SegmentationTask(Task):
         return torch.stack(rows).double()
 
     def sample_statistics(self, combined: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        import torch
+
         return self.sample_statistics_torch(torch.from_numpy(combined), torch.from_numpy(targets)).numpy()
 
     def metric(self, summed_statistics: np.ndarray) -> float | np.ndarray:

@@ -24,23 +24,13 @@ import torch
 
 from committee_tasks.core.compat import import_mmseg
 from committee_tasks.core.errors import CommitteeError
-from committee_tasks.core.task import Sample, SampleDataset
+from committee_tasks.core.samples import Sample, SampleDataset
 
-IGNORE_INDEX = 255
-
-LAYOUTS = {
-    # name: (mmseg dataset class, image folder, label folder) with {split} for val/train
-    "cityscapes": ("CityscapesDataset", "leftImg8bit/{split}", "gtFine/{split}"),
-    "ade20k": ("ADE20KDataset", "images/{split}", "annotations/{split}"),
-}
-SPLIT_NAMES = {"ade20k": {"val": "validation", "train": "training"}}
+from .layouts import IGNORE_INDEX, LAYOUTS, SPLIT_NAMES, TITLES
 
 
 class LabelMapError(ValueError):
     """A label map that does not fit its image or the dataset's classes."""
-
-
-TITLES = {"cityscapes": "Cityscapes", "ade20k": "ADE20K"}
 
 
 class SegmentationDataset(SampleDataset):
@@ -52,10 +42,6 @@ class SegmentationDataset(SampleDataset):
         self._infos = [mmseg_dataset.get_data_info(i) for i in range(len(mmseg_dataset))]
         self._ids = [str(Path(info["img_path"]).relative_to(root)) for info in self._infos]
         self._load_image = self._load_labels = None
-
-    @property
-    def ids(self) -> Sequence[str]:
-        return self._ids
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256(f"{self.name}\t{len(self.classes)}\n".encode())

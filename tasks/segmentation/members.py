@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from committee_tasks.core.macs import mac_counter
-from committee_tasks.core.task import Member
+from committee_tasks.core.members import Member
 
 
 class OriginalImage:

@@ -14,24 +14,28 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from committee_tasks.core.errors import CommitteeError, unknown_name
+from committee_tasks.core.lazy_call import lazy_call
 from committee_tasks.core.metrics import Top1Statistics
-from committee_tasks.core.task import Member, SampleDataset, Task, load_weights
+from committee_tasks.core.member_spec import MemberSpec
+from committee_tasks.core.task import Task
 from committee_tasks.core.zoo import ZooEntry
+from committee_tasks.core.zoo_files import ZooFiles
 
-from .datasets import load_kinetics
-from .decoding import VideoViews, decode_views
-from .members import VideoClassifier, VideoMember
-from .zoo import VideoModel, hub_models, models_from_file
+from .zoo import VIEWS, VideoModel, hub_models, models_from_file
+
+if TYPE_CHECKING:  # torch, decoding and the members are imported when used: listing needs none
+    import torch
+
+    from committee_tasks.core.members import Member
+    from committee_tasks.core.samples import SampleDataset
 
 NAME_PATTERN = re.compile(r"^(?P<base>[^@+]+)(?:@(?P<clips>\d+)x(?P<crops>\d+))?(?:\+exit(?P<exit>[0-9.]+))?$")
 
 
-class VideoTask(Top1Statistics, Task):
+class VideoTask(ZooFiles[VideoModel], Top1Statistics, Task):
     """A member's video prediction is the mean of its softmax over views; a committee averages
     members' video predictions; top-1 from summed correctness, as for images."""
 
@@ -41,18 +45,8 @@ class VideoTask(Top1Statistics, Task):
     default_dataset = "kinetics400"
     default_measure_samples = 8  # timed on preprocessed views held in memory: ~100-200 MB per video
     prefetch_batches = 1  # each batch of views is large (X3D-L, 10x3 views: ~180 MB per video)
-
-    def __init__(self):
-        self._extra: dict[str, VideoModel] = {}
-
-    def models(self) -> dict[str, VideoModel]:
-        return {**hub_models(), **self._extra}
-
-    def zoo(self) -> Mapping[str, ZooEntry]:
-        return {name: m.entry for name, m in self.models().items()}
-
-    def add_zoo_file(self, path: str | Path) -> None:
-        self._extra.update(models_from_file(path))
+    builtin_models = staticmethod(hub_models)
+    models_from_file = staticmethod(models_from_file)
 
     def parse_name(self, name: str) -> tuple[VideoModel, Any, float | None]:
         match = NAME_PATTERN.match(name)
@@ -78,10 +72,15 @@ class VideoTask(Top1Statistics, Task):
 
     def model_entry(self, name: str) -> ZooEntry:
         model, recipe, _ = self.parse_name(name)
-        return replace(model.entry, name=name, preprocessing=lambda: VideoViews(recipe),
+        return replace(model.entry, name=name, preprocessing=lazy_call(VIEWS, recipe),
                        notes={**model.entry.notes, "views": f"{recipe.clips}x{recipe.crops}"})
 
     def build_member(self, name: str, weights_dir: str | Path | None = None) -> Member:
+        from committee_tasks.core.members import load_weights
+
+        from .decoding import VideoViews
+        from .members import VideoClassifier, VideoMember
+
         model, recipe, exit_at = self.parse_name(name)
         module = model.entry.builder()
         digest = load_weights(model.entry, module, weights_dir)
@@ -90,22 +89,28 @@ class VideoTask(Top1Statistics, Task):
         return VideoMember(name, classifier, VideoViews(recipe), digest, model.entry.num_classes, to_probs,
                            self.model_entry(name), views=recipe.views, view_exit=exit_at)
 
+    def describe_member(self, name: str, weights_dir: str | Path | None = None) -> MemberSpec:
+        """The core's description (the entry's weights, views and classes) keyed like `VideoMember`."""
+        from .members import exit_fingerprint
+
+        spec = super().describe_member(name, weights_dir)
+        _, _, exit_at = self.parse_name(name)
+        return replace(spec, fingerprint=exit_fingerprint(spec.fingerprint, exit_at))
+
     def to_probs(self, outputs: torch.Tensor) -> torch.Tensor:
         return _softmax(outputs)
 
     # ---- data ----------------------------------------------------------------------------
-    def list_datasets(self) -> list[str]:
-        return list(self.DATASETS)
-
     def build_dataset(self, name: str, root: str | Path | None, **options: Any) -> SampleDataset:
-        if name not in self.DATASETS:
-            raise unknown_name("dataset", name, self.DATASETS)
-        if root is None:
-            raise CommitteeError(f"dataset {name!r} needs --data-root DIR (the videos and their list file)")
+        root = self.dataset_root(name, root, holding="the videos and their list file")
+        from .datasets import load_kinetics
+
         return load_kinetics(root, split=options.get("split"), label_file=options.get("label_file"),
                              class_list=options.get("class_list"), name=name)
 
     def member_inputs(self, data, transforms):
+        from .decoding import decode_views
+
         return decode_views(data, transforms)
 
 
@@ -114,4 +119,6 @@ def _identity(outputs: torch.Tensor) -> torch.Tensor:
 
 
 def _softmax(outputs: torch.Tensor) -> torch.Tensor:
+    import torch
+
     return torch.softmax(outputs.float(), dim=1)

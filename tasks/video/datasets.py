@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -29,7 +28,8 @@ from pathlib import Path
 from typing import Sequence
 
 from committee_tasks.core.errors import CommitteeError
-from committee_tasks.core.task import Sample, SampleDataset
+from committee_tasks.core.files import parse_json, read_text
+from committee_tasks.core.samples import Sample, SampleDataset
 
 from .decoding import VideoFile
 
@@ -67,10 +67,6 @@ class VideoDataset(SampleDataset):
             dupes = sorted({i for i in self._ids if self._ids.count(i) > 1})[:3]
             raise CommitteeError(f"{source} lists the same video more than once, e.g. {dupes}")
 
-    @property
-    def ids(self) -> Sequence[str]:
-        return self._ids
-
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
         for r in self.rows:  # ids, labels and file sizes: a re-encoded or relabelled video invalidates
@@ -88,15 +84,9 @@ class VideoDataset(SampleDataset):
 
 def read_class_file(path: Path) -> list[str]:
     """Class names in index order from a JSON {name: index} or a one-name-per-line text file."""
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise CommitteeError(f"cannot read the class file {path}: {err}") from err
+    text = read_text(path, "class file")
     if path.suffix == ".json":
-        try:
-            mapping = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise CommitteeError(f"class file {path} is not valid JSON: {err}") from err
+        mapping = parse_json(text, f"class file {path}")
         if isinstance(mapping, list):
             return [str(n) for n in mapping]
         names = [None] * len(mapping)
@@ -158,10 +148,7 @@ def _label_index(raw: str, classes: list[str] | None, index_of: dict[str, int]) 
 
 
 def _rows_from_list(list_file: Path, root: Path, split: str, classes: list[str] | None):
-    try:
-        lines = [ln for ln in list_file.read_text().splitlines() if ln.strip()]
-    except (OSError, UnicodeDecodeError) as err:
-        raise CommitteeError(f"cannot read the list file {list_file}: {err}") from err
+    lines = [ln for ln in read_text(list_file, "list file").splitlines() if ln.strip()]
     if lines and lines[0].replace(" ", "").lower().startswith("label,youtube_id"):
         return _rows_from_official_csv(lines, list_file, root, split, classes)
     pairs = []

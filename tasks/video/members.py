@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from committee_tasks.core.task import Member
-from committee_tasks.reporting.search_tables import format_macs
+from committee_tasks.core.members import Member
+from committee_tasks.core.units import format_macs
 
 from .recipes import SamplingRecipe
 
@@ -46,6 +46,14 @@ class VideoClassifier(nn.Module):
         return self.model(x)
 
 
+def exit_fingerprint(base: str, view_exit: float | None, min_views: int = 1) -> str:
+    """A member's cache key with its view-exit rule; plain multi-view members keep the core's key."""
+    if view_exit is None:
+        return base
+    blob = f"{base} view_exit={view_exit!r} min_views={min_views}"
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 class VideoMember(Member):
     """Aggregates a clip model over views; ``view_exit`` enables view-level early exit."""
 
@@ -60,11 +68,7 @@ class VideoMember(Member):
 
     @property
     def fingerprint(self) -> str:
-        base = super().fingerprint
-        if self.view_exit is None:  # plain multi-view members keep the core's key
-            return base
-        blob = f"{base} view_exit={self.view_exit!r} min_views={self.min_views}"
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return exit_fingerprint(super().fingerprint, self.view_exit, self.min_views)
 
     def macs_per_view(self, videos: torch.Tensor | None = None) -> int:
         """MACs of one view (counted once; on a blank clip of the expected size if none given)."""

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+if TYPE_CHECKING:  # imported where frames are sampled and cropped: listing the zoo needs no torch
+    import numpy as np
+    import torch
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class SamplingRecipe:
 
     def frame_indices(self, num_frames: int, video_fps: float) -> np.ndarray:
         """Source frame index of every frame of every clip, shape (clips, frames)."""
+        import torch
+
         if num_frames < 1:
             raise ValueError("the video has no frames")
         clip_size = self.clip_length(video_fps)
@@ -76,6 +79,9 @@ class SamplingRecipe:
     # ---- space -------------------------------------------------------------------------
     def spatial_views(self, clip: torch.Tensor) -> list[torch.Tensor]:
         """Crops of one clip (T, H, W, 3) uint8, as (3, T, crop, crop) uint8 tensors."""
+        import torch
+        import torch.nn.functional as F
+
         frames = clip.permute(0, 3, 1, 2).float()  # T, 3, H, W
         height, width = frames.shape[-2:]
         if height <= width:

@@ -2,8 +2,10 @@
 recipe and test protocol of the pytorchvideo / PySlowFast model zoo, plus models users describe
 in a ``--zoo`` JSON file (their own checkpoints of pytorchvideo architectures).
 
-Weights URLs are read from pytorchvideo's own hub modules (not retyped). pytorchvideo publishes
-no checksums: the sha256 of the file actually used is recorded in the prediction cache.
+Weights URLs are read from pytorchvideo's own hub modules (not retyped) into
+``pytorchvideo_index.json`` (see `committee_tasks.core.zoo_index`), so listing the zoo imports
+neither torch nor pytorchvideo. pytorchvideo publishes no checksums: the sha256 of the file
+actually used is recorded in the prediction cache.
 
 MACs: ``ZooEntry.macs`` is the published figure *per view* at ``input_size``. For X3D that is the
 X3D paper's (= PySlowFast's) 0.60 / 1.96 / 4.73 / 18.37 GMACs at the sizes the hub builds them
@@ -14,22 +16,26 @@ measured at other sizes. For the ResNet-style models it is the pytorchvideo zoo'
 from __future__ import annotations
 
 import functools
-import importlib
 import json
+import importlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from committee_tasks.core.compat import import_pytorchvideo
 from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.lazy_call import lazy_call
 from committee_tasks.core.zoo import WeightsSource, ZooEntry
+from committee_tasks.core.zoo_files import read_zoo_file, weights_from_spec
+from committee_tasks.core.zoo_index import PackageIndex
 
-from .decoding import VideoViews
 from .recipes import SamplingRecipe
 
+if TYPE_CHECKING:  # imported when a model is built or loaded
+    import torch
+
 TASK = "video"
+VIEWS = f"{__package__}.decoding:VideoViews"  # every member's preprocessing, given its recipe
 ZOO_SOURCE = "pytorchvideo model zoo (Kinetics-400), facebookresearch/pytorchvideo"
 
 
@@ -54,25 +60,9 @@ class VideoModel:
         return replace(self.recipe, clips=clips, crops=crops, crop_size=crop, short_side=crop)
 
 
-# name: (hub module, frames, sampling rate, 3-crop size, 1-crop size, top-1, GMACs per view,
-#        (frames, size) of that figure, SlowFast alpha, (clips, crops))
-HUB_MODELS: dict[str, tuple] = {
-    "x3d_xs": ("x3d", 4, 12, 182, 160, 69.12, 0.60, (4, 160), None, (10, 3)),
-    "x3d_s": ("x3d", 13, 6, 182, 160, 73.33, 1.96, (13, 160), None, (10, 3)),
-    "x3d_m": ("x3d", 16, 5, 256, 224, 75.94, 4.73, (16, 224), None, (10, 3)),
-    "x3d_l": ("x3d", 16, 5, 356, 312, 77.44, 18.37, (16, 312), None, (10, 3)),
-    "c2d_r50": ("resnet", 8, 8, 256, 224, 71.46, 25.89, (8, 256), None, (10, 3)),
-    "i3d_r50": ("resnet", 8, 8, 256, 224, 73.27, 37.53, (8, 256), None, (10, 3)),
-    "slow_r50": ("resnet", 8, 8, 256, 224, 74.58, 54.52, (8, 256), None, (10, 3)),
-    "slowfast_r50": ("slowfast", 32, 2, 256, 224, 76.94, 65.71, (32, 256), 4, (10, 3)),
-    "slowfast_r101": ("slowfast", 32, 2, 256, 224, 77.90, 127.20, (32, 256), 4, (10, 3)),
-    "slowfast_16x8_r101_50_50": ("slowfast", 64, 2, 256, 224, 78.70, 215.61, (64, 256), 4, (10, 3)),
-    "csn_r101": ("csn", 32, 2, 256, 224, 77.00, 75.62, (32, 256), None, (10, 3)),
-    "r2plus1d_r50": ("r2plus1d", 16, 4, 256, 224, 76.01, 76.45, (16, 256), None, (10, 3)),
-    # MViT has fixed-size position embeddings: 224 only; the zoo tests 5 clips x 1 crop
-    "mvit_base_16x4": ("vision_transformers", 16, 4, 224, 224, 78.85, 70.80, (16, 224), None, (5, 1)),
-    "mvit_base_32x3": ("vision_transformers", 32, 3, 224, 224, 80.30, 170.37, (32, 224), None, (5, 1)),
-}
+# pytorchvideo's published Kinetics-400 zoo: sampling recipe, top-1, GMACs per view (a data file).
+HUB_MODELS: dict[str, dict[str, Any]] = json.loads(
+    Path(__file__).resolve().with_name("hub_models.json").read_text())["models"]
 
 # Architectures a --zoo file may name: pytorchvideo's model builders and hub functions.
 CREATE_FUNCTIONS = {"create_x3d": "x3d", "create_resnet": "resnet", "create_slowfast": "slowfast",
@@ -84,11 +74,11 @@ BUILDERS = (*CREATE_FUNCTIONS, *HUB_MODELS)
 def load_pytorchvideo_checkpoint(path: Path) -> Mapping[str, torch.Tensor]:
     """The state dict of a pytorchvideo / PySlowFast checkpoint (``{"model_state": ...}``) or of
     a plain state-dict file."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CommitteeError(f"cannot load {path} as a weights-only checkpoint ({type(err).__name__}: {err}); "
-                             "re-save it as {'model_state': model.state_dict()}") from err
+    import torch
+
+    from committee_tasks.core.members import load_checkpoint
+
+    checkpoint = load_checkpoint(path, "{'model_state': model.state_dict()}")
     if isinstance(checkpoint, dict) and "model_state" in checkpoint:
         return checkpoint["model_state"]
     if isinstance(checkpoint, dict) and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
@@ -109,24 +99,37 @@ def _build_hub(name: str) -> torch.nn.Module:
     return _hub_function(name)(pretrained=False)
 
 
+def read_hub_urls() -> list[dict[str, str]]:
+    """The checkpoint URL of every hub model, from pytorchvideo's own hub modules (imports it)."""
+    import_pytorchvideo()
+    return [{"name": name, "url": importlib.import_module(f"pytorchvideo.models.hub.{spec['hub_module']}").checkpoint_paths[name]}
+            for name, spec in HUB_MODELS.items()]
+
+
+# The URLs as shipped (tools/write_zoo_indexes.py writes them), read again if pytorchvideo changed.
+INDEX = PackageIndex(Path(__file__).resolve().with_name("pytorchvideo_index.json"), "pytorchvideo", read_hub_urls)
+
+
 @functools.lru_cache(maxsize=None)
 def hub_models() -> dict[str, VideoModel]:
-    import_pytorchvideo()
+    urls = {record["name"]: record["url"] for record in INDEX.load()}
     models = {}
-    for name, (module, frames, rate, crop3, crop1, top1, gmacs, (mt, ms), alpha, (clips, crops)) in HUB_MODELS.items():
-        url = importlib.import_module(f"pytorchvideo.models.hub.{module}").checkpoint_paths[name]
+    for name, m in HUB_MODELS.items():
+        url = urls[name]
+        frames, rate, crop3, (clips, crops), (mt, ms) = (m["frames"], m["sampling_rate"], m["crop_3"], m["views"],
+                                                         m["macs_input"])
         recipe = SamplingRecipe(frames=frames, sampling_rate=rate, short_side=crop3, crop_size=crop3,
-                                clips=clips, crops=crops, slowfast_alpha=alpha)
+                                clips=clips, crops=crops, slowfast_alpha=m["slowfast_alpha"])
         entry = ZooEntry(
             name=name, task=TASK, builder=functools.partial(_build_hub, name),
             weights=WeightsSource(url.rsplit("/", 1)[-1], url, None), num_classes=400, dataset="kinetics400",
-            input_size=(3, mt, ms, ms), preprocessing=functools.partial(VideoViews, recipe),
-            macs=int(round(gmacs * 1e9)), metrics={"top-1": top1}, state_dict_loader=load_pytorchvideo_checkpoint,
+            input_size=(3, mt, ms, ms), preprocessing=lazy_call(VIEWS, recipe),
+            macs=int(round(m["gmacs_per_view"] * 1e9)), metrics={"top-1": m["top1"]}, state_dict_loader=load_pytorchvideo_checkpoint,
             source=ZOO_SOURCE,
             notes={"macs_per": "view", "views": f"{clips}x{crops}", "frames_x_rate": f"{frames}x{rate}",
                    "test_crop": crop3},
         )
-        models[name] = VideoModel(entry, recipe, crop1)
+        models[name] = VideoModel(entry, recipe, m["crop_1"])
     return models
 
 
@@ -144,21 +147,7 @@ def models_from_file(path: str | Path) -> dict[str, VideoModel]:
     (``x3d_m`` ...); ``weights`` is a file found in --weights-dir or the torch.hub cache (or
     downloaded from ``url``), in the pytorchvideo checkpoint format.
     """
-    path = Path(path)
-    try:
-        spec = json.loads(path.read_text())
-        items = spec["models"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise CommitteeError(f"cannot read zoo file {path} ({type(err).__name__}: {err}); expected "
-                             '{"models": [{"name": ..., "builder": ..., "weights": ..., "recipe": {...}}]}') from err
-    models = {}
-    for item in items:
-        name = item.get("name")
-        try:
-            models[name] = _model_from_spec(item)
-        except (KeyError, TypeError, ValueError) as err:
-            raise CommitteeError(f"zoo file {path}, model {name!r}: {type(err).__name__}: {err}") from err
-    return models
+    return read_zoo_file(path, '{"name": ..., "builder": ..., "weights": ..., "recipe": {...}}', _model_from_spec)
 
 
 def _model_from_spec(item: Mapping[str, Any]) -> VideoModel:
@@ -167,15 +156,11 @@ def _model_from_spec(item: Mapping[str, Any]) -> VideoModel:
         raise ValueError(f"unknown builder {builder_name!r}; valid: {', '.join(BUILDERS)}")
     recipe = SamplingRecipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in item["recipe"].items()})
     kwargs = dict(item.get("kwargs", {}))
-    weights = None
-    if item.get("weights") or item.get("url"):
-        file_name = item.get("weights") or item["url"].rsplit("/", 1)[-1]
-        weights = WeightsSource(file_name, item.get("url"), item.get("sha256"))
     entry = ZooEntry(
         name=item["name"], task=TASK, builder=functools.partial(_build_custom, builder_name, kwargs),
-        weights=weights, num_classes=int(item["num_classes"]), dataset=item.get("dataset", "?"),
+        weights=weights_from_spec(item), num_classes=int(item["num_classes"]), dataset=item.get("dataset", "?"),
         input_size=(3, recipe.frames, recipe.crop_size, recipe.crop_size),
-        preprocessing=functools.partial(VideoViews, recipe), macs=item.get("macs"),
+        preprocessing=lazy_call(VIEWS, recipe), macs=item.get("macs"),
         metrics=dict(item.get("metrics", {})), state_dict_loader=load_pytorchvideo_checkpoint,
         source=item.get("source", "user zoo file"),
         notes={"macs_per": "view", "views": f"{recipe.clips}x{recipe.crops}"},

@@ -1,0 +1,228 @@
+"""Evaluate members and committees: the typed request behind `tools/eval.py`.
+
+    report = evaluate(EvalRequest(models=["resnet20"], cascades=[CascadeRequest(["resnet20", "resnet56"])],
+                                  data=DataOptions("cifar10", Path("data/cifar10"))))
+    report.rows  # one dict per member / committee (metric, interval, MACs, measured speed)
+
+Cascades without thresholds are fitted on the calibration split for each objective (by default:
+match the cascade's last member), then every row is scored on the evaluation split.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
+
+from committee_tasks.api.objectives import Budget, FitSettings, Guarantee, Match, Objective
+from committee_tasks.api.options import (CalibrationOptions, DataOptions, ExecutionOptions, MeasureOptions,
+                                         ModelOptions, PoolRequest)
+from committee_tasks.core.errors import CommitteeError
+
+if TYPE_CHECKING:
+    from committee_tasks.api.pool import Pool
+    from committee_tasks.core.task import Task
+    from committee_tasks.search.intervals import Bootstrap
+
+log = logging.getLogger("committee_tasks")
+
+
+@dataclass(frozen=True)
+class CascadeRequest:
+    """A cascade's members, cheapest first; thresholds one per stage but the last (or one for all),
+    or None to fit them for the request's objectives."""
+
+    members: tuple[str, ...]
+    thresholds: tuple[float, ...] | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "members", tuple(self.members))
+        if self.thresholds is not None:
+            object.__setattr__(self, "thresholds", tuple(float(t) for t in self.thresholds))
+
+
+def _bootstrap() -> Bootstrap:
+    from committee_tasks.search.intervals import Bootstrap
+
+    return Bootstrap()
+
+
+@dataclass
+class EvalRequest(PoolRequest):
+    """Members and committees to evaluate (on top of `PoolRequest`'s task, data and options)."""
+
+    models: Sequence[str] = ()  # reported on their own
+    ensembles: Sequence[Sequence[str]] = ()
+    cascades: Sequence[CascadeRequest] = ()
+    objectives: Sequence[Objective] = ()  # fit every threshold-less cascade for each
+    confidence: str = "max_prob"
+    combine: str = "mean"  # a cascade stage's prediction: mean of members so far, or "last"
+    reference: str | None = None  # speedups against it (default: the member with the most MACs)
+    levels: int = 20
+    temperature: bool = False
+    worst_case: bool = False
+    interval: Bootstrap = field(default_factory=_bootstrap)
+    measure: MeasureOptions = field(default_factory=MeasureOptions)
+    cards: Sequence[Any] = ()  # saved committee cards (paths or CommitteeCard) to evaluate as rows
+
+    def __post_init__(self):
+        self.cascades = [c if isinstance(c, CascadeRequest) else CascadeRequest(tuple(c)) for c in self.cascades]
+        self.cards = [load_card(c) for c in self.cards]
+        guarantees = [o for o in self.objectives if isinstance(o, Guarantee)]
+        if guarantees and self.temperature:
+            raise CommitteeError("--guarantee needs members fixed before the calibration samples are seen; "
+                                 "--temperature fits them on those samples: drop one of the two")
+        if self.objectives and any(c.thresholds is not None for c in self.cascades):
+            raise CommitteeError("--thresholds fixes a cascade's thresholds; --match/--budget/--guarantee fit "
+                                 "them: pass one or the other")
+        if self.objectives and not self.cascades:
+            raise CommitteeError("--match/--budget/--guarantee fit the thresholds of a --cascade: pass one")
+
+    def fit_objectives(self) -> list[Objective]:
+        """The objectives, or by default the paper's question: the cheapest setting matching the
+        reference (or the first cascade's last, largest, member)."""
+        if self.objectives or all(c.thresholds is not None for c in self.cascades):
+            return list(self.objectives)
+        target = self.reference or self.cascades[0].members[-1]
+        log.info("no thresholds given: fitting the cascade thresholds to match %s on the calibration split "
+                 "(as --match %s)", target, target)
+        return [Match(target)]
+
+    def pool_names(self, objectives: Sequence[Objective]) -> list[str]:
+        named = [m for o in objectives for m in o.models]
+        names = [*self.models, *(m for e in self.ensembles for m in e), *(m for c in self.cascades for m in c.members),
+                 *(m for card in self.cards for m in card.member_names), *named,
+                 *([self.reference] if self.reference else [])]
+        pool = list(dict.fromkeys(names))
+        if not pool:
+            raise CommitteeError("nothing to evaluate: pass --models, --ensemble or --cascade (or --config)")
+        return pool
+
+
+@dataclass
+class EvalReport:
+    """Every figure of an evaluation: ``to_dict()`` is the JSON `tools/eval.py --json` writes."""
+
+    task: str
+    dataset: str
+    dataset_title: str
+    samples: int
+    rows: list[dict[str, Any]]
+    temperatures: dict[str, float]
+    skipped: dict[str, str]
+    notes: dict[str, str]
+    cost_notes: dict[str, str]
+    interval: dict[str, Any]
+    measurement: dict[str, Any] | None
+    provenance: dict[str, Any]
+    note: str = ""
+    pool: Pool | None = None  # the evaluation split's pool (not serialised)
+    committees: dict[str, Any] = field(default_factory=dict)  # row name -> committee object (not serialised)
+
+    def to_dict(self) -> dict[str, Any]:
+        from committee_tasks.core.provenance import SCHEMA_VERSION
+
+        return {"schema_version": SCHEMA_VERSION, "provenance": self.provenance, "task": self.task,
+                "dataset": self.dataset, "dataset_title": self.dataset_title, "samples": self.samples,
+                "skipped": self.skipped, "notes": self.notes, "cost_notes": self.cost_notes, "rows": self.rows,
+                "note": self.note, "temperatures": self.temperatures, "interval": self.interval,
+                "measurement": self.measurement}
+
+    def cards(self) -> dict[str, Any]:
+        """The committee card of every ensemble and cascade row, by row name."""
+        return {name: self.card(name) for name in self.committees}
+
+    def card(self, name: str):
+        """The committee card of row ``name`` (an ensemble or cascade), with its figures."""
+        row = next((r for r in self.rows if r["name"] == name), None)
+        if row is None or name not in self.committees:
+            choices = [r["name"] for r in self.rows if r["name"] in self.committees]
+            raise CommitteeError(f"no committee row {name!r}; committees: {choices}")
+        return self.pool.card(self.committees[name], figures=card_figures(row), temperatures=self.temperatures)
+
+
+def card_figures(row: dict[str, Any]) -> dict[str, Any]:
+    keys = ("metric_name", "metric", "metric_ci", "delta_metric", "delta_ci", "reference", "macs_mean", "macs_worst",
+            "speedup_macs", "exit_fractions", "fit", "calibration")
+    return {k: row[k] for k in keys if k in row}
+
+
+def evaluate(request: EvalRequest, task: Task | None = None) -> EvalReport:
+    """Evaluate the request's pool (cached), fit and score its committees, measure them."""
+    from committee_tasks.api.pool import resolve_task
+    from committee_tasks.api.scoring_rows import score_rows
+
+    task = task or prepare_task(request.task, request.models_from)
+    objectives = request.fit_objectives()
+    pool_names = request.pool_names(objectives)
+    check_pool(task, pool_names)
+    from committee_tasks.engine.runnable import check_members, task_of
+
+    for card in request.cards:
+        task_of(card, task)
+        if card.temperatures and any(t != 1.0 for t in card.temperatures.values()):
+            raise CommitteeError(f"card {card.name} was chosen with temperature-scaled members; evaluate it with "
+                                 "load_committee (tools/eval.py scores cards without temperatures)")
+    pool = load_pool(task, pool_names, request.data, request.models_from, request.execution)
+    for card in request.cards:  # a card runs only on the members it was chosen with
+        check_members(card, pool.members)
+    return score_rows(resolve_task(task), request, pool, objectives)
+
+
+def load_card(card):
+    """A `CommitteeCard`, from itself or its JSON file."""
+    from committee_tasks.committees.cards import CommitteeCard
+
+    return card if isinstance(card, CommitteeCard) else CommitteeCard.load(card)
+
+
+def prepare_task(name: str, models_from: ModelOptions) -> Task:
+    """The task, with the models of any zoo files."""
+    from committee_tasks.api.pool import resolve_task
+
+    task = resolve_task(name)
+    for path in models_from.zoo_files:
+        task.add_zoo_file(path)
+    return task
+
+
+def check_pool(task: Task, names: Sequence[str]) -> None:
+    """Bad names and mismatched label sets fail before anything is loaded."""
+    from committee_tasks.engine.loop import check_same_classes
+
+    check_same_classes({name: task.model_entry(name).num_classes for name in names})
+
+
+def build_dataset(task: Task, data: DataOptions):
+    dataset = data.dataset or task.default_dataset
+    if dataset is None:
+        raise CommitteeError(f"pass --dataset (one of {task.list_datasets()})")
+    return task.build_dataset(dataset, data.data_root, split=data.split, class_list=data.class_list,
+                              label_file=data.label_file)
+
+
+def load_pool(task: Task, names: Sequence[str], data: DataOptions, models_from: ModelOptions,
+              execution: ExecutionOptions) -> Pool:
+    """The dataset and every member's predictions (from the cache, or the loop for what it lacks)."""
+    from committee_tasks.api.pool import Pool, describe_members, open_cache
+
+    dataset = build_dataset(task, data)
+    members = describe_members(task, names, models_from.weights_dir)
+    return Pool.from_described(task, members, dataset, open_cache(execution.cache_dir), data.limit, execution)
+
+
+def calibration_dataset(task: Task, data: DataOptions, calibration: CalibrationOptions):
+    """The separate calibration dataset of ``--calibration-dataset``."""
+    return task.build_dataset(calibration.dataset, calibration.data_root or data.data_root,
+                              split=calibration.split, class_list=data.class_list, label_file=None)
+
+
+def fit_settings(request: EvalRequest, calib: Pool, objectives: Sequence[Objective]) -> FitSettings:
+    """The request's fit settings; with ``worst_case``, bounded by the reference's worst-case MACs."""
+    worst = None
+    if request.worst_case:
+        bound_by = next((o.reference for o in objectives if isinstance(o, (Match, Budget)) and o.reference),
+                        request.reference)
+        if not bound_by:
+            raise CommitteeError("--worst-case needs a reference model: --match, --budget MODEL or --reference")
+        worst = calib.score(bound_by).macs_worst
+    return FitSettings(request.confidence, request.combine, request.levels, worst)

@@ -1,0 +1,116 @@
+"""Options shared by the API's requests: where the data is, how members run, how to split.
+
+Plain frozen dataclasses, checked on construction, so a bad value fails before any model is
+built whether it came from the command line, a config file or a notebook.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.precision import OUTPUT_DTYPE_NAMES
+
+MEMORY = "memory"  # ExecutionOptions.cache_dir value: keep predictions in memory, write nothing
+
+
+def at_least(minimum: int, **options: int | None) -> None:
+    """Refuse any of ``options`` (flag name without dashes -> value; None: unset) below ``minimum``."""
+    for name, value in options.items():
+        if value is not None and value < minimum:
+            flag = "--" + name.replace("_", "-")
+            meaning = {"workers": " (0: decode in the main process)", "measure_samples": " (0: do not measure)"}
+            raise CommitteeError(f"{flag} must be {'at least' if minimum else '>='} {minimum}"
+                                 f"{meaning.get(name, '')}, got {value}")
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Which dataset of the task, and where it is."""
+
+    dataset: str | None = None  # None: the task's default dataset
+    data_root: Path | None = None
+    split: str | None = None
+    class_list: Path | None = None  # ImageNet: wnids in class-index order
+    label_file: Path | None = None  # ImageNet flat folder: val.txt or LOC_val_solution.csv
+    limit: int | None = None  # an evenly spaced subset of this many samples
+
+    def __post_init__(self):
+        at_least(1, limit=self.limit)
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Where members come from besides the task's built-in zoo."""
+
+    weights_dir: Path | None = None  # checked before the torch.hub cache
+    zoo_files: tuple[Path, ...] = ()  # more models described in files (--zoo)
+
+
+@dataclass(frozen=True)
+class ExecutionOptions:
+    """How the shared loop runs members."""
+
+    device: str = "auto"
+    amp: str = "auto"  # "auto" (on CUDA), "on", "off"
+    batch_size: int | None = None  # None: the task's default
+    workers: int | None = None  # None: the thread policy's default
+    cache_dir: Path | str | None = None  # None: the default cache root; "memory": nothing written
+    output_dtype: str = "float16"
+    progress: bool = True
+    threads: int | None = None  # torch CPU threads; None: the CPUs this process may use
+
+    def __post_init__(self):
+        if self.amp not in ("auto", "on", "off"):
+            raise CommitteeError(f"amp must be 'auto', 'on' or 'off', got {self.amp!r}")
+        if self.output_dtype not in OUTPUT_DTYPE_NAMES:
+            raise CommitteeError(f"unknown output dtype {self.output_dtype!r}; valid: {list(OUTPUT_DTYPE_NAMES)}")
+        at_least(0, workers=self.workers)
+        at_least(1, batch_size=self.batch_size, threads=self.threads)
+
+    @property
+    def amp_mode(self) -> str | bool:
+        return {"auto": "auto", "on": True, "off": False}[self.amp]
+
+
+@dataclass(frozen=True)
+class CalibrationOptions:
+    """Where thresholds and temperatures are fitted: a share of the evaluated samples (chosen by a
+    hash of their id) or a separate dataset (then every evaluated sample is for evaluation)."""
+
+    fraction: float = 0.5
+    dataset: str | None = None
+    data_root: Path | None = None
+    split: str | None = None
+
+    def __post_init__(self):
+        if not 0 < self.fraction < 1:
+            raise CommitteeError(f"calibration fraction must be in (0, 1), got {self.fraction}: the share of samples "
+                                 "used to fit thresholds (--calibration-fraction)")
+
+
+@dataclass(frozen=True)
+class MeasureOptions:
+    """Timing committees for real: samples held in memory preprocessed, interleaved rounds."""
+
+    samples: int | None = None  # None: the task's default; 0: do not measure
+    rounds: int = 5
+
+    def __post_init__(self):
+        at_least(0, measure_samples=self.samples)
+        at_least(1, measure_rounds=self.rounds)
+
+
+@dataclass(kw_only=True)
+class PoolRequest:
+    """What every request that evaluates a pool shares: the task, its data, where members come
+    from, how they run, the calibration split, and the provenance of the request."""
+
+    task: str = "classification"
+    data: DataOptions = field(default_factory=DataOptions)
+    models_from: ModelOptions = field(default_factory=ModelOptions)
+    execution: ExecutionOptions = field(default_factory=ExecutionOptions)
+    calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
+    command: Sequence[str] | None = None  # the command line, for provenance
+    config: dict | None = None  # {"path", "content"} of a config file, for provenance

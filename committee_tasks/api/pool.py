@@ -1,0 +1,157 @@
+"""An evaluated pool: members, what the loop kept for each sample, and the questions asked of it.
+
+    pool = Pool.evaluate([small, large], ArrayDataset(x, y))     # members: zoo names or Members
+    calib, test = pool.split(0.5)
+    cascade = calib.fit(["small", "large"], Match("large"))      # None if nothing qualifies
+    test.score(cascade).metric
+    test.card(cascade).save("cascade.json")                      # run it later: load_committee
+
+`Pool.evaluate` runs the shared loop only for samples its cache lacks (the disk cache by default,
+``cache="memory"`` for one that writes nothing); with everything cached, no model is built.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from committee_tasks.api.objectives import FitSettings, Objective
+from committee_tasks.api.options import MEMORY, CalibrationOptions, ExecutionOptions
+
+if TYPE_CHECKING:
+    from committee_tasks.committees.predictions import PoolPredictions
+    from committee_tasks.committees.scoring import CommitteeResult
+    from committee_tasks.core.task import Member, SampleDataset, Task
+    from committee_tasks.committees.cards import CommitteeCard
+
+log = logging.getLogger("committee_tasks")
+
+
+def resolve_task(task: str | Task) -> Task:
+    from committee_tasks.core.registry import get_task
+
+    return get_task(task) if isinstance(task, str) else task
+
+
+def open_cache(cache_dir: Path | str | None):
+    """The prediction cache at ``cache_dir`` (None: the default root), or an in-memory one."""
+    from committee_tasks.engine.cache import MemoryPredictionCache, PredictionCache
+
+    return MemoryPredictionCache() if cache_dir == MEMORY else PredictionCache(cache_dir)
+
+
+def describe_members(task: Task, members: Sequence[str | Member], weights_dir: Path | None) -> dict[str, Any]:
+    """Members by name: zoo names are described without building them (built only if the cache
+    lacks something); `Member` objects are taken as they are."""
+    described: dict[str, Any] = {}
+    for m in members:
+        spec = task.describe_member(m, weights_dir) if isinstance(m, str) else m
+        if spec.name in described:
+            raise _error(f"a member is listed twice: {[getattr(x, 'name', x) for x in members]}")
+        described[spec.name] = spec
+    return described
+
+
+def _error(message: str):
+    from committee_tasks.core.errors import CommitteeError
+
+    return CommitteeError(message)
+
+
+@dataclass
+class Pool:
+    """Members and their cached predictions on the same samples."""
+
+    task: Task
+    members: dict[str, Any]  # name -> Member, or a MemberSpec built on demand
+    predictions: PoolPredictions
+    dataset: SampleDataset | None = None
+    loop_throughput: dict[str, float | None] = field(default_factory=dict)
+    cache: Any = None
+    options: ExecutionOptions = field(default_factory=ExecutionOptions)
+
+    @classmethod
+    def evaluate(cls, members: Sequence[str | Member], dataset: SampleDataset, task: str | Task = "classification",
+                 *, cache: Path | str | None = MEMORY, limit: int | None = None,
+                 options: ExecutionOptions | None = None, weights_dir: Path | None = None) -> Pool:
+        """Every member's predictions on ``dataset`` (computing only what ``cache`` lacks).
+        ``cache``: "memory" (default here: nothing written), None (the default disk cache) or a folder."""
+        options = options or ExecutionOptions(cache_dir=cache)
+        task = resolve_task(task)
+        return cls.from_described(task, describe_members(task, members, weights_dir), dataset,
+                                  open_cache(cache), limit, options)
+
+    @classmethod
+    def from_described(cls, task: Task, members: Mapping[str, Any], dataset: SampleDataset, cache,
+                       limit: int | None, options: ExecutionOptions) -> Pool:
+        from committee_tasks.core.threads import apply_thread_policy, default_workers
+        from committee_tasks.engine.loop import LoopOptions, evaluate_pool
+
+        apply_thread_policy(options.threads)
+        loop = LoopOptions(batch_size=options.batch_size or task.default_batch_size, device=options.device,
+                           num_workers=default_workers() if options.workers is None else options.workers,
+                           amp=options.amp_mode, output_dtype=options.output_dtype, progress=options.progress)
+        preds, throughput = evaluate_pool(task, list(members.values()), dataset, cache, limit, loop)
+        return cls(task, dict(members), preds, dataset, throughput, cache, options)
+
+    # ---- views of the same pool ----------------------------------------------------------
+    def _with(self, predictions: PoolPredictions, dataset: SampleDataset | None = None) -> Pool:
+        return Pool(self.task, self.members, predictions, dataset or self.dataset, self.loop_throughput,
+                    self.cache, self.options)
+
+    def split(self, fraction: float = 0.5) -> tuple[Pool, Pool]:
+        """(calibration, evaluation): a split deterministic by sample id (see core/splits.py)."""
+        from committee_tasks.core.splits import calibration_mask
+
+        mask = calibration_mask(self.predictions.ids, fraction)
+        return self._with(self.predictions.subset(mask)), self._with(self.predictions.subset(~mask))
+
+    def calibration_and_evaluation(self, calibration: CalibrationOptions, build_dataset) -> tuple[Pool, Pool]:
+        """A split of this pool, or a separate calibration dataset (``build_dataset(options)``)
+        evaluated with the same members and cache."""
+        if not calibration.dataset:
+            return self.split(calibration.fraction)
+        other = build_dataset(calibration)
+        calib = Pool.from_described(self.task, self.members, other, self.cache, None, self.options)
+        return calib, self
+
+    def tempered(self, temperatures: Mapping[str, float]) -> Pool:
+        return self._with(self.predictions.tempered(temperatures))
+
+    def fit_temperatures(self) -> dict[str, float]:
+        """Per-member temperatures minimising the NLL of this pool's targets."""
+        from committee_tasks.committees.temperature import fit_temperature
+
+        self.predictions.require_outputs("temperature scaling (--temperature)")
+        return {m: fit_temperature(self.predictions.outputs[m], self.predictions.targets) for m in self.members}
+
+    # ---- questions ------------------------------------------------------------------------
+    def score(self, committee) -> CommitteeResult:
+        """A member's name, or a Single / Ensemble / Cascade, scored from the cached predictions."""
+        from committee_tasks.committees.scoring import Single
+
+        return (Single(committee) if isinstance(committee, str) else committee).evaluate(self.predictions, self.task)
+
+    def fit(self, members: Sequence[str], objective: Objective, settings: FitSettings | None = None):
+        """The cascade ``members`` (in this order) with thresholds fitted on this pool for
+        ``objective``; None when no setting meets it."""
+        return objective.fit(self.predictions, self.task, list(members), settings or FitSettings())
+
+    def member(self, name: str) -> Member:
+        """The built member (building it now if it was only described)."""
+        spec = self.members[name]
+        if not hasattr(spec, "module"):
+            spec = self.members[name] = spec.build()
+        return spec
+
+    def card(self, committee, figures: Mapping[str, Any] | None = None,
+             temperatures: Mapping[str, float] | None = None) -> CommitteeCard:
+        """A committee card: what `load_committee` needs to run ``committee`` on new batches."""
+        from committee_tasks.committees.cards import CommitteeCard
+
+        used = {m: self.members[m] for m in committee.members}
+        fingerprints = dict(self.predictions.fingerprints.get("dataset", {}))
+        return CommitteeCard.from_committee(committee, self.task.name, used, temperatures=temperatures,
+                                            figures=dict(figures or {}), output_dtype=self.options.output_dtype,
+                                            dataset=fingerprints or None)

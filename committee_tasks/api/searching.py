@@ -1,0 +1,98 @@
+"""Search every ensemble and cascade of a pool from its cached predictions: the typed request
+behind `tools/search.py`.
+
+Thresholds are chosen on the calibration split and every figure is reported on both splits; for
+each reference model: the committee matching its metric at the fewest MACs (similar accuracy)
+and the best one within its MACs (similar cost), plus the Pareto front.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from committee_tasks.api.evaluation import calibration_dataset, check_pool, load_pool, prepare_task
+from committee_tasks.api.options import PoolRequest
+from committee_tasks.search.committee_search import SearchSettings
+
+@dataclass
+class SearchRequest(SearchSettings, PoolRequest):
+    """`SearchSettings` (pool, references, sizes, grid, intervals) on top of `PoolRequest`'s task,
+    data and options, and the confidence functions to compare."""
+
+    confidences: Sequence[str] = ("max_prob",)
+    temperature: bool = False  # also compare each confidence after temperature scaling
+
+
+@dataclass
+class SearchResult:
+    """``report``: the JSON `tools/report.py` reads; ``pool``: the evaluated pool it came from."""
+
+    report: dict[str, Any]
+    pool: Any
+
+    def cards(self) -> dict[str, Any]:
+        """A committee card of every committee chosen for a reference (similar accuracy or cost),
+        with its figures on both splits, by committee name."""
+        from committee_tasks.committees.scoring import Cascade, Ensemble
+
+        report = self.report
+        points = {p["name"]: p for p in report["points"]}
+        cards = {}
+        for entry in report["references"]:
+            for key in ("similar_accuracy", "similar_cost"):
+                pick = entry.get(key)
+                if not pick or pick["name"] in cards:
+                    continue
+                point = points[pick["name"]]
+                committee = (Cascade(point["members"], point["thresholds"], confidence=report["confidence"],
+                                     combine=report["combine"]) if point["kind"] == "cascade"
+                             else Ensemble(point["members"]))
+                figures = {k: v for k, v in pick.items() if k != "name"} | {
+                    "chosen_for": f"{key.replace('_', ' ')} to {entry['reference']}", "metric_name": report["metric_name"],
+                    "macs_worst": point["macs_worst"], "exit_fractions": point["exit_fractions"],
+                    "split": report["split"], "worst_case": report["worst_case"]}
+                cards[pick["name"]] = self.pool.card(committee, figures, report["temperatures"])
+        return cards
+
+
+def search_committees(request: SearchRequest) -> SearchResult:
+    """The search result: every confidence variant searched, the first one's committees in full
+    and a comparison line per variant."""
+    from committee_tasks.committees.confidence import get_confidence
+    from committee_tasks.core.provenance import SCHEMA_VERSION, provenance
+    from committee_tasks.search.committee_search import compare_line, search_variant
+
+    for name in request.confidences:
+        get_confidence(name)  # an unknown name fails before anything runs
+    task = prepare_task(request.task, request.models_from)
+    check_pool(task, request.pool)
+    pool = load_pool(task, request.pool, request.data, request.models_from, request.execution)
+    calib, evaluation = pool.calibration_and_evaluation(
+        request.calibration, lambda c: calibration_dataset(task, request.data, c))
+    summaries = []
+    for confidence, temper in _variants(request):
+        cal, ev, temps = calib, evaluation, {}
+        if temper:
+            temps = calib.fit_temperatures()
+            cal, ev = calib.tempered(temps), evaluation.tempered(temps)
+        result = search_variant(task, cal.predictions, ev.predictions, confidence, request)
+        summaries.append(result | {"confidence": confidence, "temperatures": temps})
+    bootstrap = request.interval
+    report = {"schema_version": SCHEMA_VERSION,
+              "provenance": provenance(request.execution.device, request.config, pool.predictions.fingerprints,
+                                       list(request.command) if request.command else None),
+              "task": task.name, "dataset": pool.dataset.name, "dataset_title": pool.dataset.describe(),
+              "metric_name": task.metric_name, "worst_case": request.worst_case, "combine": request.combine,
+              "split": {"calibration": len(calib.predictions.ids), "evaluation": len(evaluation.predictions.ids)},
+              "interval": {"confidence": bootstrap.confidence, "resamples": bootstrap.resamples,
+                           "seed": bootstrap.seed, "split": "evaluation",
+                           "method": "percentile bootstrap over samples, paired across rows"}, **summaries[0]}
+    if len(summaries) > 1:
+        report["comparison"] = [compare_line(s) for s in summaries]
+    return SearchResult(report, pool)
+
+
+
+def _variants(request: SearchRequest) -> list[tuple[str, bool]]:
+    plain = [(c, False) for c in request.confidences]
+    return plain + ([(c, True) for c in request.confidences] if request.temperature else [])

@@ -1,0 +1,89 @@
+"""Files the toolkit writes: atomically (a temporary name, then a rename), under one cache home.
+
+Every layer writes through these (the prediction cache, reports, the weight-hash memo), so an
+interrupted run never leaves a half-written file behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+CACHE_ENV = "COMMITTEE_TASKS_CACHE"
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def default_cache_root() -> Path:
+    """The prediction cache: ``$COMMITTEE_TASKS_CACHE``, else ``$XDG_CACHE_HOME/committee_tasks/predictions``."""
+    if CACHE_ENV in os.environ:
+        return Path(os.environ[CACHE_ENV])
+    return cache_home() / "predictions"
+
+
+def cache_home() -> Path:
+    """Where the toolkit's small indexes live (the weight-hash memo): ``$COMMITTEE_TASKS_CACHE``
+    when set (so one variable moves everything, and tests stay in their own folder), else
+    ``$XDG_CACHE_HOME/committee_tasks`` (``~/.cache/committee_tasks``)."""
+    if CACHE_ENV in os.environ:
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "committee_tasks"
+
+
+def atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True).encode()))
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return default
+
+
+def read_text(path: Path, what: str, fix: str = "") -> str:
+    """A text file's content; a missing or unreadable file is a `CommitteeError` naming ``what``
+    it should have been, the path, and ``fix``."""
+    from committee_tasks.core.errors import CommitteeError
+
+    try:
+        return Path(path).read_text()
+    except FileNotFoundError:
+        raise CommitteeError(f"{what} {path}: no such file" + (f"; {fix}" if fix else "")) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise CommitteeError(f"{what} {path}: cannot read it ({err})") from None
+
+
+def parse_json(text: str, what: str, hint: str = "") -> Any:
+    """JSON ``text`` of the file ``what``; bad JSON is a `CommitteeError` with its line and column."""
+    from committee_tasks.core.errors import CommitteeError
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CommitteeError(f"{what}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})"
+                             + (f"; {hint}" if hint else "")) from None

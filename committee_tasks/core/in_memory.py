@@ -1,0 +1,75 @@
+"""Members and datasets that exist only in a Python session: an ``nn.Module`` a user trained or
+loaded themselves, arrays already in memory.
+
+Both are keyed like the zoo's: a module by the sha256 of its state dict (names, dtypes, shapes and
+bytes of every parameter and buffer), arrays by the sha256 of their bytes, so the prediction
+cache (on disk or in memory) finds them again and a card can tell when the weights changed.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import torch
+
+from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.samples import Sample, SampleDataset
+
+
+class AsTensor:
+    """The identity preprocessing for data already preprocessed: a float32 tensor of it."""
+
+    def __call__(self, data: Any) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(data), dtype=torch.float32)
+
+    def __repr__(self) -> str:  # stable: part of the cache key
+        return "AsTensor()"
+
+
+def state_dict_sha256(module: torch.nn.Module) -> str:
+    """sha256 of every parameter and buffer (name, dtype, shape, bytes), in state-dict order."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def infer_num_classes(module: torch.nn.Module) -> int:
+    """The output width of the module's last linear or convolution layer (a classifier head)."""
+    for layer in reversed(list(module.modules())):
+        if isinstance(layer, torch.nn.Linear):
+            return layer.out_features
+        if isinstance(layer, torch.nn.modules.conv._ConvNd):
+            return layer.out_channels
+    raise CommitteeError(f"cannot tell how many classes {type(module).__name__} predicts (no Linear or Conv "
+                         "layer): pass num_classes=")
+
+
+class ArrayDataset(SampleDataset):
+    """Samples from arrays (or tensors) in memory: ``inputs[i]`` with target ``targets[i]``, ids
+    "0" .. "N-1". The fingerprint hashes the bytes of both, so other arrays get other cache keys."""
+
+    def __init__(self, inputs: Any, targets: Any, name: str = "arrays", title: str = ""):
+        self.inputs = inputs.detach().cpu().numpy() if isinstance(inputs, torch.Tensor) else np.asarray(inputs)
+        self.targets = np.asarray(targets.cpu() if isinstance(targets, torch.Tensor) else targets)
+        if len(self.inputs) != len(self.targets):
+            raise CommitteeError(f"{len(self.inputs)} inputs but {len(self.targets)} targets: give one target per input")
+        if not len(self.inputs):
+            raise CommitteeError("an ArrayDataset needs at least one sample")
+        self.name, self.title = name, title or f"{len(self.inputs)} samples from arrays"
+        self._ids = [str(i) for i in range(len(self.inputs))]
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for array in (self.inputs, self.targets):
+            a = np.ascontiguousarray(array)
+            digest.update(f"{a.dtype}|{a.shape}|".encode())
+            digest.update(a.tobytes())
+        return digest.hexdigest()
+
+    def __getitem__(self, index: int) -> Sample:
+        target = self.targets[index]
+        return Sample(self._ids[index], self.inputs[index], target.item() if target.ndim == 0 else target)

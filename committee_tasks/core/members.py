@@ -1,0 +1,117 @@
+"""Members: a built, loaded model with its own preprocessing and cost, and how a zoo entry's
+weights are loaded into one.
+
+Kept apart from `committee_tasks.core.task` so the task contract imports no torch: listing
+tasks, models and datasets stays fast; building a member is where torch comes in.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import torch
+
+from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.macs import count_macs
+from committee_tasks.core.member_spec import member_fingerprint, transform_key
+from committee_tasks.core.zoo import RANDOM_INIT, ZooEntry, resolve_weights
+
+if TYPE_CHECKING:
+    from committee_tasks.core.task import Task
+
+
+class Member:
+    """A built, loaded member: the module, its own preprocessing, and its cost.
+
+    ``fingerprint`` hashes the weights and the preprocessing: it keys the prediction cache.
+    """
+
+    def __init__(self, name: str, module: torch.nn.Module, transform: Callable[[Any], torch.Tensor],
+                 weights_sha256: str, num_classes: int, to_probs: Callable[[torch.Tensor], torch.Tensor],
+                 entry: ZooEntry | None = None):
+        self.name = name
+        self.module = module.eval()
+        self.transform = transform
+        self.weights_sha256 = weights_sha256
+        self.num_classes = num_classes
+        self.to_probs = to_probs
+        self.entry = entry
+        self._macs_by_shape: dict[tuple, int] = {}
+
+    @classmethod
+    def from_module(cls, module: torch.nn.Module, transform: Callable[[Any], torch.Tensor] | None = None, *,
+                    name: str, num_classes: int | None = None, task: str | Task = "classification") -> Member:
+        """A member from a module in memory: fingerprinted by the sha256 of its state dict, its
+        preprocessing ``transform`` (default: the data is already a preprocessed array), its
+        classes (default: the width of its last Linear/Conv layer) and the task's ``to_probs``."""
+        from committee_tasks.core import in_memory
+        from committee_tasks.core.registry import get_task
+
+        task = get_task(task) if isinstance(task, str) else task
+        return cls(name, module, transform or in_memory.AsTensor(), in_memory.state_dict_sha256(module),
+                   num_classes or in_memory.infer_num_classes(module), task.to_probs)
+
+    @property
+    def transform_key(self) -> str:
+        """Identifies the preprocessing; members with equal keys share the preprocessed tensor.
+
+        It is part of the cache key, so it must be stable across runs."""
+        return transform_key(self.name, self.transform)
+
+    @property
+    def fingerprint(self) -> str:
+        return member_fingerprint(self.weights_sha256, self.transform_key, self.num_classes)
+
+    def macs_per_sample(self, inputs: torch.Tensor) -> np.ndarray:
+        """MACs of each sample of a batch, counted once per distinct input shape."""
+        shape = tuple(inputs.shape[1:])
+        if shape not in self._macs_by_shape:
+            self._macs_by_shape[shape] = count_macs(self.module, inputs[:1].to(_module_device(self.module)))
+        return np.full(len(inputs), self._macs_by_shape[shape], dtype=np.int64)
+
+    @torch.no_grad()
+    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (float32) of a batch already on the member's device."""
+        return self.to_probs(self.module(inputs)).float()
+
+    def predict_with_cost(self, inputs: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        """Probabilities and the MACs each sample actually cost. Members whose cost depends on
+        the input (a video member that stops adding views once confident) override this."""
+        return self.predict(inputs), self.macs_per_sample(inputs)
+
+    def cost_note(self) -> str | None:
+        """A line explaining how this member's per-sample cost is made up, for reports."""
+        return None
+
+
+def load_checkpoint(path: str | Path, saved_as: str) -> Any:
+    """A checkpoint file's content, read with ``weights_only`` (tensors and plain containers, no
+    pickled code); a file that is not one is an error saying how to re-save it: as ``saved_as``."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CommitteeError(f"cannot load {path} as a weights-only checkpoint ({type(err).__name__}: "
+                             f"{str(err)[:300]}); re-save it as {saved_as}") from err
+
+
+def load_weights(entry: ZooEntry, module: torch.nn.Module, weights_dir: str | Path | None = None) -> str:
+    """Load a zoo entry's weights into its built module (all keys must fit); returns their sha256,
+    or "random-init" for an entry without weights."""
+    if entry.weights is None:
+        return RANDOM_INIT
+    path, digest = resolve_weights(entry.weights, weights_dir)
+    if entry.state_dict_loader is not None:
+        state = entry.state_dict_loader(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:  # missing, unexpected or mis-shaped keys
+        raise CommitteeError(f"{path} does not fit {entry.name}'s architecture: {str(err)[:400]}") from err
+    return digest
+
+
+def _module_device(module: torch.nn.Module) -> torch.device:
+    tensor = next(module.parameters(), None)
+    return tensor.device if tensor is not None else torch.device("cpu")

@@ -1,0 +1,24 @@
+"""Figures with their units, as every report and plugin prints them (pure Python: no numpy, no
+torch, so a plugin's listing and the tools' tables share it cheaply)."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+DASH = "–"  # a figure that does not exist (no fit, not measured, NaN)
+
+
+def is_missing(value: Any) -> bool:
+    """None, NaN or infinite: shown as a dash."""
+    return value is None or (isinstance(value, float) and not math.isfinite(value))
+
+
+def format_macs(macs: float | None) -> str:
+    """Multiply-adds with a unit: 125485824 -> "125.5M", 4.09e9 -> "4.09G"; "–" for none."""
+    if is_missing(macs):
+        return DASH
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(macs) >= scale:
+            v = macs / scale
+            return f"{v:.2f}{unit}" if abs(v) < 10 else f"{v:.1f}{unit}"
+    return f"{macs:.0f}"

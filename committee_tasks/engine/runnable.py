@@ -1,0 +1,145 @@
+"""A committee card as a runnable torch module, with real early exit.
+
+`load_committee` builds the card's members (or takes the caller's built ones), refuses any whose
+fingerprint differs from the card's, and returns a `CommitteeModule`. The module runs the same
+early-exit routine as `CommitteeExecutor` (member outputs rounded to the card's output dtype), so
+its outputs, exits and MACs equal the executor's and the cache's bit for bit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import torch
+
+from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.registry import get_task
+from committee_tasks.core.members import Member
+from committee_tasks.core.task import Task
+from committee_tasks.engine.executor import MemberRunner, run_early_exit
+from committee_tasks.engine.inputs import collate
+
+if TYPE_CHECKING:
+    from committee_tasks.committees.cards import CardMember, CommitteeCard
+
+
+@dataclass
+class CommitteeOutput:
+    probs: torch.Tensor  # (N, C, ...) committee output, float32, on the CPU (combined as the cache is)
+    exit_stage: torch.Tensor  # (N,) int64: the stage (0-based) at which each sample stopped
+    macs: torch.Tensor  # (N,) float64: the MACs each sample cost (members actually run)
+
+
+class CommitteeModule(torch.nn.Module):
+    """Runs a card's committee: only the samples not yet confident go on to the next member.
+
+    The device is fixed when it is built (``device``, ``amp`` as in `CommitteeExecutor`)."""
+
+    def __init__(self, card: CommitteeCard, members: Mapping[str, Member], task: Task | None = None,
+                 device: str = "auto", amp: str | bool = "auto"):
+        super().__init__()
+        check_members(card, members)
+        self.card = card
+        self.committee = card.committee()
+        self.task = task_of(card, task)
+        self.members = [members[name] for name in card.member_names]
+        self.runner = MemberRunner(device, amp, card.output_dtype, card.temperatures)
+        self.runner.place(self.members)
+        self.stages = torch.nn.ModuleList([m.module for m in self.members])  # parameters(), state_dict()
+
+    def train(self, mode: bool = True) -> CommitteeModule:
+        return super().train(False)  # members run in eval mode, as when the card's figures were measured
+
+    def forward(self, inputs: torch.Tensor | Mapping[str, torch.Tensor]) -> CommitteeOutput:
+        """``inputs``: preprocessed batches keyed by member transform key (as the executor gets
+        them), or one tensor when every member shares one preprocessing."""
+        batch = self._keyed(inputs)
+        if not len(next(iter(batch.values()))):
+            raise CommitteeError("the batch is empty: pass at least one sample")
+        combined, exit_stage, macs = run_early_exit(self.committee, self.task, self.members, batch, self.runner)
+        return CommitteeOutput(torch.from_numpy(combined), torch.from_numpy(exit_stage), torch.from_numpy(macs))
+
+    def predict_samples(self, raw_items: Sequence[Any]) -> CommitteeOutput:
+        """Run on decoded samples (what the task's dataset yields as ``Sample.data``), applying
+        each member's own preprocessing."""
+        if not len(raw_items):
+            raise CommitteeError("no samples given: pass at least one")
+        transforms = {m.transform_key: m.transform for m in self.members}
+        items = [(str(i), None, *self.task.member_inputs(item, transforms)) for i, item in enumerate(raw_items)]
+        return self(collate(items).inputs)
+
+    def _keyed(self, inputs: torch.Tensor | Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+        keys = list(dict.fromkeys(m.transform_key for m in self.members))
+        if isinstance(inputs, torch.Tensor):
+            if len(keys) > 1:
+                raise CommitteeError(f"the members of {self.committee.name} preprocess their inputs in {len(keys)} "
+                                     f"ways ({keys}): pass a dict transform key -> batch, or raw data to "
+                                     "predict_samples")
+            return {keys[0]: inputs}
+        missing = [k for k in keys if k not in inputs]
+        if missing:
+            users = [m.name for m in self.members if m.transform_key == missing[0]]
+            raise CommitteeError(f"no input batch for the preprocessing {missing[0]!r} of {users}; inputs hold "
+                                 f"{list(inputs)}: pass one batch per key of {keys}, or raw data to predict_samples")
+        return inputs
+
+
+def check_members(card: CommitteeCard, members: Mapping[str, Member]) -> None:
+    """Refuse a missing member, or one whose weights or preprocessing differ from the card's."""
+    for chosen in card.members:
+        if chosen.name not in members:
+            raise CommitteeError(f"member {chosen.name!r} of the card ({card.name}) was not given; pass it as "
+                                 f"members={{{chosen.name!r}: member}}")
+        actual = members[chosen.name].fingerprint
+        if actual != chosen.fingerprint:
+            raise CommitteeError(
+                f"member {chosen.name!r} has fingerprint {actual[:16]}, but the card ({card.name}) was chosen with "
+                f"{chosen.fingerprint[:16]}: {_what_changed(chosen, members[chosen.name])}. The card's figures do not "
+                "hold for it: re-run the search or fit with this member to get a new card, or pass the original "
+                "weights (weights_dir=, or members= with the original member)")
+
+
+def _what_changed(chosen: CardMember, member: Member) -> str:
+    parts = (("weights", chosen.weights, member.weights_sha256), ("preprocessing", chosen.preprocessing,
+                                                                    member.transform_key))
+    changed = [f"its {what} changed ({before[:60]!r} -> {now[:60]!r})"
+               for what, before, now in parts if before is not None and before != now]
+    if changed:
+        return "; ".join(changed)
+    if chosen.weights is None or chosen.preprocessing is None:
+        return "its weights or its preprocessing changed (the card keeps only the fingerprint)"
+    return "its number of classes changed"
+
+
+def load_committee(card_or_path: CommitteeCard | str | Path, task: Task | None = None,
+                   members: Mapping[str, Member] | Sequence[Member] | None = None, weights_dir: str | Path | None = None,
+                   device: str = "auto", amp: str | bool = "auto") -> CommitteeModule:
+    """The card's committee as a module. Members come from ``members`` (built ones, e.g. in-memory
+    modules; a mapping by name or a list) or are built by zoo name from the card's task (weights from
+    ``weights_dir`` or the zoo)."""
+    from committee_tasks.committees.cards import CommitteeCard
+
+    card = card_or_path if isinstance(card_or_path, CommitteeCard) else CommitteeCard.load(card_or_path)
+    task = task_of(card, task)
+    given = dict(members or {}) if isinstance(members, Mapping) or members is None else {m.name: m for m in members}
+    built = {m.name: given[m.name] if m.name in given else _build(task, m, weights_dir) for m in card.members}
+    return CommitteeModule(card, built, task, device, amp)
+
+
+def task_of(card: CommitteeCard, task: Task | None = None) -> Task:
+    """The card's task: ``task`` if it is that one, else the registered one."""
+    if task is None:
+        return get_task(card.task)
+    if task.name != card.task:
+        raise CommitteeError(f"the card is for task {card.task!r}, not {task.name!r}; pass that task or none")
+    return task
+
+
+def _build(task: Task, chosen: CardMember, weights_dir: str | Path | None) -> Member:
+    if chosen.name not in task.zoo():
+        why = ("the card holds its full zoo entry, which load_committee does not build yet" if chosen.entry is not None
+               else f"it is not in task {task.name!r}'s zoo")
+        raise CommitteeError(f"member {chosen.name!r} of the card cannot be built: {why}; build it yourself and pass "
+                             f"it: load_committee(card, members={{{chosen.name!r}: member}})")
+    return task.build_member(chosen.name, weights_dir)

@@ -1,0 +1,49 @@
+"""The evaluation report as a reader sees it in a terminal (`tools/eval.py`), and its files."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from committee_tasks.reporting.eval_table import fit_lines, markdown_table, write_csv, write_json
+
+NOISY_NOTE = ("the machine was noisy: the measured speedup of {names} varied by more than {spread:.0f}% "
+              "(interquartile range) between rounds; rerun on a quieter machine or with more --measure-rounds")
+
+
+def render_eval_report(report: Mapping[str, Any]) -> str:
+    """The table and every line under it, from an evaluation report's dict (``EvalReport.to_dict()``)."""
+    rows = report["rows"]
+    confidence = report["interval"]["confidence"]
+    split = " (evaluation split)" if any("calibration" in r for r in rows) else ""
+    skipped, notes = report["skipped"], report["notes"]
+    lines = ["", f"{report['task']} on {report['dataset']}{split}: {report['samples']} samples"
+             + (f" ({len(skipped)} skipped: unreadable)" if skipped else ""), markdown_table(rows, confidence)]
+    lines += fit_lines(rows, confidence)
+    lines += [f"  {r['name']}: {r['measurement_flag']}" for r in rows if r.get("measurement_flag")]
+    noisy = [r["name"] for r in rows if (r.get("measurement") or {}).get("noisy") and not r.get("measurement_flag")]
+    if noisy:
+        spread = 100 * report["measurement"]["noisy_spread"]
+        lines.append("  " + NOISY_NOTE.format(names=", ".join(noisy), spread=spread))
+    lines += [f"  skipped {sid}: {reason}" for sid, reason in list(skipped.items())[:10]]
+    if notes:
+        lines.append(f"{len(notes)} samples handled specially (kept):")
+        lines += [f"  {sid}: {note}" for sid, note in list(notes.items())[:10]]
+    lines += [f"  {name}: {note}" for name, note in report["cost_notes"].items()]
+    lines.append(report["note"])
+    return "\n".join(lines)
+
+
+def write_eval_files(report: Mapping[str, Any], json_path: Path | None = None, csv_path: Path | None = None,
+                     markdown_path: Path | None = None) -> None:
+    """The report as JSON, its rows as CSV (with provenance columns), its table as Markdown."""
+    from committee_tasks.core.files import atomic_write
+    from committee_tasks.core.provenance import short_line
+
+    if json_path:
+        write_json(dict(report), json_path)
+    if csv_path:
+        write_csv(report["rows"], csv_path, report["provenance"])
+    if markdown_path:
+        table = markdown_table(report["rows"], report["interval"]["confidence"])
+        text = table + "\n\n<!-- " + short_line(report["provenance"]) + " -->\n"
+        atomic_write(Path(markdown_path), lambda f: f.write(text.encode()))

@@ -1,0 +1,66 @@
+"""A search result as a reader sees it in a terminal (`tools/search.py`)."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from committee_tasks.reporting.search_tables import format_macs, format_with_interval
+
+
+def _both(m: Mapping[str, float], ci: Mapping[str, Any]) -> str:
+    return f"{m['calibration']:.2f} / " + format_with_interval(m["evaluation"], ci["evaluation"], ".2f")
+
+
+def _reference_line(r: Mapping[str, Any]) -> str:
+    cost, acc = r["similar_cost"], r["similar_accuracy"]
+    cells = [r["reference"], _both(r["metric"], r["metric_ci"]), format_macs(r["macs_mean"])]
+    cells += ([cost["name"], _both(cost["metric"], cost["metric_ci"]),
+               format_with_interval(cost["delta"], cost["delta_ci"], "+.2f")] if cost else ["–"] * 3)
+    cells += ([acc["name"], _both(acc["metric"], acc["metric_ci"]),
+               format_with_interval(acc["delta"], acc["delta_ci"], "+.2f"),
+               format_macs(acc["macs_mean"]["evaluation"]), f"{acc['speedup']:.2f}x"] if acc else ["–"] * 5)
+    return "| " + " | ".join(cells) + " |"
+
+
+def _front_lines(report: Mapping[str, Any], shown: int) -> list[str]:
+    points = {p["name"]: p for p in report["points"]}
+    members = {m["name"]: m for m in report["members"]}
+    front = report["front"]
+    lines = [f"\nPareto front chosen on the calibration split ({len(front)} models and committees; {shown} shown, "
+             "cheapest first; MACs and figures calibration / evaluation):"]
+    for name in front[:: max(1, -(-len(front) // shown))]:
+        p = points.get(name) or members[name]
+        lines.append(f"  {format_macs(p['macs_mean']['calibration']):>8s}  {p['metric']['calibration']:.2f} / "
+                     f"{p['metric']['evaluation']:.2f}  {name}")
+    return lines
+
+
+def _comparison_lines(report: Mapping[str, Any]) -> list[str]:
+    metric = report["metric_name"]
+    lines = ["\nconfidence functions against the most expensive model:"]
+    for c in report["comparison"]:
+        name = c["confidence"] + (" + temperature" if c["temperature"] else "")
+        speed = f"{c['speedup']:.2f}x" if c["speedup"] else "–"
+        delta_text = f"{c['delta_at_cost']:+.2f}" if c["delta_at_cost"] is not None else "–"
+        lines.append(f"  {name:28s} speedup at similar {metric}: {speed:>7s}   Δ{metric} at similar cost: {delta_text}")
+    return lines
+
+
+def render_search(report: Mapping[str, Any], front: int = 12) -> str:
+    """The references table, the Pareto front (``front`` points shown), the confidence comparison
+    and the search's timings."""
+    metric = report["metric_name"]
+    split = report["split"]
+    level = f"{100 * report['interval']['confidence']:g}%"
+    lines = [f"\n{report['task']} on {report['dataset']}: thresholds fitted on {split['calibration']} calibration "
+             f"samples, figures as calibration / evaluation ({split['evaluation']} samples) with {level} intervals on "
+             f"the evaluation split; {report['configurations']:,} settings searched ({report['method']}, confidence "
+             f"{report['confidence']})",
+             f"| reference | {metric} | MACs | similar cost: committee | {metric} | Δ | similar accuracy: committee "
+             f"| {metric} | Δ | MACs | speedup |",
+             "|---|---:|---:|---|---:|---:|---|---:|---:|---:|---:|"]
+    lines += [_reference_line(r) for r in report["references"]]
+    lines += _front_lines(report, front)
+    if report.get("comparison"):
+        lines += _comparison_lines(report)
+    lines.append("search time: " + ", ".join(f"{k} {v:.2f} s" for k, v in report["timings"].items()))
+    return "\n".join(lines)

@@ -1,0 +1,185 @@
+"""One search of a pool for one confidence function: committees for every reference (similar
+accuracy, similar cost), the Pareto front and every ensemble, with each figure on both splits
+and evaluation-split intervals. `committee_tasks.api.search_committees` calls it per variant."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from committee_tasks.committees.scoring import Cascade, Ensemble, PoolPredictions, Single
+from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.task import Task
+from committee_tasks.search.exhaustive import Candidate, search, subset_table
+from committee_tasks.search.greedy import greedy_cascade
+from committee_tasks.search.intervals import Bootstrap, bootstrap_intervals
+
+
+GREEDY_ABOVE = 10  # members: beyond this, exhaustive search gives way to greedy construction
+
+
+@dataclass
+class SearchSettings:
+    """What one search of a pool asks: the members, the references to match, committee sizes,
+    the threshold grid, and how the evaluation split's intervals are computed."""
+
+    pool: Sequence[str]
+    references: Sequence[str] | None = None  # default: every pool member
+    max_size: int = 4
+    levels: int = 20
+    any_order: bool = False  # cascades in every member order, not only cheapest first
+    worst_case: bool = False  # only committees whose worst-case MACs stay within the reference's
+    combine: str = "mean"
+    greedy: bool = False  # automatic above GREEDY_ABOVE members
+    alpha: float = 0.0  # greedy: metric slack against the reference
+    interval: Bootstrap = field(default_factory=Bootstrap)
+
+    def __post_init__(self):
+        self.pool = list(self.pool)
+        if len(set(self.pool)) != len(self.pool):
+            raise CommitteeError(f"a member is listed twice in --pool {self.pool}")
+        self.references = list(self.references or self.pool)
+        outside = [r for r in self.references if r not in self.pool]
+        if outside:
+            raise CommitteeError(f"references {outside} are not in the pool {self.pool}: add them to --pool")
+        if self.max_size < 1 or self.levels < 2:
+            raise CommitteeError(f"--max-size must be >= 1 and --levels >= 2, got {self.max_size} and {self.levels}")
+        if self.combine not in ("mean", "last"):
+            raise CommitteeError(f"unknown cascade combine rule {self.combine!r}; valid: 'mean', 'last'")
+
+    @property
+    def uses_greedy(self) -> bool:
+        return self.greedy or len(self.pool) > GREEDY_ABOVE
+
+
+class _Figures:
+    """Each spec's figures on both splits, computed once; keeps the evaluation split's per-sample
+    statistics for the intervals."""
+
+    def __init__(self, task: Task, cal: PoolPredictions, ev: PoolPredictions):
+        self.task, self.cal, self.ev = task, cal, ev
+        self.evaluation_statistics: dict[str, Any] = {}
+        self._figures: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, spec) -> dict[str, Any]:
+        if spec.name not in self._figures:
+            rc, re_ = spec.evaluate(self.cal, self.task), spec.evaluate(self.ev, self.task)
+            self.evaluation_statistics[spec.name] = re_.sample_statistics
+            self._figures[spec.name] = {
+                "name": spec.name, "kind": spec.kind, "members": list(spec.members),
+                "thresholds": getattr(spec, "thresholds", None),
+                "metric": {"calibration": rc.metric, "evaluation": re_.metric},
+                "macs_mean": {"calibration": rc.macs_mean, "evaluation": re_.macs_mean},
+                "macs_worst": max(rc.macs_worst, re_.macs_worst), "exit_fractions": re_.exit_fractions}
+        return dict(self._figures[spec.name])
+
+
+def _committee(c: Candidate, confidence: str, combine: str):
+    if c.kind == "member":
+        return Single(c.members[0])
+    if c.kind == "ensemble":
+        return Ensemble(c.members)
+    return Cascade(c.members, c.thresholds, confidence=confidence, combine=combine)
+
+
+def _greedy_picks(task: Task, cal: PoolPredictions, s: SearchSettings, confidence: str, timings: dict) -> dict:
+    t0 = time.perf_counter()
+    picks = {ref: {"similar_accuracy": greedy_cascade(cal, task, s.pool, ref, s.alpha, confidence, s.levels),
+                   "similar_cost": None} for ref in s.references}
+    timings["greedy"] = time.perf_counter() - t0
+    return picks
+
+
+def _exhaustive(task: Task, cal: PoolPredictions, s: SearchSettings, confidence: str, figures: _Figures,
+                timings: dict) -> tuple[dict, list, int, dict]:
+    """Picks per reference, the front, the number of settings searched, and every ensemble's figures."""
+    t0 = time.perf_counter()
+    table = subset_table(cal, s.pool, task, confidence, max_size=s.max_size)
+    timings["subsets"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    result = search(table, task, s.max_size, s.levels, s.any_order, s.combine)
+    timings["settings"] = time.perf_counter() - t0
+    picks = {}
+    for ref in s.references:
+        r = figures(Single(ref))
+        worst = r["macs_worst"] if s.worst_case else None
+        match = result.cheapest_matching(r["metric"]["calibration"], worst)
+        within = result.best_within(r["macs_mean"]["calibration"], worst)
+        picks[ref] = {key: None if i is None else _committee(result.candidate(i), confidence, s.combine)
+                      for key, i in (("similar_accuracy", match), ("similar_cost", within))}
+    front = [_committee(result.candidate(i), confidence, s.combine) for i in result.pareto()]
+    ensembles = {}
+    for subset in (sub for sub in table.statistics if len(sub) > 1):  # every ensemble, for the plots
+        spec = Ensemble([s.pool[i] for i in subset])
+        ensembles[spec.name] = figures(spec) | {"pareto": False}
+    return picks, front, result.configurations, ensembles
+
+
+def _reference_entries(picks: dict, members: dict, figures: _Figures, points: dict, front_names: set):
+    references, deltas = [], []
+    for ref, pick in picks.items():
+        r = members[ref]
+        entry = {"reference": ref, "metric": r["metric"], "macs_mean": r["macs_mean"]["evaluation"],
+                 "throughput": None}
+        for key, spec in pick.items():
+            if spec is None or spec.kind == "member" and spec.name == ref:
+                entry[key] = None
+                continue
+            figs = points.setdefault(spec.name, figures(spec) | {"pareto": spec.name in front_names})
+            e_macs = figs["macs_mean"]["evaluation"]
+            entry[key] = {"name": spec.name, "metric": figs["metric"], "macs_mean": figs["macs_mean"],
+                          "speedup": r["macs_mean"]["evaluation"] / e_macs if e_macs else None,
+                          "delta": figs["metric"]["evaluation"] - r["metric"]["evaluation"]}
+            deltas.append((spec.name, ref))
+        references.append(entry)
+    return references, deltas
+
+
+def search_variant(task: Task, cal: PoolPredictions, ev: PoolPredictions, confidence: str,
+                   s: SearchSettings) -> dict:
+    figures = _Figures(task, cal, ev)
+    members = {m: figures(Single(m)) for m in s.pool}
+    timings: dict[str, float] = {}
+    points: dict[str, dict[str, Any]] = {}
+    if s.uses_greedy:
+        picks = _greedy_picks(task, cal, s, confidence, timings)
+        front_specs = [p["similar_accuracy"] for p in picks.values() if p["similar_accuracy"] is not None]
+        configurations = len(s.pool)
+    else:
+        picks, front_specs, configurations, points = _exhaustive(task, cal, s, confidence, figures, timings)
+    front_names = {spec.name for spec in front_specs}
+    for spec in front_specs:
+        if spec.kind != "member":
+            points[spec.name] = figures(spec) | {"pareto": True}
+    references, deltas = _reference_entries(picks, members, figures, points, front_names)
+    add_intervals(task, references, figures.evaluation_statistics, deltas, s.interval)
+    front = sorted(front_specs, key=lambda spec: figures(spec)["macs_mean"]["calibration"])
+    return {"members": [{"name": m, "metric": v["metric"], "macs_mean": v["macs_mean"],
+                         "macs_worst": v["macs_worst"], "throughput": None} for m, v in members.items()],
+            "points": [p for p in points.values() if p["kind"] != "member"],
+            "front": [spec.name for spec in front],
+            "references": references, "configurations": configurations, "timings": timings,
+            "method": "greedy" if s.uses_greedy else "exhaustive"}
+
+
+def add_intervals(task: Task, references: list[dict], statistics: dict, deltas: list, bootstrap: Bootstrap) -> None:
+    """Evaluation-split intervals of each reference's metric, its committees' metrics and their Δs."""
+    names = {e["reference"] for e in references} | {a for a, _ in deltas}
+    intervals = bootstrap_intervals(task, {n: statistics[n] for n in names}, list(dict.fromkeys(deltas)), bootstrap)
+    for entry in references:
+        entry["metric_ci"] = {"evaluation": list(intervals.metric[entry["reference"]])}
+        for key in ("similar_accuracy", "similar_cost"):
+            pick = entry.get(key)
+            if pick:
+                pick["metric_ci"] = {"evaluation": list(intervals.metric[pick["name"]])}
+                pick["delta_ci"] = list(intervals.delta[(pick["name"], entry["reference"])])
+                pick["delta_distinguishable"] = intervals.excludes_zero(pick["name"], entry["reference"])
+
+
+def compare_line(summary: dict) -> dict:
+    """How a confidence variant does against the most expensive single model."""
+    ref = max(summary["references"], key=lambda r: r["macs_mean"])
+    acc, cost = ref["similar_accuracy"], ref["similar_cost"]
+    return {"confidence": summary["confidence"], "temperature": bool(summary["temperatures"]),
+            "reference": ref["reference"], "speedup": acc["speedup"] if acc else None,
+            "delta_at_cost": cost["delta"] if cost else None}

@@ -1,0 +1,195 @@
+"""Committee cards: a committee saved as JSON, loaded as a module that runs it with real early exit,
+equal bit for bit to the executor and the cache, and refusing members that are not the card's."""
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from committee_tasks import Cascade, CommitteeError, CommitteeExecutor, Ensemble, Member, Single
+from committee_tasks.core.zoo import sha256_of
+from committee_tasks.engine.inputs import preprocessed_batches
+from committee_tasks.engine.runnable import CommitteeModule, load_committee
+from committee_tasks.committees.cards import CARD_VERSION, CommitteeCard
+from tests.test_executor import cached  # noqa: F401  (the digits test split through the cache)
+
+NAMES = ["digits_cnn_s", "digits_cnn_m", "digits_cnn_l"]
+TEMPERATURES = {"digits_cnn_s": 1.7, "digits_cnn_l": 0.8}
+COMMITTEES = [
+    (Cascade(NAMES, [0.95, 0.9]), {}),
+    (Cascade(NAMES, [0.9, 0.8], confidence="margin", combine="last"), TEMPERATURES),
+    (Ensemble(NAMES), TEMPERATURES),
+    (Single("digits_cnn_m"), {}),
+]
+
+
+def card_of(committee, members, temperatures=None, **options) -> CommitteeCard:
+    return CommitteeCard.from_committee(committee, "classification", members, temperatures, **options)
+
+
+def member_like(member: Member, name: str | None = None, module=None, transform=None, weights=None) -> Member:
+    """A member built by hand (in memory), from ``member`` with the given parts replaced."""
+    return Member(name or member.name, module or copy.deepcopy(member.module), transform or member.transform,
+                  weights or member.weights_sha256, member.num_classes, member.to_probs)
+
+
+@pytest.mark.parametrize("committee, temperatures", COMMITTEES, ids=lambda c: getattr(c, "name", ""))
+def test_card_round_trip(digits_members, tmp_path, committee, temperatures):
+    figures = {"metric": np.float64(97.5), "metric_ci": np.array([96.0, 98.5]), "exit_fractions": [0.8, 0.1, 0.1]}
+    card = card_of(committee, digits_members, temperatures, figures=figures,
+                   dataset={"name": "digits-test", "fingerprint": "ab" * 32})
+    path = card.save(tmp_path / "card.json")
+    loaded = CommitteeCard.load(path)
+    assert loaded == card
+    assert json.loads(path.read_text())["card_version"] == CARD_VERSION
+    assert loaded.figures["metric_ci"] == [96.0, 98.5]
+    assert loaded.committee().name == committee.name == loaded.name
+    assert loaded.temperatures == {n: temperatures.get(n, 1.0) for n in committee.members}
+    assert [m.fingerprint for m in loaded.members] == [digits_members[n].fingerprint for n in committee.members]
+    assert loaded.provenance["fingerprints"]["members"]["digits_cnn_m"] == digits_members["digits_cnn_m"].fingerprint
+
+
+@pytest.mark.parametrize("committee, temperatures", COMMITTEES, ids=lambda c: getattr(c, "name", ""))
+def test_module_equals_executor(classification, cached, committee, temperatures):  # noqa: F811
+    members, dataset, preds = cached
+    module = load_committee(card_of(committee, members, temperatures), members=members, device="cpu")
+    executor = CommitteeExecutor(committee, members, classification, device="cpu", temperatures=temperatures)
+    batches = preprocessed_batches(dataset, list(members.values()), preds.ids, 150, batch_size=75)
+    for batch in batches:
+        combined, exit_stage, macs = executor.run_batch(batch)
+        for out in (module(batch), module(next(iter(batch.values())))):  # keyed, and one shared tensor
+            np.testing.assert_array_equal(out.probs.numpy(), combined)
+            np.testing.assert_array_equal(out.exit_stage.numpy(), exit_stage)
+            np.testing.assert_array_equal(out.macs.numpy(), macs)
+    raw = [dataset[i].data for i in range(75)]  # decoded images, preprocessed by each member itself
+    np.testing.assert_array_equal(module.predict_samples(raw).probs.numpy(), executor.run_batch(batches[0])[0])
+
+
+def test_module_figures_equal_cache(classification, cached, tmp_path):  # noqa: F811
+    """A card saved after the cache-based evaluation, loaded by zoo name, gives the same figures."""
+    members, dataset, preds = cached
+    cascade = Cascade(NAMES, [0.95, 0.9])
+    expected = cascade.evaluate(preds, classification)
+    figures = {"metric": expected.metric, "exit_fractions": expected.exit_fractions, "macs_mean": expected.macs_mean}
+    path = card_of(cascade, members, figures=figures).save(tmp_path / "card.json")
+    module = load_committee(path, device="cpu")  # members built from the zoo by name
+    assert isinstance(module, CommitteeModule) and len(list(module.parameters())) > 0
+    batches = preprocessed_batches(dataset, module.members, preds.ids, len(preds.ids), batch_size=128)
+    outs = [module(batch) for batch in batches]
+    probs, stages, macs = (torch.cat(parts).numpy() for parts in zip(*((o.probs, o.exit_stage, o.macs) for o in outs)))
+    metric = classification.metric(classification.sample_statistics(probs, preds.targets).sum(axis=0))
+    fractions = [float((stages == k).mean()) for k in range(len(NAMES))]
+    card = CommitteeCard.load(path)
+    assert metric == expected.metric == card.figures["metric"]
+    assert fractions == expected.exit_fractions == card.figures["exit_fractions"]
+    assert 0 < fractions[0] < 1
+    assert float(macs.mean()) == expected.macs_mean
+    np.testing.assert_array_equal(probs, expected.combined)
+    np.testing.assert_array_equal(stages, expected.exit_stage)
+
+
+def test_module_follows_the_cards_output_dtype(classification, cached):  # noqa: F811
+    members, dataset, preds = cached
+    batch = preprocessed_batches(dataset, list(members.values()), preds.ids, 64, batch_size=64)[0]
+    card = card_of(Ensemble(NAMES), members, output_dtype="float32")
+    probs = load_committee(card, members=members, device="cpu")(batch).probs.numpy()
+    run = {dtype: CommitteeExecutor(Ensemble(NAMES), members, classification, device="cpu", output_dtype=dtype)
+           .run_batch(batch)[0] for dtype in ("float16", "float32")}
+    np.testing.assert_array_equal(probs, run["float32"])
+    assert not np.array_equal(probs, run["float16"])
+
+
+def test_refuses_a_member_it_cannot_find(classification, digits_members):
+    own = member_like(digits_members["digits_cnn_m"], name="my_net")  # an in-memory model, not in the zoo
+    card = card_of(Cascade(["digits_cnn_s", "my_net"], 0.9), {"digits_cnn_s": digits_members["digits_cnn_s"],
+                                                             "my_net": own})
+    with pytest.raises(CommitteeError, match=r"'my_net'.*not in task 'classification'.*members=\{'my_net'"):
+        load_committee(card, device="cpu")
+    with pytest.raises(CommitteeError, match=r"'my_net' of the card .* was not given"):
+        CommitteeModule(card, {"digits_cnn_s": digits_members["digits_cnn_s"]}, classification, device="cpu")
+    assert load_committee(card, members={"my_net": own}, device="cpu").members[1] is own
+
+
+def test_refuses_a_changed_member(classification, digits_members, tmp_path):
+    original = digits_members["digits_cnn_m"]
+    card = card_of(Cascade(["digits_cnn_s", "digits_cnn_m"], 0.9), digits_members)
+    perturbed = copy.deepcopy(original.module)
+    with torch.no_grad():
+        next(perturbed.parameters()).add_(0.01)
+    torch.save(perturbed.state_dict(), tmp_path / "perturbed.pt")
+    retrained = member_like(original, module=perturbed, weights=sha256_of(tmp_path / "perturbed.pt"))
+    before, after = original.fingerprint[:16], retrained.fingerprint[:16]
+    with pytest.raises(CommitteeError, match=rf"'digits_cnn_m' has fingerprint {after}.* {before}: its weights "
+                                             r"changed.*re-run the search or fit.*original weights"):
+        load_committee(card, members={"digits_cnn_m": retrained}, device="cpu")
+
+    class Rescaled(type(original.transform)):
+        def __repr__(self) -> str:
+            return "Rescaled" + super().__repr__()
+    with pytest.raises(CommitteeError, match=r"'digits_cnn_m'.*its preprocessing changed"):
+        load_committee(card, members={"digits_cnn_m": member_like(original, transform=Rescaled())}, device="cpu")
+    bare = card_of(card.committee(), {n: m.fingerprint for n, m in digits_members.items()})
+    with pytest.raises(CommitteeError, match=r"its weights or its preprocessing changed"):
+        load_committee(bare, members={"digits_cnn_m": retrained}, device="cpu")
+
+
+def test_module_names_what_is_missing(digits_members):
+    module = CommitteeModule(card_of(Ensemble(NAMES[:2]), digits_members), digits_members, device="cpu")
+    with pytest.raises(CommitteeError, match=r"no input batch for the preprocessing 'DigitsTransform"):
+        module({"other": torch.zeros(2, 1, 8, 8)})
+    with pytest.raises(CommitteeError, match=r"no samples given"):
+        module.predict_samples([])
+    with pytest.raises(CommitteeError, match=r"the card is for task 'classification', not 'video'"):
+        load_committee(module.card, task=type("Video", (), {"name": "video"})(), device="cpu")
+
+
+def written(tmp_path, card: dict, change) -> str:
+    data = copy.deepcopy(card)
+    change(data)
+    path = tmp_path / "card.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.update(card_version=7), r"card_version 7, but this committee-tasks reads card_version 1"),
+    (lambda d: d.pop("card_version"), r"card_version None"),
+    (lambda d: d.pop("thresholds"), r"missing field\(s\) \['thresholds'\]"),
+    (lambda d: d.update(threshold=0.5), r"unknown field\(s\) \['threshold'\]"),
+    (lambda d: d["members"][1].pop("fingerprint"), r"member 1: missing field\(s\) \['fingerprint'\]"),
+    (lambda d: d["members"][0].update(weight="x"), r"member 0: unknown field\(s\) \['weight'\]"),
+    (lambda d: d.update(kind="bagging"), r"card kind 'bagging' is not one of"),
+    (lambda d: d.update(kind="ensemble"), r"a card of kind 'ensemble' takes no thresholds"),
+    (lambda d: d.update(thresholds=[0.5, 0.5]), r"needs 1 thresholds"),
+    (lambda d: d.update(confidence="certainty"), r"unknown confidence 'certainty'"),
+], ids=["version", "no-version", "missing", "extra", "member-missing", "member-extra", "kind", "kind-fields",
+         "thresholds",
+        "confidence"])
+def test_load_errors_name_the_field_and_file(digits_members, tmp_path, change, message):
+    card = card_of(Cascade(["digits_cnn_s", "digits_cnn_m"], 0.9), digits_members).to_dict()
+    path = written(tmp_path, card, change)
+    with pytest.raises(CommitteeError, match=message) as err:
+        CommitteeCard.load(path)
+    assert path in str(err.value)
+
+
+def test_load_errors_for_missing_and_broken_files(tmp_path):
+    with pytest.raises(CommitteeError, match=r"nothere.json not found"):
+        CommitteeCard.load(tmp_path / "nothere.json")
+    (tmp_path / "broken.json").write_text('{"card_version": 1,')
+    with pytest.raises(CommitteeError, match=r"broken.json is not readable JSON"):
+        CommitteeCard.load(tmp_path / "broken.json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(CommitteeError, match=r"list.json: a committee card is a JSON object"):
+        CommitteeCard.load(tmp_path / "list.json")
+
+
+def test_card_holds_only_json_and_named_confidences(digits_members):
+    with pytest.raises(CommitteeError, match=r"figures must be JSON data"):
+        card_of(Ensemble(NAMES), digits_members, figures={"result": object()})
+    custom = Cascade(NAMES[:2], 0.9, confidence=lambda probs: probs.max(1))
+    with pytest.raises(CommitteeError, match=r"cascade's confidence, one of max_prob, .*custom confidence function"):
+        card_of(custom, digits_members)
