@@ -168,3 +168,8 @@ def test_a_card_whose_member_changed_is_refused(digits_members, tmp_path, capsys
     capsys.readouterr()
     assert main([*base, "--committee", str(card)]) == 2
     assert "member 'digits_cnn_s' has fingerprint" in capsys.readouterr().err
+
+
+def test_a_cascade_from_the_command_line_does_not_take_the_configs_thresholds(capsys):
+    assert main(["--config", str(CONFIG), "--cascade", "digits_cnn_s,digits_cnn_m"]) == 2
+    assert "pass --thresholds for these cascades too" in capsys.readouterr().err

@@ -13,7 +13,8 @@ import torch
 
 from committee_tasks import CommitteeError
 from committee_tasks.core.zoo import hub_checkpoint_dir, sha256_of
-from committee_tasks_builtin.classification.digits import DIGITS_MODELS, WEIGHTS_DIR, load_record, top1_on_test_split
+from committee_tasks_builtin.classification.digits import top1_on_test_split
+from committee_tasks_builtin.classification.digits_record import DIGITS_MODELS, WEIGHTS_DIR, load_record
 from tests.conftest import REPO
 
 TOLERANCE = 1.5  # top-1 points: training is not bit-reproducible across CPUs and thread counts

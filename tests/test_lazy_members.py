@@ -21,7 +21,7 @@ from committee_tasks.core.weight_hashes import index_path
 from committee_tasks.engine.cache import MemoryPredictionCache
 from committee_tasks_builtin.classification import ClassificationTask
 from committee_tasks_builtin.classification.datasets import DigitsDataset
-from committee_tasks_builtin.classification.digits import WEIGHTS_DIR, load_record
+from committee_tasks_builtin.classification.digits_record import WEIGHTS_DIR, load_record
 
 OPTIONS = LoopOptions(batch_size=32, num_workers=0, shard_size=64, progress=False)
 NAMES = ("digits_cnn_s", "digits_cnn_m")

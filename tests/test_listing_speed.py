@@ -99,14 +99,3 @@ def test_listing_the_zoo_in_process_imports_no_torch():
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
-
-
-def test_moved_names_still_import_from_core_task():
-    """`Member`, `SampleDataset`, `Sample` and `load_weights` moved to core.members / core.samples
-    so the task contract imports no torch; the old import path still gives the same objects."""
-    from committee_tasks.core import members, samples, task
-
-    assert task.Member is members.Member and task.load_weights is members.load_weights
-    assert task.SampleDataset is samples.SampleDataset and task.Sample is samples.Sample
-    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
-        task.Nothing  # noqa: B018

@@ -60,7 +60,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from committee_tasks.engine.cache import atomic_write
+from committee_tasks.core.files import atomic_write
 from committee_tasks.core.errors import unknown_name
 from committee_tasks.core.samples import Sample, SampleDataset
 from committee_tasks.core.task import Task

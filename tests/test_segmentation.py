@@ -211,7 +211,7 @@ def test_search_works_from_statistics(world, tmp_path):
     table = next((tmp_path / "report").glob("*.md")).read_text()
     assert "segmentation" in table and "mIoU" in table and B in table
     with pytest.raises(CommitteeError, match=r"temperature scaling \(--temperature\) needs cached probabilities"):
-        from committee_tasks.committees.scoring import PoolPredictions
+        from committee_tasks.committees.predictions import PoolPredictions
 
         PoolPredictions(np.array(["a"]), np.zeros(1), {}, {A: np.ones(1)}, subsets={}).tempered({A: 2.0})
 

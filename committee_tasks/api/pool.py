@@ -22,7 +22,9 @@ from committee_tasks.api.options import MEMORY, CalibrationOptions, ExecutionOpt
 if TYPE_CHECKING:
     from committee_tasks.committees.predictions import PoolPredictions
     from committee_tasks.committees.scoring import CommitteeResult
-    from committee_tasks.core.task import Member, SampleDataset, Task
+    from committee_tasks.core.members import Member
+    from committee_tasks.core.samples import SampleDataset
+    from committee_tasks.core.task import Task
     from committee_tasks.committees.cards import CommitteeCard
 
 log = logging.getLogger("committee_tasks")

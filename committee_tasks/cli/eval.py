@@ -113,6 +113,11 @@ def eval_request(args: argparse.Namespace, command: list[str]):
     if args.thresholds and len(args.thresholds) != len(args.cascade):
         raise CommitteeError(f"got {len(args.cascade)} --cascade but {len(args.thresholds)} --thresholds: pass one "
                              "--thresholds per --cascade, in the same order (or none, to fit them)")
+    config = (getattr(args, "config_data", None) or {}).get("content", {})
+    if "thresholds" in config and _given(command, "--cascade") and not _given(command, "--thresholds"):
+        raise CommitteeError("--cascade on the command line replaces the config's cascades, but their --thresholds "
+                             "would still come from the config: pass --thresholds for these cascades too (or "
+                             "none, to fit them)")
     thresholds = args.thresholds or [None] * len(args.cascade)
     cascades = [CascadeRequest(tuple(m), t) for m, t in zip(args.cascade, thresholds)]
     return EvalRequest(
@@ -123,6 +128,11 @@ def eval_request(args: argparse.Namespace, command: list[str]):
         calibration=calibration_options(args), interval=bootstrap(args),
         measure=MeasureOptions(args.measure_samples, args.measure_rounds), command=command,
         config=getattr(args, "config_data", None), cards=tuple(args.committee))
+
+
+def _given(command: list[str], flag: str) -> bool:
+    """Whether the command line itself (not a config file) passes ``flag``."""
+    return any(token == flag or token.startswith(flag + "=") for token in command[1:])
 
 
 def objectives(args: argparse.Namespace) -> list:

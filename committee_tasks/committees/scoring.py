@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from committee_tasks.committees.confidence import get_confidence
-from committee_tasks.committees.predictions import PoolPredictions, SubsetRecord  # noqa: F401 (their old home)
+from committee_tasks.committees.predictions import PoolPredictions
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.task import Task
 

@@ -22,19 +22,6 @@ if TYPE_CHECKING:
     from committee_tasks.core.members import Member
     from committee_tasks.core.samples import SampleDataset
 
-# Names that lived here before `Member` and `SampleDataset` (torch classes) moved out, so that
-# importing the contract imports no torch; still importable from here, loaded on first use.
-_MOVED = {"Sample": "samples", "SampleDataset": "samples", "Member": "members", "load_weights": "members"}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MOVED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"committee_tasks.core.{_MOVED[name]}"), name)
-
-
 class Task(abc.ABC):
     """Base class of task plugins. Subclasses set ``name`` and ``DATASETS`` (or override
     ``list_datasets``) and implement the abstract methods."""

@@ -5,8 +5,7 @@ from committee_tasks._lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {  # module -> its public names
     ".loop": "LoopOptions NonFiniteOutputError evaluate_pool check_same_classes",
-    ".cache": ("PredictionCache MemberCache MemoryPredictionCache BasePredictionCache BaseMemberCache "
-               "atomic_write atomic_write_json read_json default_cache_root"),
+    ".cache": "PredictionCache MemberCache MemoryPredictionCache BasePredictionCache BaseMemberCache",
     ".executor": "CommitteeExecutor ExecutionResult MemberRunner run_early_exit",
     ".runnable": "CommitteeModule CommitteeOutput load_committee check_members",
     ".inputs": "preprocessed_batches",

@@ -25,10 +25,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 
 from committee_tasks.core.errors import CommitteeError
-# Re-exported: plugins, reports and tests import the atomic writers from here.
-from committee_tasks.core.files import (  # noqa: F401
-    CACHE_ENV, atomic_write, atomic_write_json, default_cache_root, read_json,
-)
+from committee_tasks.core.files import atomic_write, atomic_write_json, default_cache_root, read_json
 
 FORMAT_VERSION = 1
 

@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from committee_tasks.engine.cache import atomic_write
+from committee_tasks.core.files import atomic_write
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.provenance import short_line, toolkit_version
 from committee_tasks.reporting.search_tables import split_value, validate_result

@@ -7,7 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from committee_tasks.committees.scoring import Cascade, Ensemble, PoolPredictions, Single
+from committee_tasks.committees.predictions import PoolPredictions
+from committee_tasks.committees.scoring import Cascade, Ensemble, Single
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.task import Task
 from committee_tasks.search.exhaustive import Candidate, search, subset_table

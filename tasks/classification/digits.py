@@ -16,7 +16,7 @@ from torch import nn
 
 from committee_tasks.core.files import atomic_write, atomic_write_json
 
-from .digits_record import DIGITS_MODELS, RECORD_NAME, WEIGHTS_DIR, load_record  # noqa: F401  (re-exported)
+from .digits_record import DIGITS_MODELS, RECORD_NAME
 
 # Pixel statistics of the digits training split (0..16 grey levels scaled to 0..1).
 DIGITS_MEAN, DIGITS_STD = 0.3054, 0.3759
