@@ -148,7 +148,6 @@ def card_figures(row: dict[str, Any]) -> dict[str, Any]:
 
 def evaluate(request: EvalRequest, task: Task | None = None) -> EvalReport:
     """Evaluate the request's pool (cached), fit and score its committees, measure them."""
-    from committee_tasks.api.pool import resolve_task
     from committee_tasks.api.scoring_rows import score_rows
 
     task = task or prepare_task(request.task, request.models_from)
@@ -165,7 +164,7 @@ def evaluate(request: EvalRequest, task: Task | None = None) -> EvalReport:
     pool = load_pool(task, pool_names, request.data, request.models_from, request.execution)
     for card in request.cards:  # a card runs only on the members it was chosen with
         check_members(card, pool.members)
-    return score_rows(resolve_task(task), request, pool, objectives)
+    return score_rows(task, request, pool, objectives)
 
 
 def load_card(card):

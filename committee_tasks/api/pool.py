@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from committee_tasks.api.objectives import FitSettings, Objective
 from committee_tasks.api.options import MEMORY, CalibrationOptions, ExecutionOptions
+from committee_tasks.core.errors import CommitteeError
 
 if TYPE_CHECKING:
     from committee_tasks.committees.predictions import PoolPredictions
@@ -50,15 +51,9 @@ def describe_members(task: Task, members: Sequence[str | Member], weights_dir: P
     for m in members:
         spec = task.describe_member(m, weights_dir) if isinstance(m, str) else m
         if spec.name in described:
-            raise _error(f"a member is listed twice: {[getattr(x, 'name', x) for x in members]}")
+            raise CommitteeError(f"a member is listed twice: {[getattr(x, 'name', x) for x in members]}")
         described[spec.name] = spec
     return described
-
-
-def _error(message: str):
-    from committee_tasks.core.errors import CommitteeError
-
-    return CommitteeError(message)
 
 
 @dataclass

@@ -143,7 +143,7 @@ def _report(task: Task, request: EvalRequest, pool: Pool, ev: Pool, rows: list, 
 
     preds = ev.predictions
     cost_notes = {name: note for name, m in pool.members.items()
-                  if hasattr(m, "cost_note") and (note := m.cost_note())}
+                  if (note := m.cost_note())}
     batch = request.execution.batch_size or task.default_batch_size
     measurement = {"samples": measure_n, "rounds": request.measure.rounds, "batch_size": batch,
                    "noisy_spread": NOISY_SPREAD} if measure_n > 0 else None

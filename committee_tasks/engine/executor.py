@@ -13,9 +13,8 @@ import numpy as np
 import torch
 
 from committee_tasks.committees.scoring import Cascade, Ensemble, Single
-from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.devices import Stopwatch, autocast, place_module, resolve_device, to_device, use_amp
-from committee_tasks.engine.loop import OUTPUT_DTYPES
+from committee_tasks.engine.loop import output_dtype as cached_dtype
 from committee_tasks.core.members import Member
 from committee_tasks.core.task import Task
 from committee_tasks.committees.temperature import tempered_numpy
@@ -39,11 +38,9 @@ class MemberRunner:
 
     def __init__(self, device: str = "auto", amp: str | bool = "auto", output_dtype: str = "float16",
                  temperatures: Mapping[str, float] | None = None):
-        if output_dtype not in OUTPUT_DTYPES:
-            raise CommitteeError(f"unknown output dtype {output_dtype!r}; valid: {list(OUTPUT_DTYPES)}")
+        self.out_dtype = cached_dtype(output_dtype)
         self.device = resolve_device(device)
         self.amp = use_amp(self.device, amp)
-        self.out_dtype = OUTPUT_DTYPES[output_dtype]
         self.temperatures = dict(temperatures or {})
 
     def place(self, members: Sequence[Member]) -> None:

@@ -35,6 +35,13 @@ log = logging.getLogger(__name__)
 OUTPUT_DTYPES = {"float16": np.float16, "float32": np.float32}
 
 
+def output_dtype(name: str) -> type[np.floating]:
+    """The numpy dtype cached outputs are rounded to; an unknown name is refused."""
+    if name not in OUTPUT_DTYPES:
+        raise CommitteeError(f"unknown output dtype {name!r}; valid: {list(OUTPUT_DTYPES)}")
+    return OUTPUT_DTYPES[name]
+
+
 class NonFiniteOutputError(CommitteeError):
     """A member produced NaN or inf for a sample."""
 
@@ -133,8 +140,7 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
 
 
 def _check_pool(members: Sequence[Member | MemberSpec], options: LoopOptions) -> None:
-    if options.output_dtype not in OUTPUT_DTYPES:
-        raise CommitteeError(f"unknown output dtype {options.output_dtype!r}; valid: {list(OUTPUT_DTYPES)}")
+    output_dtype(options.output_dtype)
     check_same_classes({m.name: m.num_classes for m in members})
     names = [m.name for m in members]
     if len(set(names)) != len(names):
@@ -220,7 +226,7 @@ class _Runner:
     def __post_init__(self):
         self.device = resolve_device(self.options.device)
         self.amp = use_amp(self.device, self.options.amp)
-        self.out_dtype = OUTPUT_DTYPES[self.options.output_dtype]
+        self.out_dtype = output_dtype(self.options.output_dtype)
         for m in self.members:
             m.module = place_module(m.module, self.device)
         self.watches = {m.name: Stopwatch(self.device) for m in self.members}
