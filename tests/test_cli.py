@@ -115,7 +115,13 @@ def test_listing(capsys):
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     assert {"resnet20", "resnet56", "resnet50", "resnet50.imagenet1k_v1"} <= set(listed)
     assert main(["--list-datasets"]) == 0
-    assert capsys.readouterr().out.split() == ["cifar10", "imagenet", "digits"]
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines if not line.startswith(" ")] == ["cifar10", "imagenet", "digits",
+                                                                               "folder", "csv"]
+    # each dataset with what it is, then its options indented under it
+    assert lines[lines.index(next(x for x in lines if x.startswith("csv "))) + 1].startswith(
+        "    --data-option file=PATH: the CSV file")
+    assert not any("ImageNet" in line for line in lines if line.startswith(("folder ", "csv ")))
 
 
 def test_tools_eval_script_runs():

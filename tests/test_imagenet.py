@@ -114,7 +114,7 @@ def test_flat_folder_with_kaggle_csv(tmp_path):
     ds = load_imagenet(tmp_path, class_list=class_list)
     assert ds.labels == [3, 1, 2, 2, 1, 3]
     # a subset of classes without a class list would silently shift the indices: refused
-    with pytest.raises(CommitteeError, match="names 3 classes but the models predict 1000.*--class-list"):
+    with pytest.raises(CommitteeError, match="names 3 classes but the models predict 1000.*--data-option class_list="):
         load_imagenet(tmp_path)
     class_list.write_text("n00000001\nn00000002\n")
     with pytest.raises(CommitteeError, match=r"wnids \['n00000003'\] are not in the class list"):
@@ -136,7 +136,7 @@ def test_wrong_number_of_class_folders_needs_class_list(tmp_path):
         load_imagenet(tmp_path)  # the models predict 1000 classes
     message = str(info.value)
     assert "has 3 class folders but the models predict 1000 classes" in message
-    assert "--class-list" in message
+    assert "--data-option class_list=FILE" in message
 
 
 def test_class_folder_missing_from_class_list(tmp_path):
@@ -218,7 +218,7 @@ def run_eval(root: Path, out: Path, weights_dir: Path, cache_dir: Path) -> int:
     class_list = out / "classes.txt"
     class_list.write_text("\n".join(CLASS_LIST_WNIDS) + "\n")
     return main(["--task", "classification", "--dataset", "imagenet", "--data-root", str(root),
-                 "--class-list", str(class_list), "--weights-dir", str(weights_dir),
+                 "--data-option", f"class_list={class_list}", "--weights-dir", str(weights_dir),
                  "--cascade", ",".join(MEMBERS), "--thresholds", "0.5", "--ensemble", ",".join(MEMBERS),
                  "--cache-dir", str(cache_dir), "--workers", "0", "--batch-size", "4", "--measure-samples", "4",
                  "--no-progress", "--json", str(out / "out.json"), "--csv", str(out / "out.csv")])

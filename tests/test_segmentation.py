@@ -242,3 +242,24 @@ def test_tools_eval_script_runs_segmentation(world, tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [r["kind"] for r in rows] == ["member", "member", "ensemble", "cascade"]
     assert all(was_measured(r) for r in rows) and "sliding window (32, 32)" in result.stdout
+
+
+def test_the_generic_folder_reads_the_cityscapes_layout_as_mmseg_does(world):
+    """The same files through dataset 'folder' (mmseg's img_suffix / seg_map_suffix as options)
+    give the same samples and the same figures as mmseg's CityscapesDataset."""
+    options = ["--data-option", "images=leftImg8bit/{split}", "--data-option", "labels=gtFine/{split}",
+               "--data-option", "image_suffix=_leftImg8bit.png", "--data-option", "num_classes=19",
+               "--data-option", "label_name={stem}_gtFine_labelTrainIds.png", "--split", "val"]
+    generic = run_eval(world, "--ensemble", f"{A},{B}", "--dataset", "folder", *options, json_name="folder.json")
+    mmseg = run_eval(world, "--ensemble", f"{A},{B}", json_name="cityscapes.json")
+    assert generic["samples"] == mmseg["samples"] == 6 and not generic["skipped"]
+    assert [(r["name"], r["metric"]) for r in generic["rows"]] == [(r["name"], r["metric"]) for r in mmseg["rows"]]
+    task = task_with_zoo(world)
+    folder = task.build_dataset("folder", world["root"], split="val", **task.read_dataset_options("folder", {
+        "images": "leftImg8bit/{split}", "labels": "gtFine/{split}", "image_suffix": "_leftImg8bit.png",
+        "label_name": "{stem}_gtFine_labelTrainIds.png", "num_classes": 19}))
+    reference = load_segmentation_dataset("cityscapes", world["root"])
+    assert list(folder.ids) == list(reference.ids)
+    for i in (0, 5):
+        mine, theirs = folder[i], reference[i]
+        assert mine.id == theirs.id and torch.equal(mine.data, theirs.data) and torch.equal(mine.target, theirs.target)

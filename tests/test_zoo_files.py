@@ -1,10 +1,9 @@
-"""What the built-in tasks share instead of repeating it: --zoo files (`read_zoo_file`,
-`weights_from_spec`, the `ZooFiles` mixin), `Task.dataset_root`, the unknown-model hint,
-`load_checkpoint` and the optional-import errors."""
+"""What the built-in tasks share instead of repeating it: zoo files (`read_zoo_file` and the
+`Task` methods that add their models), `Task.dataset_root`, the unknown-model hint,
+`load_checkpoint`, registering one plugin class twice and the optional-import errors."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import pytest
 
@@ -12,25 +11,24 @@ from committee_tasks.core.compat import _import_or_explain
 from committee_tasks.core.errors import CommitteeError, UnknownNameError
 from committee_tasks.core.task import Task
 from committee_tasks.core.zoo import WeightsSource, ZooEntry
-from committee_tasks.core.zoo_files import ZooFiles, read_zoo_file, weights_from_spec
 
 
-@dataclass(frozen=True)
-class Model:
-    entry: ZooEntry
+def _entry(name: str, num_classes: int) -> ZooEntry:
+    return ZooEntry(name=name, task="t", builder=None, weights=None, num_classes=num_classes, dataset="d",
+                    input_size=(1,), preprocessing=None)
 
 
-def _model(item) -> Model:
-    return Model(ZooEntry(name=item["name"], task="t", builder=None, weights=weights_from_spec(item),
-                          num_classes=int(item["num_classes"]), dataset="d", input_size=(1,), preprocessing=None))
-
-
-class FileTask(ZooFiles[Model], Task):
+class FileTask(Task):
     name = "filetask"
     DATASETS = ("here", "there")
     list_models_example = "b*"
-    builtin_models = staticmethod(lambda: {"builtin": _model({"name": "builtin", "num_classes": 2})})
-    models_from_file = staticmethod(lambda path: read_zoo_file(path, '{"name": ...}', _model))
+    zoo_file_fields = {"shape": "this task's own field"}
+
+    def zoo(self):
+        return {"builtin": _entry("builtin", 2)}
+
+    def entry_from_zoo_file(self, model):
+        return model.entry(self.name, self.base_entry(model), None, tuple(model.get("shape", (1,))))
 
     def to_probs(self, outputs):
         return outputs
@@ -45,33 +43,64 @@ class FileTask(ZooFiles[Model], Task):
         return summed_statistics
 
 
-def _write(tmp_path, content) -> str:
-    path = tmp_path / "zoo.json"
+def _write(tmp_path, content, name="zoo.json") -> str:
+    path = tmp_path / name
     path.write_text(content if isinstance(content, str) else json.dumps(content))
     return str(path)
 
 
 def test_zoo_file_models_join_the_builtin_ones(tmp_path):
     task = FileTask()
-    assert list(task.zoo()) == ["builtin"] and task.list_datasets() == ["here", "there"]
+    assert list(task.entries()) == ["builtin"] and task.list_datasets() == ["here", "there"]
     task.add_zoo_file(_write(tmp_path, {"models": [
-        {"name": "mine", "num_classes": 3, "url": "https://x/y/mine-1234.pth", "sha256": "1234"},
-        {"name": "builtin", "num_classes": 5}]}))
-    assert sorted(task.zoo()) == ["builtin", "mine"]
+        {"name": "mine", "builder": "m:f", "num_classes": 3, "weights": "https://x/y/mine-1234.pth", "shape": [3, 8]},
+        {"name": "builtin", "base": "builtin", "num_classes": 5}]}))
+    assert sorted(task.entries()) == ["builtin", "mine"] and list(task.zoo()) == ["builtin"]
     assert task.model_entry("builtin").num_classes == 5  # the file's model replaces the built-in one
-    assert task.model_entry("mine").weights == WeightsSource("mine-1234.pth", "https://x/y/mine-1234.pth", "1234")
+    assert task.model_entry("mine").weights == WeightsSource("mine-1234.pth", "https://x/y/mine-1234.pth")
+    assert task.model_entry("mine").input_size == (3, 8)
     assert FileTask().list_models() == ["builtin"], "each task instance has its own file models"
+
+
+def test_yaml_zoo_files_and_a_subclass_adding_models_through_zoo(tmp_path):
+    class MoreModels(FileTask):
+        def zoo(self):
+            return {**super().zoo(), "extra": _entry("extra", 4)}
+
+    task = MoreModels()
+    task.add_zoo_file(_write(tmp_path, "models:\n  - {name: tuned, base: extra}\n", "zoo.yaml"))
+    assert task.list_models() == ["builtin", "extra", "tuned"] and task.model_entry("tuned").num_classes == 4
 
 
 def test_bad_zoo_files_name_the_file_and_the_model(tmp_path):
     with pytest.raises(CommitteeError, match=r'cannot read zoo file .*zoo.json \(JSONDecodeError.*expected '
-                                             r'\{"models": \[\{"name": \.\.\.\}\]\}'):
+                                             r'\{"models": \[\{"name": \.\.\.'):
         FileTask().add_zoo_file(_write(tmp_path, "{not json"))
     with pytest.raises(CommitteeError, match=r"cannot read zoo file .*KeyError"):
         FileTask().add_zoo_file(_write(tmp_path, {"model": []}))
-    with pytest.raises(CommitteeError, match=r"zoo file .*zoo.json, model 'two': KeyError: 'num_classes'"):
-        FileTask().add_zoo_file(_write(tmp_path, {"models": [{"name": "one", "num_classes": 1}, {"name": "two"}]}))
-    assert weights_from_spec({"name": "x"}) is None
+    with pytest.raises(CommitteeError, match=r"zoo file .*zoo.json, model 'two': field 'num_classes': missing"):
+        FileTask().add_zoo_file(_write(tmp_path, {"models": [{"name": "one", "builder": "m:f", "num_classes": 1},
+                                                             {"name": "two", "builder": "m:f"}]}))
+    with pytest.raises(CommitteeError, match=r"model 'one': the name is used twice"):
+        FileTask().add_zoo_file(_write(tmp_path, {"models": [{"name": "one"}, {"name": "one"}]}))
+    with pytest.raises(CommitteeError, match=r"model 'b': field 'base': unknown model 'biultin'; did you mean 'builtin'"):
+        FileTask().add_zoo_file(_write(tmp_path, {"models": [{"name": "b", "base": "biultin"}]}))
+    with pytest.raises(CommitteeError, match=r"model 'c': field 'builder': 'nocolon' is not 'package.module:function'"):
+        FileTask().add_zoo_file(_write(tmp_path, {"models": [{"name": "c", "builder": "nocolon", "num_classes": 1}]}))
+
+
+def test_one_plugin_class_registered_by_entry_point_and_in_process_is_no_error():
+    from committee_tasks.core import registry
+    from committee_tasks_builtin.classification import ClassificationTask
+
+    registry.register_task(ClassificationTask)  # also registered through its entry point: the same class
+    assert type(registry.get_task("classification")) is ClassificationTask
+
+    class Impostor(FileTask):
+        name = "classification"
+
+    with pytest.raises(CommitteeError, match=r"task 'classification' is registered twice"):
+        registry.register_task(Impostor)
 
 
 def test_dataset_root_and_unknown_model_errors():

@@ -2,7 +2,7 @@
 """Rewrite (or check) the zoo indexes the built-in tasks ship: the facts their zoos read from an
 installed package, kept as JSON so that ``--list-models`` imports no model library.
 
-    .venv/bin/python tools/write_zoo_indexes.py           # after upgrading torchvision or pytorchvideo
+    .venv/bin/python tools/write_zoo_indexes.py           # after upgrading torchvision, timm or pytorchvideo
     .venv/bin/python tools/write_zoo_indexes.py --check   # exit 1 if an index differs from its package
 
 Each index records the package version it was read from; with another version installed the
@@ -16,7 +16,8 @@ import importlib
 from _common import run_script
 
 # modules whose INDEX is a committee_tasks.core.zoo_index.PackageIndex
-INDEX_MODULES = ("committee_tasks_builtin.classification.torchvision_index", "committee_tasks_builtin.video.zoo")
+INDEX_MODULES = ("committee_tasks_builtin.classification.torchvision_index",
+                 "committee_tasks_builtin.classification.timm_index", "committee_tasks_builtin.video.zoo")
 
 
 def main(argv=None) -> int:

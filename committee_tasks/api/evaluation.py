@@ -192,11 +192,12 @@ def check_pool(task: Task, names: Sequence[str]) -> None:
 
 
 def build_dataset(task: Task, data: DataOptions):
+    """``--dataset`` (or the task's default) with its options, checked and typed by the task."""
     dataset = data.dataset or task.default_dataset
     if dataset is None:
         raise CommitteeError(f"pass --dataset (one of {task.list_datasets()})")
-    return task.build_dataset(dataset, data.data_root, split=data.split, class_list=data.class_list,
-                              label_file=data.label_file)
+    options = task.read_dataset_options(dataset, data.options)
+    return task.build_dataset(dataset, data.data_root, split=data.split, **options)
 
 
 def load_pool(task: Task, names: Sequence[str], data: DataOptions, models_from: ModelOptions,
@@ -210,9 +211,15 @@ def load_pool(task: Task, names: Sequence[str], data: DataOptions, models_from: 
 
 
 def calibration_dataset(task: Task, data: DataOptions, calibration: CalibrationOptions):
-    """The separate calibration dataset of ``--calibration-dataset``."""
-    return task.build_dataset(calibration.dataset, calibration.data_root or data.data_root,
-                              split=calibration.split, class_list=data.class_list, label_file=None)
+    """The separate calibration dataset of ``--calibration-dataset``, with its own options
+    (``--calibration-data-option``); its errors say they are about it."""
+    options = task.read_dataset_options(calibration.dataset, calibration.options, "--calibration-data-option")
+    try:
+        return task.build_dataset(calibration.dataset, calibration.data_root or data.data_root,
+                                  split=calibration.split, **options)
+    except CommitteeError as err:
+        raise CommitteeError(f"calibration dataset {calibration.dataset!r} (--calibration-data-option gives its "
+                             f"options): {err}") from err
 
 
 def fit_settings(request: EvalRequest, calib: Pool, objectives: Sequence[Objective]) -> FitSettings:

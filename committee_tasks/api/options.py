@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.precision import OUTPUT_DTYPE_NAMES
@@ -32,8 +32,10 @@ class DataOptions:
     dataset: str | None = None  # None: the task's default dataset
     data_root: Path | None = None
     split: str | None = None
-    class_list: Path | None = None  # ImageNet: wnids in class-index order
-    label_file: Path | None = None  # ImageNet flat folder: val.txt or LOC_val_solution.csv
+    # The dataset's own options (see Task.dataset_options): key -> text or value, checked and typed
+    # by the task when the dataset is built. Relative paths start at the working directory, or at
+    # the folder an OptionValue carries (a config file's).
+    options: Mapping[str, Any] = field(default_factory=dict)
     limit: int | None = None  # an evenly spaced subset of this many samples
 
     def __post_init__(self):
@@ -81,8 +83,9 @@ class CalibrationOptions:
 
     fraction: float = 0.5
     dataset: str | None = None
-    data_root: Path | None = None
+    data_root: Path | None = None  # None: DataOptions.data_root
     split: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)  # the calibration dataset's own (as DataOptions')
 
     def __post_init__(self):
         if not 0 < self.fraction < 1:

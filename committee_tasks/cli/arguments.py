@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from committee_tasks.core.dataset_options import key_value
+
 CONFIDENCE_HELP = ("max_prob (default), margin, neg_entropy, frac_above_<level>, or any registered with "
                    "committee_tasks.committees.register_confidence")
 
@@ -42,8 +44,9 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     data.add_argument("--dataset", help="dataset name of the task")
     data.add_argument("--data-root", type=Path, help="where the dataset is on disk")
     data.add_argument("--split", help="dataset split (e.g. ImageNet 'val')")
-    data.add_argument("--class-list", type=Path, help="ImageNet: wnids in class-index order (for a subset of classes)")
-    data.add_argument("--label-file", type=Path, help="ImageNet flat folder: val.txt or LOC_val_solution.csv")
+    data.add_argument("--data-option", type=key_value, action="append", default=None, metavar="KEY=VALUE",
+                      help="an option of the dataset, e.g. classes=names.txt or ignore_index=11 (repeatable; "
+                           "each dataset's options: --list-datasets)")
     data.add_argument("--limit", type=int, help="evaluate an evenly spaced subset of N samples (quick runs)")
     data.add_argument("--weights-dir", type=Path, help="folder holding weight files (checked before the torch.hub cache)")
     data.add_argument("--zoo", type=Path, action="append", default=None, metavar="FILE",
@@ -62,6 +65,8 @@ def add_split_args(fit) -> None:
     fit.add_argument("--calibration-dataset", help="fit on this dataset instead and evaluate on all of --dataset")
     fit.add_argument("--calibration-data-root", type=Path)
     fit.add_argument("--calibration-split")
+    fit.add_argument("--calibration-data-option", type=key_value, action="append", default=None, metavar="KEY=VALUE",
+                     help="an option of --calibration-dataset, as --data-option is of --dataset (repeatable)")
 
 
 def add_execution_args(p: argparse.ArgumentParser) -> None:
@@ -104,7 +109,21 @@ def add_measure_args(run) -> None:
 def data_options(args: argparse.Namespace):
     from committee_tasks.api.options import DataOptions
 
-    return DataOptions(args.dataset, args.data_root, args.split, args.class_list, args.label_file, args.limit)
+    return DataOptions(args.dataset, args.data_root, args.split, option_mapping(args.data_option, "--data-option"),
+                       args.limit)
+
+
+def option_mapping(values, flag: str) -> dict:
+    """``--data-option`` values (`OptionValue`s, each with the folder its paths start from) by key."""
+    from committee_tasks.core.errors import CommitteeError
+
+    found = {}
+    for value in values or ():
+        if value.key in found:
+            raise CommitteeError(f"{flag} {value.key}=... is given twice ({found[value.key].value!r} and "
+                                 f"{value.value!r}); give it once")
+        found[value.key] = value
+    return found
 
 
 def model_options(args: argparse.Namespace):
@@ -124,7 +143,8 @@ def calibration_options(args: argparse.Namespace):
     from committee_tasks.api.options import CalibrationOptions
 
     return CalibrationOptions(args.calibration_fraction, args.calibration_dataset, args.calibration_data_root,
-                              args.calibration_split)
+                              args.calibration_split,
+                              option_mapping(args.calibration_data_option, "--calibration-data-option"))
 
 
 def bootstrap(args: argparse.Namespace):

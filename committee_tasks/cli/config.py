@@ -6,7 +6,8 @@ A key is an option's dest name (``batch_size``) or its flag without dashes (``ba
 positional arguments go by their dest name (``results``); keys starting with ``_`` are comments.
 An unknown key or a value the option would refuse is an error naming the key, the file and what
 is expected, before anything runs: a config never does less than it says. Relative paths (values
-of options typed as paths) are relative to the config file's folder.
+of options typed as paths, and of dataset options of kind path) are relative to the config file's
+folder. A dataset's options may be a mapping: ``"data_option": {"ignore_index": 11}``.
 """
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 from typing import Any
 
+from committee_tasks.core.dataset_options import OptionValue, key_value
 from committee_tasks.core.errors import CommitteeError
 
 # What an option's value must look like, by its type= callable (others: their own error message).
@@ -52,6 +53,8 @@ def convert(setting: Setting, value: Any) -> Any:
         return value
     if isinstance(action, argparse._ExtendAction):
         return _occurrence(setting, value)
+    if isinstance(value, dict) and action.type is key_value:  # {"ignore_index": 11}: KEY=VALUE occurrences
+        return [OptionValue(str(k), v) for k, v in value.items()]
     if isinstance(action, argparse._AppendAction):  # repeatable: a list, one item per occurrence
         items = value if isinstance(value, list) else [value]
         return [_occurrence(replace(setting, item=i), item) for i, item in enumerate(items)]
@@ -141,9 +144,12 @@ def _expected(action: argparse.Action) -> str:
 
 
 def resolve_paths(value: Any, folder: Path) -> Any:
-    """Relative paths (values of options typed as paths) taken as relative to ``folder``."""
+    """Relative paths (values of options typed as paths) taken as relative to ``folder``; a
+    dataset option's value is typed later, by its task, so it keeps the folder to start from."""
     if isinstance(value, list):
         return [resolve_paths(v, folder) for v in value]
+    if isinstance(value, OptionValue):
+        return replace(value, folder=folder)
     if isinstance(value, PurePath):
         path = Path(value).expanduser()
         return path if path.is_absolute() else (folder / path).resolve()

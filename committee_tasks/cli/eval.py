@@ -76,7 +76,7 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
         print("\n".join(model_lines(task, args.list_models)))
         return 0
     if args.list_datasets:
-        print("\n".join(task.list_datasets()))
+        print("\n".join(dataset_lines(task)))
         return 0
     from committee_tasks.reporting.eval_text import render_eval_report, write_eval_files
 
@@ -88,10 +88,19 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
     return 0
 
 
+def dataset_lines(task) -> list[str]:
+    """Each dataset on a line with what it is, then its options (``--data-option KEY=VALUE``) indented."""
+    lines = []
+    for name in task.list_datasets():
+        lines.append(f"{name:12s} {task.describe_dataset(name)}".rstrip())
+        lines.extend(f"    --data-option {option.describe()}" for option in task.dataset_options(name))
+    return lines
+
+
 def model_lines(task, pattern: str) -> list[str]:
     from committee_tasks.core.units import format_macs
 
-    zoo = task.zoo()
+    zoo = task.entries()
     lines = []
     for name in task.list_models(pattern):
         e = zoo[name]

@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.zoo import RANDOM_INIT, ZooEntry, weights_digest
@@ -32,10 +32,14 @@ def transform_key(member: str, transform: Any) -> str:
     return key
 
 
-def member_fingerprint(weights_sha256: str, transform_key: str, num_classes: int) -> str:
-    """The prediction cache's key of a member: its weights, preprocessing and classes."""
-    blob = json.dumps({"weights": weights_sha256, "preprocessing": transform_key,
-                       "num_classes": num_classes}, sort_keys=True)
+def member_fingerprint(weights_sha256: str, transform_key: str, num_classes: int,
+                       variant: Mapping[str, Any] | None = None) -> str:
+    """The prediction cache's key of a member: its weights, preprocessing and classes, and what
+    else changes its outputs (``ZooEntry.variant``: a state-dict key, a class map)."""
+    fields: dict[str, Any] = {"weights": weights_sha256, "preprocessing": transform_key, "num_classes": num_classes}
+    if variant:  # left out when empty: the keys of members without one stay what they were
+        fields["variant"] = variant
+    blob = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -84,5 +88,5 @@ def describe_entry(name: str, entry: ZooEntry, weights_dir: Any, builder: Callab
     the entry's classes and preprocessing, its weights' sha256 (memo or recorded digest)."""
     digest = RANDOM_INIT if entry.weights is None else weights_digest(entry.weights, weights_dir)
     key = transform_key(name, entry.preprocessing())
-    return MemberSpec(name, entry.num_classes, digest, key, member_fingerprint(digest, key, entry.num_classes),
-                      entry, builder)
+    fingerprint = member_fingerprint(digest, key, entry.num_classes, entry.variant)
+    return MemberSpec(name, entry.num_classes, digest, key, fingerprint, entry, builder)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import torch
 
+from committee_tasks.core.checkpoints import load_fitting, read_state_dict
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.macs import count_macs
 from committee_tasks.core.member_spec import member_fingerprint, transform_key
@@ -61,7 +62,8 @@ class Member:
 
     @property
     def fingerprint(self) -> str:
-        return member_fingerprint(self.weights_sha256, self.transform_key, self.num_classes)
+        variant = self.entry.variant if self.entry is not None else None
+        return member_fingerprint(self.weights_sha256, self.transform_key, self.num_classes, variant)
 
     def macs_per_sample(self, inputs: torch.Tensor) -> np.ndarray:
         """MACs of each sample of a batch, counted once per distinct input shape."""
@@ -96,19 +98,13 @@ def load_checkpoint(path: str | Path, saved_as: str) -> Any:
 
 
 def load_weights(entry: ZooEntry, module: torch.nn.Module, weights_dir: str | Path | None = None) -> str:
-    """Load a zoo entry's weights into its built module (all keys must fit); returns their sha256,
-    or "random-init" for an entry without weights."""
+    """Load a zoo entry's weights into its built module (every key and shape must fit: the error
+    lists what does not); returns their sha256, or "random-init" for an entry without weights."""
     if entry.weights is None:
         return RANDOM_INIT
     path, digest = resolve_weights(entry.weights, weights_dir)
-    if entry.state_dict_loader is not None:
-        state = entry.state_dict_loader(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as err:  # missing, unexpected or mis-shaped keys
-        raise CommitteeError(f"{path} does not fit {entry.name}'s architecture: {str(err)[:400]}") from err
+    state = entry.state_dict_loader(path) if entry.state_dict_loader is not None else read_state_dict(path)
+    load_fitting(module, state, path, entry.name)
     return digest
 
 

@@ -1,7 +1,14 @@
-"""Metrics shared by several tasks, as additive per-sample statistics."""
+"""Metrics shared by several tasks, as additive per-sample statistics: mixins a task plugin
+(built-in or not) puts before `Task` to get its statistics and metric."""
 from __future__ import annotations
 
+import warnings
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Top1Statistics:
@@ -26,3 +33,46 @@ class Top1Statistics:
         with np.errstate(invalid="ignore", divide="ignore"):
             top1 = 100.0 * summed[..., 0] / summed[..., 1]
         return float(top1) if top1.ndim == 0 else top1
+
+
+class IntersectionUnionStatistics:
+    """mIoU in % from summed per-class intersection, union, predicted and label areas (4C per
+    sample), as mmseg's ``IoUMetric`` computes it: over the dataset, never a mean of per-image IoUs.
+
+    A mixin for `Task` subclasses whose combined output is (N, C, H, W) probabilities and whose
+    targets are (N, H, W) class ids; pixels labelled ``ignore_index`` (or outside 0..C-1) count
+    nowhere. Classes absent from both prediction and labels are left out (mmseg's nanmean)."""
+
+    metric_name = "mIoU"
+    score_range = 100.0
+    ignore_index = 255
+
+    def sample_statistics_torch(self, combined: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        classes = combined.shape[1]
+        pred = combined.argmax(dim=1)
+        rows = []
+        for p, t in zip(pred, targets):
+            valid = (t != self.ignore_index) & (t >= 0) & (t < classes)
+            p, t = p[valid], t[valid]
+            inter = torch.bincount(t[p == t], minlength=classes)
+            area_pred = torch.bincount(p, minlength=classes)
+            area_label = torch.bincount(t, minlength=classes)
+            rows.append(torch.cat([inter, area_pred + area_label - inter, area_pred, area_label]))
+        return torch.stack(rows).double()
+
+    def sample_statistics(self, combined: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        import torch
+
+        return self.sample_statistics_torch(torch.from_numpy(combined), torch.from_numpy(targets)).numpy()
+
+    def metric(self, summed_statistics: np.ndarray) -> float | np.ndarray:
+        summed = np.asarray(summed_statistics, dtype=np.float64)
+        classes = summed.shape[-1] // 4
+        inter, union = summed[..., :classes], summed[..., classes:2 * classes]
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # no class present at all: NaN, not a warning
+            iou = np.where(union > 0, inter / union, np.nan)
+            miou = 100.0 * np.nanmean(iou, axis=-1)
+        return float(miou) if np.ndim(miou) == 0 else miou

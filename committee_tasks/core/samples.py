@@ -34,9 +34,18 @@ class SampleDataset(torch.utils.data.Dataset, abc.ABC):
     name: str = "dataset"
     title: str = ""  # the dataset in words for reports and plot titles ("CIFAR-10 test set")
     _ids: Sequence[str]  # what ``ids`` serves unless a subclass overrides it
+    num_classes: int | None = None  # classes the targets index, when the dataset knows (its class names)
 
     def describe(self) -> str:
         return self.title or self.name
+
+    def check_classes(self, num_classes: int) -> None:
+        """Refuse members that predict ``num_classes`` classes if the targets index another number
+        (the loop calls it before running anything)."""
+        if self.num_classes is not None and self.num_classes != num_classes:
+            raise CommitteeError(f"{self.describe()} has {self.num_classes} classes but the members predict "
+                                 f"{num_classes}: the dataset's class names must be the members' label set, in "
+                                 "their index order (see its options: tools/eval.py --list-datasets)")
 
     @property
     def ids(self) -> Sequence[str]:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from committee_tasks.core.dataset_options import DatasetOption, parse_dataset_options
 from committee_tasks.core.errors import CommitteeError, unknown_name
 from committee_tasks.core.member_spec import MemberSpec, describe_entry
 from committee_tasks.core.zoo import ZooEntry, filter_names
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
     from committee_tasks.core.members import Member
     from committee_tasks.core.samples import SampleDataset
+    from committee_tasks.core.zoo_files import ZooFileModel
 
 class Task(abc.ABC):
     """Base class of task plugins. Subclasses set ``name`` and ``DATASETS`` (or override
@@ -38,22 +40,58 @@ class Task(abc.ABC):
     cached_confidences: ClassVar[tuple[str, ...]] = ("max_prob", "margin", "neg_entropy", "frac_above_0.9")
     max_subset_size: ClassVar[int] = 4
     DATASETS: ClassVar[Sequence[str]] = ()  # the dataset names build_dataset reads (list_datasets)
+    # Per dataset name: what it is in one line, and the options it takes (--data-option KEY=VALUE).
+    DATASET_DESCRIPTIONS: ClassVar[Mapping[str, str]] = {}
+    DATASET_OPTIONS: ClassVar[Mapping[str, Sequence[DatasetOption]]] = {}
     list_models_example: ClassVar[str] = ""  # a pattern an unknown-model error suggests ('segformer*')
 
-    def add_zoo_file(self, path: str | Path) -> None:
-        """Add the models a user describes in a file (``--zoo FILE``) to this task's zoo."""
-        raise CommitteeError(f"task {self.name!r} does not read extra zoo files (--zoo {path})")
+    # Fields a zoo file's models may have besides the common ones (`committee_tasks.core.zoo_files`),
+    # with their help; and the task's own keys of the ``outputs`` field.
+    zoo_file_fields: ClassVar[Mapping[str, str]] = {}
+    zoo_file_output_fields: ClassVar[tuple[str, ...]] = ()
 
     # ---- members -------------------------------------------------------------------------
     @abc.abstractmethod
     def zoo(self) -> Mapping[str, ZooEntry]:
-        """Every model this task can build, by name."""
+        """The task's own models, by name (a subclass adds models by overriding this)."""
+
+    def entries(self) -> dict[str, ZooEntry]:
+        """Every model this task can build: `zoo` plus the models of zoo files added to it (a
+        file's model replaces a built-in one of the same name)."""
+        return {**self.zoo(), **self.__dict__.get("_file_entries", {})}
+
+    def add_zoo_file(self, path: str | Path) -> None:
+        """Add the models a user describes in a JSON or YAML file (``--zoo FILE``): see
+        `committee_tasks.core.zoo_files` for the format. Their builders are imported when built."""
+        from committee_tasks.core.zoo_files import read_zoo_file
+
+        models = read_zoo_file(path, self.zoo_file_fields, self.zoo_file_output_fields)
+        added = {name: self.entry_from_zoo_file(model) for name, model in models.items()}
+        self.__dict__.setdefault("_file_entries", {}).update(added)
+
+    def entry_from_zoo_file(self, model: ZooFileModel) -> ZooEntry:
+        """The `ZooEntry` of one model of a zoo file (``model.entry(...)`` does the common part;
+        the task supplies its preprocessing and input size)."""
+        raise CommitteeError(f"task {self.name!r} does not read zoo files ({model.where[:-2]}): it does not "
+                             "implement entry_from_zoo_file")
+
+    def base_entry(self, model: ZooFileModel) -> ZooEntry | None:
+        """The zoo model a zoo file's model starts from (its ``base`` field), if any."""
+        base = model.get("base")
+        if base is None:
+            return None
+        zoo = self.entries()
+        if not isinstance(base, str) or base not in zoo:
+            raise model.error("base", str(unknown_name("model", str(base), zoo,
+                                                       fix=f"List them with `tools/eval.py --list-models --task "
+                                                           f"{self.name}`.")))
+        return zoo[base]
 
     def list_models(self, pattern: str = "*") -> list[str]:
-        return filter_names(self.zoo(), pattern)
+        return filter_names(self.entries(), pattern)
 
     def model_entry(self, name: str) -> ZooEntry:
-        zoo = self.zoo()
+        zoo = self.entries()
         if name not in zoo:
             pattern = f" {self.list_models_example!r}" if self.list_models_example else ""
             raise unknown_name("model", name, zoo,
@@ -77,7 +115,13 @@ class Task(abc.ABC):
         loaded (default: a plain `Member`; a task whose members wrap the module overrides it)."""
         from committee_tasks.core.members import Member
 
-        return Member(name, module, entry.preprocessing(), digest, entry.num_classes, self.to_probs, entry)
+        return Member(name, module, entry.preprocessing(), digest, entry.num_classes, self.probabilities_of(entry),
+                      entry)
+
+    def probabilities_of(self, entry: ZooEntry) -> Callable[[torch.Tensor], torch.Tensor]:
+        """How ``entry``'s outputs become probabilities: its zoo file's ``outputs`` (type and class
+        map), else the task's ``to_probs``."""
+        return entry.outputs if entry.outputs is not None else self.to_probs
 
     def describe_member(self, name: str, weights_dir: str | Path | None = None) -> MemberSpec:
         """The member's name, classes and cache key without building it (see `MemberSpec`); the
@@ -91,6 +135,23 @@ class Task(abc.ABC):
         """The dataset names `build_dataset` reads (default: the class's ``DATASETS``)."""
         return list(self.DATASETS)
 
+    def describe_dataset(self, name: str) -> str:
+        """Dataset ``name`` in one line, for ``--list-datasets`` (default: ``DATASET_DESCRIPTIONS``)."""
+        return self.DATASET_DESCRIPTIONS.get(name, "")
+
+    def dataset_options(self, name: str) -> Sequence[DatasetOption]:
+        """The options dataset ``name`` takes (default: ``DATASET_OPTIONS``); `build_dataset` gets
+        each of them as a keyword, typed, set to its default when not given."""
+        return tuple(self.DATASET_OPTIONS.get(name, ()))
+
+    def read_dataset_options(self, name: str, values: Mapping[str, Any], flag: str = "--data-option") -> dict[str, Any]:
+        """The typed options of dataset ``name`` from what a user wrote (``{key: text or value}``):
+        an unknown dataset or key, or a value not of the option's kind, is refused."""
+        if name not in self.list_datasets():
+            raise unknown_name("dataset", name, self.list_datasets())
+        return parse_dataset_options(name, self.dataset_options(name), values, flag,
+                                     fix=f"List them with `tools/eval.py --task {self.name} --list-datasets`.")
+
     def dataset_root(self, name: str, root: str | Path | None, holding: str = "") -> str | Path:
         """``root`` for dataset ``name``, or the error for a name not in `list_datasets` or a root
         not given (``holding`` says what the folder should hold)."""
@@ -101,7 +162,9 @@ class Task(abc.ABC):
         return root
 
     @abc.abstractmethod
-    def build_dataset(self, name: str, root: str | Path | None, **options: Any) -> SampleDataset: ...
+    def build_dataset(self, name: str, root: str | Path | None, **options: Any) -> SampleDataset:
+        """Dataset ``name`` at ``root``; ``options`` are ``split`` (None: the dataset's default) and
+        every option of `dataset_options(name)`, typed by `read_dataset_options`."""
 
     def member_inputs(self, data: Any, transforms: Mapping[str, Callable[[Any], torch.Tensor]]
                       ) -> tuple[dict[str, torch.Tensor], list[str]]:

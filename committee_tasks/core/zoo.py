@@ -2,9 +2,10 @@
 and torchvision's ``Weights.meta``.
 
 Weights are found, in order: in the user's ``--weights-dir``, at the path of a file shipped
-with a package, in the torch.hub cache
-(``$TORCH_HOME/hub/checkpoints``), else downloaded there from the published URL with its sha256
-checked. Offline, the error names the file and the folders to put it in.
+with a package, in a library's own places (``WeightsSource.locations``: e.g. the Hugging Face
+cache), in the torch.hub cache (``$TORCH_HOME/hub/checkpoints``), else fetched by the library's
+own download (``WeightsSource.fetch``) or downloaded into the torch.hub cache from the published
+URL, with its sha256 checked. Offline, the error names the file and the folders to put it in.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.weight_hashes import remembered_sha256
@@ -38,6 +39,10 @@ class WeightsSource:
     file names carry (``resnet50-0676ba61.pth``), which is what torchvision publishes.
     ``path`` is a file shipped with a package (the embedded default's checkpoints);
     ``trainer`` makes the file on first use (a plugin's own small models).
+    ``locations(weights_dir)`` lists more places the file may already be (other names in the
+    weights dir, a library's download cache), searched before the torch.hub cache; ``fetch()``
+    downloads it the library's way when it is in none of them and returns its path (used instead
+    of downloading ``url`` into the torch.hub cache). Both are `LazyCall`s in the built-in zoos.
     """
 
     file_name: str
@@ -45,6 +50,8 @@ class WeightsSource:
     sha256: str | None = None
     trainer: Callable[[Path], None] | None = None
     path: Path | None = None
+    locations: Callable[[Path | None], Sequence[Path]] | None = None
+    fetch: Callable[[], Path] | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,11 @@ class ZooEntry:
     state_dict_loader: Callable[[Path], Mapping[str, torch.Tensor]] | None = None
     source: str = ""
     notes: Mapping[str, Any] = field(default_factory=dict)  # task-specific published facts (e.g. views)
+    # What else changes the member's outputs for the same weight file and preprocessing (the
+    # state-dict key read from a checkpoint, a class map): part of the cache key when not empty.
+    variant: Mapping[str, Any] = field(default_factory=dict)
+    # How the outputs become class probabilities (an `OutputSpec`); None: the task's own rule.
+    outputs: Any = None
 
     def published(self) -> dict[str, Any]:
         return {"macs": self.macs, "params": self.params, "metrics": dict(self.metrics),
@@ -119,6 +131,8 @@ def _candidates(source: WeightsSource, weights_dir: str | os.PathLike | None) ->
         candidates.append(Path(weights_dir) / source.file_name)
     if source.path is not None:
         candidates.append(Path(source.path))
+    if source.locations is not None:
+        candidates.extend(Path(p) for p in source.locations(None if weights_dir is None else Path(weights_dir)))
     candidates.append(hub_checkpoint_dir() / source.file_name)
     return candidates
 
@@ -147,6 +161,8 @@ def resolve_weights(source: WeightsSource, weights_dir: str | os.PathLike | None
     if source.trainer is not None:
         source.trainer(hub_path)  # writes atomically
         return hub_path, _check_hash(hub_path, source)
+    if source.fetch is not None:
+        return _fetched(source, candidates)
     if source.url is None:
         raise WeightsUnavailableError(
             f"weights file {source.file_name!r} not found in "
@@ -173,3 +189,18 @@ def resolve_weights(source: WeightsSource, weights_dir: str | os.PathLike | None
         ) from err
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _fetched(source: WeightsSource, searched: list[Path]) -> tuple[Path, str]:
+    """The file as ``source.fetch`` downloads it; a failure names every place searched."""
+    try:
+        path = Path(source.fetch())
+    except WeightsUnavailableError:
+        raise
+    except Exception as err:  # offline, HTTP errors, a repository without the file
+        raise WeightsUnavailableError(
+            f"weights file {source.file_name!r} is not on disk and could not be downloaded "
+            f"({type(err).__name__}: {str(err)[:600]}). Offline? Put it at one of: "
+            + ", ".join(str(p) for p in searched) + " (or pass --weights-dir DIR holding it)"
+        ) from err
+    return path, _check_hash(path, source)

@@ -107,6 +107,8 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
     only when some sample is missing for it, so a fully cached pool needs no model and no weights."""
     options = options or LoopOptions()
     _check_pool(members, options)
+    if members:
+        dataset.check_classes(members[0].num_classes)
     dataset_fp = dataset.fingerprint()
     folder = cache.dataset_folder(task.name, dataset.name, dataset_fp)
     all_ids = list(dataset.ids)

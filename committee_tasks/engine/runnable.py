@@ -137,7 +137,7 @@ def task_of(card: CommitteeCard, task: Task | None = None) -> Task:
 
 
 def _build(task: Task, chosen: CardMember, weights_dir: str | Path | None) -> Member:
-    if chosen.name not in task.zoo():
+    if chosen.name not in task.entries():
         why = ("the card holds its full zoo entry, which load_committee does not build yet" if chosen.entry is not None
                else f"it is not in task {task.name!r}'s zoo")
         raise CommitteeError(f"member {chosen.name!r} of the card cannot be built: {why}; build it yourself and pass "

@@ -87,15 +87,24 @@ def load_cifar10(root: str | Path) -> ArrayImageDataset:
 
 
 class ImageFileDataset(SampleDataset):
-    """Image files with integer labels; the id is the path relative to the root."""
+    """Image files with integer labels; the id is the path relative to the root. ``num_classes``:
+    the classes the labels index (None: unknown; then only labels beyond the members' are refused)."""
 
-    def __init__(self, name: str, root: Path, files: list[str], labels: list[int]):
+    def __init__(self, name: str, root: Path, files: list[str], labels: list[int], title: str = "",
+                 num_classes: int | None = None):
         self.name = name
-        split = name.split("-", 1)[-1]
-        self.title = f"ImageNet {'validation' if split == 'val' else split} images in {root}"
+        self.title = title or f"images in {root}"
         self.root = root
         self.files = self._ids = files
         self.labels = labels
+        self.num_classes = num_classes
+
+    def check_classes(self, num_classes: int) -> None:
+        super().check_classes(num_classes)
+        beyond = [(f, y) for f, y in zip(self.files, self.labels) if y >= num_classes]
+        if beyond:
+            raise CommitteeError(f"{self.describe()}: {beyond[0][0]} has class index {beyond[0][1]} but the members "
+                                 f"predict {num_classes} classes ({len(beyond)} such images)")
 
     def fingerprint(self) -> str:
         # File list, sizes and labels: hashing 6 GB of pixels on every run would cost minutes.
@@ -135,7 +144,7 @@ def load_imagenet(root: str | Path, split: str = "val", class_list: str | Path |
                 raise CommitteeError(
                     f"{folder} has {len(class_dirs)} class folders but the models predict {num_classes} "
                     "classes: class indices come from the sorted folder names only when all are present. "
-                    "Pass --class-list FILE (the wnids in index order, one per line) for a subset"
+                    "Pass --data-option class_list=FILE (the wnids in index order, one per line) for a subset"
                 )
             wnids = class_dirs
         index = {w: i for i, w in enumerate(wnids)}
@@ -148,14 +157,15 @@ def load_imagenet(root: str | Path, split: str = "val", class_list: str | Path |
                 if p.is_file() and _is_image(p):
                     files.append(str(p.relative_to(root)))
                     labels.append(index[d])
-        return ImageFileDataset(f"imagenet-{split}", root, files, labels)
+        return _imagenet(split, root, files, labels, num_classes)
 
     label_path = Path(label_file) if label_file else next(
         (p for p in (root / "val.txt", root / "LOC_val_solution.csv", folder / "val.txt") if p.is_file()), None)
     if label_path is None:
         raise CommitteeError(
             f"{folder} has no class folders and no label file: use <root>/val/<wnid>/<image>, or a flat "
-            "folder with val.txt ('<file> <class index>' lines) or LOC_val_solution.csv, or pass --label-file"
+            "folder with val.txt ('<file> <class index>' lines) or LOC_val_solution.csv, or pass "
+            "--data-option label_file=FILE"
         )
     if label_path.suffix == ".csv":  # Kaggle: ImageId,PredictionString ("<wnid> x y x y ...")
         with open(label_path, newline="") as f:
@@ -169,8 +179,8 @@ def load_imagenet(root: str | Path, split: str = "val", class_list: str | Path |
             if len(wnids) != num_classes:
                 raise CommitteeError(
                     f"{label_path} names {len(wnids)} classes but the models predict {num_classes} classes: "
-                    "class indices come from the sorted wnids only when all are present. Pass --class-list "
-                    "FILE (the wnids in index order, one per line) for a subset"
+                    "class indices come from the sorted wnids only when all are present. Pass --data-option "
+                    "class_list=FILE (the wnids in index order, one per line) for a subset"
                 )
         index = {w: i for i, w in enumerate(wnids)}
         unknown = sorted({w for _, w in rows if w not in index})
@@ -196,7 +206,12 @@ def load_imagenet(root: str | Path, split: str = "val", class_list: str | Path |
             raise CommitteeError(f"{label_path} lists {name!r} but {folder} has no such image")
         files.append(str((folder / file_name).relative_to(root)))
         labels.append(label)
-    return ImageFileDataset(f"imagenet-{split}", root, files, labels)
+    return _imagenet(split, root, files, labels, num_classes)
+
+
+def _imagenet(split: str, root: Path, files: list[str], labels: list[int], num_classes: int) -> ImageFileDataset:
+    title = f"ImageNet {'validation' if split == 'val' else split} images in {root}"
+    return ImageFileDataset(f"imagenet-{split}", root, files, labels, title, num_classes)
 
 
 DIGITS_SPLIT_SEED = 0

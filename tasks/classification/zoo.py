@@ -1,7 +1,8 @@
 """The classification zoo: every torchvision classification model (read from torchvision's own
-weights API: see torchvision_index.py), the four pretrained CIFAR-10 ResNets, and the embedded
-default digits CNNs. Listing it imports no torch: builders, preprocessing and checkpoint loaders
-are `LazyCall`s that import the model code when called."""
+weights API: see torchvision_index.py), every pretrained timm classifier as ``timm/<arch>.<tag>``
+(read from timm's pretrained configs: see timm_index.py), the four pretrained CIFAR-10 ResNets,
+and the embedded default digits CNNs. Listing it imports no torch: builders, preprocessing and
+checkpoint loaders are `LazyCall`s that import the model code when called."""
 from __future__ import annotations
 
 import functools
@@ -10,6 +11,7 @@ from committee_tasks.core.lazy_call import lazy_call
 from committee_tasks.core.zoo import WeightsSource, ZooEntry
 
 from .digits_record import DIGITS_MODELS, WEIGHTS_DIR, load_record
+from .timm_index import timm_entries
 from .torchvision_index import torchvision_entries
 
 TASK = "classification"
@@ -69,4 +71,4 @@ def _digits_entries() -> dict[str, ZooEntry]:
 
 @functools.cache
 def classification_zoo() -> dict[str, ZooEntry]:
-    return {**torchvision_entries(), **_cifar_entries(), **_digits_entries()}
+    return {**torchvision_entries(), **timm_entries(), **_cifar_entries(), **_digits_entries()}

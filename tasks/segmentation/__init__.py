@@ -9,50 +9,69 @@ intersection and union summed over the dataset (mmseg's IoUMetric), never a mean
 """
 from __future__ import annotations
 
-import warnings
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
-import numpy as np
-
+from committee_tasks.core.metrics import IntersectionUnionStatistics
 from committee_tasks.core.task import Task
 from committee_tasks.core.zoo import ZooEntry
-from committee_tasks.core.zoo_files import ZooFiles
 
-from .layouts import IGNORE_INDEX, LAYOUTS
-from .zoo import SegmentationModel, exact_entry, metafile_models, models_from_file
+from . import zoo_file
+from .layouts import DATASETS, DESCRIPTIONS, FOLDER, IGNORE_INDEX, OPTIONS
+from .zoo import config_classes, metafile_models
 
 if TYPE_CHECKING:  # torch, mmseg and the members are imported when used: listing needs none
     import torch
 
     from committee_tasks.core.members import Member
     from committee_tasks.core.samples import SampleDataset
+    from committee_tasks.core.zoo_files import ZooFileModel
 
 
-class SegmentationTask(ZooFiles[SegmentationModel], Task):
+class SegmentationTask(IntersectionUnionStatistics, Task):
     name = "segmentation"
-    metric_name = "mIoU"
     default_batch_size = 1  # images differ in size (ADE20K) and maps are large
     default_dataset = "cityscapes"
     prefetch_batches = 2
     default_measure_samples = 8
     caches_outputs = False
-    score_range = 100.0
-    DATASETS = tuple(LAYOUTS)
+    ignore_index = IGNORE_INDEX
+    DATASETS = DATASETS
+    DATASET_DESCRIPTIONS = DESCRIPTIONS
+    DATASET_OPTIONS = OPTIONS
     list_models_example = "segformer*"  # mmseg ships hundreds
-    builtin_models = staticmethod(metafile_models)
-    models_from_file = staticmethod(models_from_file)
+    zoo_file_fields = zoo_file.FIELDS
+    zoo_file_output_fields = zoo_file.OUTPUT_FIELDS
 
     # ---- members -------------------------------------------------------------------------
+    def zoo(self) -> Mapping[str, ZooEntry]:
+        """Every model of mmseg's metafiles (an entry whose ``notes`` name a ``config`` is an mmseg model)."""
+        return metafile_models()
+
     def model_entry(self, name: str) -> ZooEntry:
-        super().model_entry(name)  # the error for an unknown name
-        return exact_entry(self.models()[name])
+        """The entry, with an mmseg model's number of classes read from its config (metafiles
+        give only the dataset)."""
+        entry = super().model_entry(name)
+        if entry is metafile_models().get(name):  # its classes are the dataset's, the config is the authority
+            entry = replace(entry, num_classes=config_classes(entry.notes["config"]))
+        return entry
+
+    def entry_from_zoo_file(self, model: ZooFileModel) -> ZooEntry:
+        return zoo_file.entry_from_zoo_file(model, self.base_entry(model))
 
     def member_from_module(self, name: str, entry: ZooEntry, module: torch.nn.Module, digest: str) -> Member:
-        from .members import SegmentationMember, Segmentor
+        from committee_tasks.core.outputs import OutputSpec
 
-        return SegmentationMember(name, Segmentor(module, module.cfg), entry.preprocessing(), digest,
-                                  entry.num_classes, self.to_probs, entry)
+        from .members import PlainSegmentor, SegmentationMember, Segmentor
+
+        transform = entry.preprocessing()
+        if "config" in entry.notes:  # an mmseg model: its config's test settings; it outputs probabilities
+            return SegmentationMember(name, Segmentor(module, module.cfg), transform, digest, entry.num_classes,
+                                      entry.outputs or self.to_probs, entry)
+        outputs = entry.outputs or OutputSpec()
+        return SegmentationMember(name, PlainSegmentor(module, transform.spec, outputs), transform, digest,
+                                  entry.num_classes, outputs, entry)
 
     def to_probs(self, outputs: torch.Tensor) -> torch.Tensor:
         return outputs.float()  # the Segmentor returns probabilities already
@@ -60,41 +79,11 @@ class SegmentationTask(ZooFiles[SegmentationModel], Task):
     # ---- data ----------------------------------------------------------------------------
     def build_dataset(self, name: str, root: str | Path | None, **options: Any) -> SampleDataset:
         root = self.dataset_root(name, root)
+        if name == FOLDER:
+            from .folder_dataset import load_segmentation_folder
+
+            given = {o.name: options[o.name] for o in self.dataset_options(name) if options.get(o.name) is not None}
+            return load_segmentation_folder(root, options.get("split"), **given)
         from .datasets import load_segmentation_dataset
 
         return load_segmentation_dataset(name, root, options.get("split"))
-
-    # ---- statistics ----------------------------------------------------------------------
-    def sample_statistics_torch(self, combined: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Per image: intersection, union, predicted area and label area of each class (4C),
-        over the pixels whose label is not the ignore index (mmseg's intersect_and_union)."""
-        import torch
-
-        classes = combined.shape[1]
-        pred = combined.argmax(dim=1)
-        rows = []
-        for p, t in zip(pred, targets):
-            valid = (t != IGNORE_INDEX) & (t >= 0) & (t < classes)
-            p, t = p[valid], t[valid]
-            inter = torch.bincount(t[p == t], minlength=classes)
-            area_pred = torch.bincount(p, minlength=classes)
-            area_label = torch.bincount(t, minlength=classes)
-            rows.append(torch.cat([inter, area_pred + area_label - inter, area_pred, area_label]))
-        return torch.stack(rows).double()
-
-    def sample_statistics(self, combined: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        import torch
-
-        return self.sample_statistics_torch(torch.from_numpy(combined), torch.from_numpy(targets)).numpy()
-
-    def metric(self, summed_statistics: np.ndarray) -> float | np.ndarray:
-        """mIoU in %: per-class IoU from summed intersection and union; classes absent from both
-        prediction and labels (union 0) are left out, as mmseg's nanmean does."""
-        summed = np.asarray(summed_statistics, dtype=np.float64)
-        classes = summed.shape[-1] // 4
-        inter, union = summed[..., :classes], summed[..., classes:2 * classes]
-        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # no class present at all: NaN, not a warning
-            iou = np.where(union > 0, inter / union, np.nan)
-            miou = 100.0 * np.nanmean(iou, axis=-1)
-        return float(miou) if np.ndim(miou) == 0 else miou

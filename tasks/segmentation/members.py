@@ -19,8 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.image_preprocessing import ImagePreprocessing
 from committee_tasks.core.macs import mac_counter
 from committee_tasks.core.members import Member
+from committee_tasks.core.outputs import OutputSpec
 
 
 class OriginalImage:
@@ -31,6 +34,17 @@ class OriginalImage:
 
     def __repr__(self) -> str:
         return "OriginalImage()"
+
+
+class DeviceInput(OriginalImage):
+    """A plain module's preprocessing: the decoded image as it is on the host (resized and
+    normalised on the device by `PlainSegmentor`); its repr, part of the cache key, lists how."""
+
+    def __init__(self, **spec):
+        self.spec = ImagePreprocessing(**spec)
+
+    def __repr__(self) -> str:
+        return f"DeviceInput({self.spec!r})"
 
 
 def _test_resize(cfg) -> tuple[tuple[int, int] | None, bool]:
@@ -104,6 +118,53 @@ class Segmentor(nn.Module):
         return F.pad(x, (0, pad_w, 0, pad_h), value=self.pad_val), (pad_w, pad_h)
 
 
+class PlainSegmentor(nn.Module):
+    """uint8 BGR images (N, 3, H, W) -> a plain module's class scores resized to H, W.
+
+    The module sees the image resized and normalised as its zoo entry says; its outputs, at
+    ``1/stride`` of its input, are resized to the label resolution before the class map."""
+
+    def __init__(self, model: nn.Module, spec: ImagePreprocessing, outputs: OutputSpec):
+        super().__init__()
+        self.model = model.eval()
+        self.spec = spec
+        self.outputs = outputs
+
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        size = self.spec.resize
+        if size is None:
+            return height, width
+        if len(size) == 2:
+            return size[0], size[1]
+        short = min(height, width)  # the shorter side to size[0], the ratio kept (torchvision's rule)
+        return (size[0], int(size[0] * width / height)) if height == short else (int(size[0] * height / width), size[0])
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        from torchvision.transforms.v2.functional import InterpolationMode, resize
+
+        height, width = images.shape[-2:]
+        x = images.float().flip(1)  # decoded as BGR (mmseg's loader): RGB, as the spec expects
+        size = self.input_size(height, width)
+        if size != (height, width):
+            x = resize(x, list(size), interpolation=InterpolationMode(self.spec.interpolation), antialias=True)
+        scores = self.model(self.spec.normalise(x))
+        self._check_stride(scores.shape[-2:], size)
+        corners = self.outputs.align_corners if self.outputs.upsample != "nearest" else None
+        return F.interpolate(scores.float(), size=(height, width), mode=self.outputs.upsample, align_corners=corners)
+
+    def _check_stride(self, got: tuple[int, int], size: tuple[int, int]) -> None:
+        stride = self.outputs.stride or 1
+        expected = [s / stride for s in size]
+        if any(abs(g - e) >= 1 for g, e in zip(got, expected)):
+            raise CommitteeError(f"{self.outputs.where}the model outputs {tuple(got)} for an input of {size}: not "
+                                 f"1/{stride} of it; set outputs.stride to the model's output stride")
+
+    def describe(self) -> str:
+        resize = f"resized to {self.spec.resize}" if self.spec.resize else "at its size"
+        return (f"whole image, {resize}; outputs at 1/{self.outputs.stride or 1} resized to the labels "
+                f"({self.outputs.upsample}); MACs per image at the input actually run")
+
+
 class SegmentationMember(Member):
     """MACs are counted during the real forward pass, once per input size: images differ in size
     (ADE20K) and a second pass per size would double the work."""
@@ -113,13 +174,15 @@ class SegmentationMember(Member):
         known = shape in self._macs_by_shape
         counter = contextlib.nullcontext() if known else mac_counter()
         with torch.no_grad(), counter as counted:
-            probs = self.module(inputs).float()
+            probs = self.to_probs(self.module(inputs)).float()
         if not known:
             self._macs_by_shape[shape] = counted.macs // len(inputs)
         return probs, np.full(len(inputs), self._macs_by_shape[shape], dtype=np.int64)
 
     def cost_note(self) -> str | None:
         s = self.module
+        if isinstance(s, PlainSegmentor):
+            return s.describe()
         how = f"sliding window {tuple(s.model.test_cfg.crop_size)} stride {tuple(s.model.test_cfg.stride)}" \
             if s.mode == "slide" else "whole image"
         resize = f"resized to scale {s.scale} (keep ratio: {s.keep_ratio})" if s.scale else "at its size"

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from committee_tasks.core.compat import NEEDS_FULL_MMCV, import_mmseg, mmseg_folder
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.lazy_call import lazy_call
 from committee_tasks.core.zoo import WeightsSource, ZooEntry
-from committee_tasks.core.zoo_files import read_zoo_file, weights_from_spec
 
 if TYPE_CHECKING:  # imported when a model is built or loaded
     import torch
@@ -32,14 +30,6 @@ ORIGINAL_IMAGE = lazy_call(f"{__package__}.members:OriginalImage")  # every memb
 DATASET_CLASSES = {"Cityscapes": 19, "ADE20K": 150, "Pascal VOC 2012 + Aug": 21, "Pascal Context": 60,
                    "Pascal Context 59": 59, "COCO-Stuff 164k": 171, "COCO-Stuff 10k": 171, "LoveDA": 7,
                    "Potsdam": 6, "Vaihingen": 6, "iSAID": 16, "Synapse": 9, "CamVid": 11}
-
-
-@dataclass(frozen=True)
-class SegmentationModel:
-    """A zoo entry plus its mmseg config file."""
-
-    entry: ZooEntry
-    config: Path
 
 
 def mim_root() -> Path:
@@ -76,17 +66,17 @@ def _build(config: Path) -> torch.nn.Module:
                              "full mmcv 2.1.0 build (compiled ops) or mmdet installed") from err
 
 
-def _entry(name: str, config: Path, weights: WeightsSource | None, num_classes: int, dataset: str,
-           metrics: Mapping[str, float], source: str) -> SegmentationModel:
-    entry = ZooEntry(name=name, task=TASK, builder=functools.partial(_build, config), weights=weights,
-                     num_classes=num_classes, dataset=dataset, input_size=(3,), preprocessing=ORIGINAL_IMAGE,
-                     metrics=dict(metrics), state_dict_loader=load_state_dict, source=source,
-                     notes={"config": str(config)})
-    return SegmentationModel(entry, config)
+def config_entry(name: str, config: Path, weights: WeightsSource | None, num_classes: int, dataset: str,
+                 metrics: Mapping[str, float], source: str) -> ZooEntry:
+    """An mmseg model: built from its config (``notes["config"]``), reading mmseg checkpoints."""
+    return ZooEntry(name=name, task=TASK, builder=functools.partial(_build, config), weights=weights,
+                    num_classes=num_classes, dataset=dataset, input_size=(3,), preprocessing=ORIGINAL_IMAGE,
+                    metrics=dict(metrics), state_dict_loader=load_state_dict, source=source,
+                    notes={"config": str(config)})
 
 
 @functools.lru_cache(maxsize=None)
-def metafile_models() -> dict[str, SegmentationModel]:
+def metafile_models() -> dict[str, ZooEntry]:
     import yaml  # a dependency of mmengine
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's: 8x faster, same result
@@ -105,34 +95,12 @@ def metafile_models() -> dict[str, SegmentationModel]:
             file_name = url.rsplit("/", 1)[-1]
             prefix = re.search(r"-([0-9a-f]{8})\.pth$", file_name)
             weights = WeightsSource(file_name, url, prefix[1] if prefix else None)
-            models[name] = _entry(name, root / config, weights, DATASET_CLASSES.get(dataset, -1), dataset, metrics,
-                                  f"mmsegmentation metafile {metafile.parent.name}")
+            models[name] = config_entry(name, root / config, weights, DATASET_CLASSES.get(dataset, -1), dataset,
+                                        metrics, f"mmsegmentation metafile {metafile.parent.name}")
     return models
 
 
-def models_from_file(path: str | Path) -> dict[str, SegmentationModel]:
-    """Models described in a JSON file::
-
-        {"models": [{"name": "my_segformer", "config": "my_segformer.py",
-                     "weights": "my_segformer.pth", "url": null, "sha256": null,
-                     "dataset": "cityscapes", "metrics": {"mIoU": 70.1}}]}
-
-    ``config`` is an mmseg config file (relative paths: to the JSON file); ``weights`` a
-    checkpoint file found in --weights-dir or the torch.hub cache (or downloaded from ``url``).
-    """
-    folder = Path(path).parent
-    return read_zoo_file(path, '{"name": ..., "config": ..., "weights": ...}',
-                         lambda item: _model_from_spec(item, folder))
-
-
-def _model_from_spec(item: Mapping[str, Any], folder: Path) -> SegmentationModel:
-    config = (folder / item["config"]).resolve()
-    if not config.is_file():
-        raise ValueError(f"config {config} does not exist")
-    return _entry(item["name"], config, weights_from_spec(item), _config_classes(config),
-                  item.get("dataset", "?"), item.get("metrics", {}), "user zoo file")
-
-
+@functools.lru_cache(maxsize=None)
 def _config_classes(config: Path) -> int:
     from mmengine import Config
 
@@ -142,8 +110,7 @@ def _config_classes(config: Path) -> int:
     return int(head.num_classes)
 
 
-def exact_entry(model: SegmentationModel) -> ZooEntry:
-    """The entry with its number of classes read from the config (metafiles give the dataset only)."""
-    from dataclasses import replace
-
-    return replace(model.entry, num_classes=_config_classes(model.config))
+def config_classes(config: str | Path) -> int:
+    """The number of classes an mmseg config's (last) decode head predicts (metafiles give only
+    the dataset), read once per config file."""
+    return _config_classes(Path(config))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from committee_tasks.core.errors import CommitteeError, unknown_name
 from committee_tasks.core.lazy_call import lazy_call
@@ -22,35 +22,43 @@ from committee_tasks.core.metrics import Top1Statistics
 from committee_tasks.core.member_spec import MemberSpec
 from committee_tasks.core.task import Task
 from committee_tasks.core.zoo import ZooEntry
-from committee_tasks.core.zoo_files import ZooFiles
 
-from .zoo import VIEWS, VideoModel, hub_models, models_from_file
+from . import layouts
+from .zoo import VIEWS, ZOO_FILE_FIELDS, VideoModel, entry_from_zoo_file, hub_models
 
 if TYPE_CHECKING:  # torch, decoding and the members are imported when used: listing needs none
     import torch
 
     from committee_tasks.core.members import Member
     from committee_tasks.core.samples import SampleDataset
+    from committee_tasks.core.zoo_files import ZooFileModel
 
 NAME_PATTERN = re.compile(r"^(?P<base>[^@+]+)(?:@(?P<clips>\d+)x(?P<crops>\d+))?(?:\+exit(?P<exit>[0-9.]+))?$")
 
 
-class VideoTask(ZooFiles[VideoModel], Top1Statistics, Task):
+class VideoTask(Top1Statistics, Task):
     """A member's video prediction is the mean of its softmax over views; a committee averages
     members' video predictions; top-1 from summed correctness, as for images."""
 
     name = "video"
     default_batch_size = 2  # videos per batch: each carries up to 30 uint8 views
-    DATASETS = ("kinetics400", "kinetics600", "kinetics700", "kinetics")
+    DATASETS = tuple(layouts.DATASETS)
+    DATASET_DESCRIPTIONS = layouts.DESCRIPTIONS
+    DATASET_OPTIONS = layouts.OPTIONS
     default_dataset = "kinetics400"
     default_measure_samples = 8  # timed on preprocessed views held in memory: ~100-200 MB per video
     prefetch_batches = 1  # each batch of views is large (X3D-L, 10x3 views: ~180 MB per video)
-    builtin_models = staticmethod(hub_models)
-    models_from_file = staticmethod(models_from_file)
+    zoo_file_fields = ZOO_FILE_FIELDS
+
+    def zoo(self) -> Mapping[str, ZooEntry]:
+        return hub_models()
+
+    def entry_from_zoo_file(self, model: ZooFileModel) -> ZooEntry:
+        return entry_from_zoo_file(model, self.base_entry(model))
 
     def parse_name(self, name: str) -> tuple[VideoModel, Any, float | None]:
         match = NAME_PATTERN.match(name)
-        models = self.models()
+        models = self.entries()
         base = match["base"] if match else name
         if base not in models:
             raise unknown_name("model", base, models,
@@ -59,7 +67,7 @@ class VideoTask(ZooFiles[VideoModel], Top1Statistics, Task):
         if match is None:
             raise CommitteeError(f"cannot read member {name!r}: spell it NAME, NAME@CLIPSxCROPS (e.g. x3d_m@10x3) "
                                  "or NAME@CLIPSxCROPS+exitTHRESHOLD (e.g. x3d_m@10x3+exit0.8)")
-        model = models[base]
+        model = VideoModel.of(models[base])
         try:
             recipe = model.recipe_for(int(match["clips"]) if match["clips"] else None,
                                       int(match["crops"]) if match["crops"] else None)
@@ -86,6 +94,9 @@ class VideoTask(ZooFiles[VideoModel], Top1Statistics, Task):
         digest = load_weights(model.entry, module, weights_dir)
         classifier = VideoClassifier(module, recipe).eval()
         to_probs = _identity if classifier.outputs_probabilities else _softmax
+        if model.entry.outputs is not None:  # a zoo file's class map (and, unless it says, the head's type)
+            kind = model.entry.outputs.type or ("probabilities" if classifier.outputs_probabilities else "logits")
+            to_probs = replace(model.entry.outputs, type=kind)
         return VideoMember(name, classifier, VideoViews(recipe), digest, model.entry.num_classes, to_probs,
                            self.model_entry(name), views=recipe.views, view_exit=exit_at)
 

@@ -1,17 +1,17 @@
-"""Kinetics-style video datasets as people have them on disk.
+"""Kinetics-style video datasets as people have them on disk (``kinetics*``, and ``videos`` for your own).
 
 Layouts (``--data-root DIR``, split ``val`` by default):
 
 * a list file of ``path label`` rows (pytorchvideo's ``LabeledVideoPaths.from_csv`` and
   mmaction2's ``kinetics400_val_list_videos.txt``; space- or comma-separated), next to or above
   the videos: ``DIR/val.csv``, ``DIR/val.txt``, ``DIR/kinetics400_val_list_videos.txt`` ... or
-  ``--label-file FILE``. Paths are relative to ``DIR/val``, ``DIR`` or the list file's folder.
+  ``--data-option label_file=FILE``. Paths are relative to ``DIR/val``, ``DIR`` or the list file's folder.
   Labels are class indices or class names;
 * the official Kinetics annotation CSV (``label,youtube_id,time_start,time_end,split``) with
   videos named ``<youtube_id>_<start:06d>_<end:06d>.mp4``, flat or in per-class folders;
 * one folder per class: ``DIR/val/<class name>/*.mp4`` (or ``DIR/<class name>/*``).
 
-The class order comes from a class file (``--class-list FILE``, or found in ``DIR``): one name
+The class order comes from a class file (``--data-option class_list=FILE``, or found in ``DIR``): one name
 per line (mmaction2's ``label_map_k400.txt``) or a JSON ``{name: index}`` (PySlowFast's
 ``kinetics_classnames.json``). Without one, class indices follow the sorted class names, which
 is the Kinetics convention. A row whose label is not a known class is kept and skipped when it
@@ -128,15 +128,20 @@ def load_kinetics(root: str | Path, split: str | None = None, label_file: str | 
         classes = found_classes
     if not rows:
         raise CommitteeError(f"no videos found in {root}: expected a list file ({', '.join(n.format(split=split) for n in LIST_FILE_NAMES[:3])}, "
-                             f"or --label-file) or one folder of videos per class in {root / split} or {root}")
+                             f"or --data-option label_file=FILE) or one folder of videos per class in "
+                             f"{root / split} or {root}")
     unknown = sum(r.label is None for r in rows)
     if unknown:
         log.warning("%d of %d videos have labels not in the class file; they will be skipped", unknown, len(rows))
     log.info("%s: %d videos, %d classes (%s)", name, len(rows), len(classes or []),
              f"class file {class_file}" if class_file else "classes in sorted name order")
     video = VideoDataset(f"{name}-{split}", rows, classes, source)
-    pretty = re.sub(r"^kinetics(\d+)$", r"Kinetics-\1", name)
-    video.title = f"{pretty} {split} split"
+    video.num_classes = len(classes) if class_file else None  # a class file names the members' label set
+    if name.startswith("kinetics"):
+        pretty = re.sub(r"^kinetics(\d+)$", r"Kinetics-\1", name)
+        video.title = f"{pretty} {split} split"
+    else:  # your own videos: no dataset name to show
+        video.title = f"videos in {root} ({split} split)"
     return video
 
 
@@ -161,7 +166,8 @@ def _rows_from_list(list_file: Path, root: Path, split: str, classes: list[str] 
     if classes is None and names:
         classes = names
         log.warning("%s labels videos by class name and no class file was given: class indices follow the "
-                    "sorted names (the Kinetics order); pass --class-list for the models' order", list_file)
+                    "sorted names (the Kinetics order); pass --data-option class_list=FILE for the models' order",
+                    list_file)
     index_of = {c: i for i, c in enumerate(classes or [])}
     prefix = _video_prefix([p for p, _ in pairs[:20]], [root / split, root, list_file.parent])
     rows = [VideoRow(rel, prefix / rel, _label_index(label, classes, index_of), label) for rel, label in pairs]

@@ -24,15 +24,16 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from committee_tasks.core.compat import import_pytorchvideo
 from committee_tasks.core.errors import CommitteeError
-from committee_tasks.core.lazy_call import lazy_call
+from committee_tasks.core.lazy_call import LazyCall, lazy_call
 from committee_tasks.core.zoo import WeightsSource, ZooEntry
-from committee_tasks.core.zoo_files import read_zoo_file, weights_from_spec
 from committee_tasks.core.zoo_index import PackageIndex
 
 from .recipes import SamplingRecipe
 
 if TYPE_CHECKING:  # imported when a model is built or loaded
     import torch
+
+    from committee_tasks.core.zoo_files import ZooFileModel
 
 TASK = "video"
 VIEWS = f"{__package__}.decoding:VideoViews"  # every member's preprocessing, given its recipe
@@ -47,6 +48,16 @@ class VideoModel:
     entry: ZooEntry
     recipe: SamplingRecipe
     single_crop_size: int
+
+    @classmethod
+    def of(cls, entry: ZooEntry) -> VideoModel:
+        """The model of a video zoo entry: its preprocessing is ``lazy_call(VIEWS, recipe)``."""
+        pre = entry.preprocessing
+        if not (isinstance(pre, LazyCall) and pre.target == VIEWS and pre.args):
+            raise CommitteeError(f"video model {entry.name!r} has no sampling recipe: its preprocessing must be "
+                                 f"lazy_call({VIEWS!r}, SamplingRecipe(...)), got {pre!r}")
+        recipe = pre.args[0]
+        return cls(entry, recipe, int(entry.notes.get("single_crop_size", recipe.crop_size)))
 
     def recipe_for(self, clips: int | None = None, crops: int | None = None) -> SamplingRecipe:
         """The recipe for ``clips`` x ``crops`` views: one crop uses the single-crop size, three
@@ -111,7 +122,7 @@ INDEX = PackageIndex(Path(__file__).resolve().with_name("pytorchvideo_index.json
 
 
 @functools.lru_cache(maxsize=None)
-def hub_models() -> dict[str, VideoModel]:
+def hub_models() -> dict[str, ZooEntry]:
     urls = {record["name"]: record["url"] for record in INDEX.load()}
     models = {}
     for name, m in HUB_MODELS.items():
@@ -127,45 +138,45 @@ def hub_models() -> dict[str, VideoModel]:
             macs=int(round(m["gmacs_per_view"] * 1e9)), metrics={"top-1": m["top1"]}, state_dict_loader=load_pytorchvideo_checkpoint,
             source=ZOO_SOURCE,
             notes={"macs_per": "view", "views": f"{clips}x{crops}", "frames_x_rate": f"{frames}x{rate}",
-                   "test_crop": crop3},
+                   "test_crop": crop3, "single_crop_size": m["crop_1"]},
         )
-        models[name] = VideoModel(entry, recipe, m["crop_1"])
+        models[name] = entry
     return models
 
 
-def models_from_file(path: str | Path) -> dict[str, VideoModel]:
-    """Models described in a JSON file::
-
-        {"models": [{"name": "my_x3d", "builder": "create_x3d",
-                     "kwargs": {"input_clip_length": 4, "input_crop_size": 64, "model_num_class": 3},
-                     "weights": "my_x3d.pyth", "url": null, "sha256": null, "num_classes": 3,
-                     "recipe": {"frames": 4, "sampling_rate": 2, "short_side": 64, "crop_size": 64,
-                                "clips": 2, "crops": 1},
-                     "single_crop_size": 64, "dataset": "my-videos", "metrics": {"top-1": 80.0}}]}
-
-    ``builder`` names a pytorchvideo model builder (``create_x3d`` ...) or hub function
-    (``x3d_m`` ...); ``weights`` is a file found in --weights-dir or the torch.hub cache (or
-    downloaded from ``url``), in the pytorchvideo checkpoint format.
-    """
-    return read_zoo_file(path, '{"name": ..., "builder": ..., "weights": ..., "recipe": {...}}', _model_from_spec)
+ZOO_FILE_FIELDS = {
+    "recipe": "{frames, sampling_rate, short_side, crop_size, clips, crops, target_fps, mean, std, slowfast_alpha}",
+    "single_crop_size": "the crop of the 1-crop protocol (NAME@Tx1; default: the recipe's crop_size)",
+}
 
 
-def _model_from_spec(item: Mapping[str, Any]) -> VideoModel:
-    builder_name = item["builder"]
-    if builder_name not in BUILDERS:
-        raise ValueError(f"unknown builder {builder_name!r}; valid: {', '.join(BUILDERS)}")
-    recipe = SamplingRecipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in item["recipe"].items()})
-    kwargs = dict(item.get("kwargs", {}))
-    entry = ZooEntry(
-        name=item["name"], task=TASK, builder=functools.partial(_build_custom, builder_name, kwargs),
-        weights=weights_from_spec(item), num_classes=int(item["num_classes"]), dataset=item.get("dataset", "?"),
-        input_size=(3, recipe.frames, recipe.crop_size, recipe.crop_size),
-        preprocessing=lazy_call(VIEWS, recipe), macs=item.get("macs"),
-        metrics=dict(item.get("metrics", {})), state_dict_loader=load_pytorchvideo_checkpoint,
-        source=item.get("source", "user zoo file"),
-        notes={"macs_per": "view", "views": f"{recipe.clips}x{recipe.crops}"},
-    )
-    return VideoModel(entry, recipe, int(item.get("single_crop_size", recipe.crop_size)))
+def entry_from_zoo_file(model: ZooFileModel, base: ZooEntry | None) -> ZooEntry:
+    """A video model of a zoo file: ``builder`` a pytorchvideo builder (``create_x3d`` ...), hub
+    function (``x3d_m`` ...) or any importable callable; ``recipe`` its sampling (default: the
+    base's); weights in the pytorchvideo format (``{"model_state": ...}``) or a plain state dict."""
+    recipe_spec = model.get("recipe")
+    if recipe_spec is None and base is None:
+        raise model.error("recipe", "missing: give the sampling recipe {frames, sampling_rate, short_side, crop_size, "
+                          "clips, crops} (or a 'base' model)")
+    try:
+        recipe = (SamplingRecipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in recipe_spec.items()})
+                  if recipe_spec is not None else VideoModel.of(base).recipe)
+    except (TypeError, ValueError, AttributeError) as err:
+        raise model.error("recipe", str(err)) from err
+    single = model.get("single_crop_size", base.notes.get("single_crop_size") if base else recipe.crop_size)
+    known = {name: _known_builder for name in BUILDERS}
+    entry = model.entry(TASK, base, lazy_call(VIEWS, recipe), (3, recipe.frames, recipe.crop_size, recipe.crop_size),
+                        known_builders=known,
+                        notes={"macs_per": "view", "views": f"{recipe.clips}x{recipe.crops}",
+                               "single_crop_size": int(single or recipe.crop_size)})
+    weights = model.get("weights")
+    if isinstance(weights, str) or (isinstance(weights, dict) and not {"key", "strip_prefix"} & set(weights)):
+        entry = replace(entry, state_dict_loader=load_pytorchvideo_checkpoint)
+    return entry
+
+
+def _known_builder(model: ZooFileModel, kwargs: dict[str, Any]) -> Callable[[], torch.nn.Module]:
+    return functools.partial(_build_custom, model.get("builder"), kwargs)
 
 
 def _build_custom(builder_name: str, kwargs: Mapping[str, Any]) -> torch.nn.Module:
