@@ -92,6 +92,14 @@ def probabilities(logits: torch.Tensor, class_map=None) -> np.ndarray:
     return torch.softmax(logits.double(), dim=1).numpy()
 
 
+def evaluated(task_name: str, world: dict, dataset: SampleDataset | None = None):
+    """The task with the world's zoo file, its members' names, and their pool on the world's data."""
+    task = get_task(task_name)
+    task.add_zoo_file(world["zoo"])
+    names = list(world["modules"])
+    return task, names, Pool.evaluate(names, world["data"] if dataset is None else dataset, task, options=OPTIONS)
+
+
 def cascade_reference(probs: list[np.ndarray], threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Stage-k output = mean of the first k+1 members; exit once its max probability >= threshold."""
     out, stage = np.array(probs[-1] * 0), np.full(len(probs[0]), len(probs) - 1)
@@ -154,10 +162,7 @@ def _image_reference(world) -> dict[str, np.ndarray]:
 
 
 def test_classification_members_and_committees_equal_the_reference(image_world):
-    task = get_task("classification")
-    task.add_zoo_file(image_world["zoo"])
-    names = ["plain_a", "nested_b", "prefixed_c"]
-    pool = Pool.evaluate(names, image_world["data"], task, options=OPTIONS)
+    _, names, pool = evaluated("classification", image_world)
     reference = _image_reference(image_world)
     labels = image_world["data"].labels
     for name in names:
@@ -247,10 +252,7 @@ def _iou_statistics(probs: np.ndarray, labels: np.ndarray, classes: int = CLASSE
 
 
 def test_segmentation_members_and_committees_equal_the_reference(segmentation_world):
-    task = get_task("segmentation")
-    task.add_zoo_file(segmentation_world["zoo"])
-    names = ["full_a", "eighth_b", "void_c"]
-    pool = Pool.evaluate(names, segmentation_world["data"], task, options=OPTIONS)
+    task, names, pool = evaluated("segmentation", segmentation_world)
     reference = _segmentation_reference(segmentation_world)
     labels = segmentation_world["data"].labels
     for name in names:
@@ -286,11 +288,8 @@ def video_world(tmp_path_factory):
 def test_video_members_and_committees_equal_the_reference(video_world):
     from tests.video_fixtures import CLASSES as NAMES
 
-    task = get_task("video")
-    task.add_zoo_file(video_world["zoo"])
-    dataset = task.build_dataset("kinetics400", video_world["root"], split="val")
-    names = list(video_world["modules"])
-    pool = Pool.evaluate(names, dataset, task, options=OPTIONS)
+    dataset = get_task("video").build_dataset("kinetics400", video_world["root"], split="val")
+    task, names, pool = evaluated("video", video_world, dataset)
     members = {n: pool.member(n) for n in names}
     reference = {n: [] for n in names}
     for i in range(len(dataset)):

@@ -14,6 +14,7 @@ from typing import Any
 
 from committee_tasks.core.dataset_options import OptionValue, key_value
 from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.files import resolve_in
 
 # What an option's value must look like, by its type= callable (others: their own error message).
 _EXPECTED = {None: "a string", str: "a string", int: "an integer", float: "a number", Path: "a path"}
@@ -151,6 +152,5 @@ def resolve_paths(value: Any, folder: Path) -> Any:
     if isinstance(value, OptionValue):
         return replace(value, folder=folder)
     if isinstance(value, PurePath):
-        path = Path(value).expanduser()
-        return path if path.is_absolute() else (folder / path).resolve()
+        return resolve_in(folder, value)
     return value

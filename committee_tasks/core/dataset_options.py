@@ -14,6 +14,7 @@ from pathlib import Path, PurePath
 from typing import Any, Mapping, Sequence
 
 from committee_tasks.core.errors import CommitteeError, unknown_name
+from committee_tasks.core.files import parse_json, read_text, resolve_in
 
 # kind -> (how --list-datasets spells its value, what an error says is expected)
 KINDS = {
@@ -107,8 +108,7 @@ def parse_value(option: DatasetOption, value: Any, folder: Path | None, where: s
 def _path(value: Any, folder: Path | None) -> Path:
     if isinstance(value, bool) or not isinstance(value, (str, PurePath)) or not str(value).strip():
         raise TypeError(value)
-    path = Path(value).expanduser()
-    return path if path.is_absolute() or folder is None else (folder / path).resolve()
+    return Path(value).expanduser() if folder is None else resolve_in(folder, value)
 
 
 def _int(value: Any, folder: Path | None) -> int:
@@ -155,8 +155,6 @@ def _names(value: Any, folder: Path | None) -> tuple[str, ...]:
 
 
 def _json(value: Any, folder: Path | None) -> Any:
-    from committee_tasks.core.files import parse_json, read_text
-
     if isinstance(value, (list, dict)):
         return value
     if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
@@ -171,8 +169,6 @@ _PARSERS = {"path": _path, "int": _int, "float": _float, "str": _str, "bool": _b
 def read_names(path: Path) -> list[str]:
     """Names in index order from a file: a JSON list or ``{name: index}``, or one name per line
     (blank lines left out; names may hold spaces)."""
-    from committee_tasks.core.files import parse_json, read_text
-
     text = read_text(path, "file of names", "give the names as a comma-separated list (a,b,c) or a file")
     if path.suffix.lower() != ".json":
         names = [line.strip() for line in text.splitlines() if line.strip()]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 CACHE_ENV = "COMMITTEE_TASKS_CACHE"
@@ -56,6 +56,13 @@ def atomic_write(path: Path, write) -> None:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True).encode()))
+
+
+def resolve_in(folder: Path, path: str | PurePath) -> Path:
+    """``path`` as written in a file of ``folder`` (a config, a zoo file): ``~`` expanded, kept
+    when absolute, else taken relative to ``folder``."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else (Path(folder) / path).resolve()
 
 
 def read_json(path: Path, default: Any = None) -> Any:

@@ -97,14 +97,16 @@ class ImagePreprocessing:
 
     def __call__(self, image: Any) -> torch.Tensor:
         import torch
-        from torchvision.transforms import v2
-        from torchvision.transforms.functional import InterpolationMode
+        from PIL import Image
+        from torchvision.transforms.v2 import InterpolationMode
+        from torchvision.transforms.v2 import functional as F
 
-        x = v2.functional.to_image(image)
-        mode = InterpolationMode(self.interpolation)
+        if not isinstance(image, (Image.Image, torch.Tensor)):
+            image = F.to_image(image)  # an (H, W, C) array
+        # a PIL image is resized and cropped as PIL, as torchvision's and timm's eval transforms do
         if self.resize is not None:
-            size = list(self.resize)
-            x = v2.functional.resize(x, size, interpolation=mode, antialias=True)
+            image = F.resize(image, list(self.resize), interpolation=InterpolationMode(self.interpolation),
+                             antialias=True)
         if self.crop is not None:
-            x = v2.functional.center_crop(x, list(self.crop))
-        return self.normalise(x.as_subclass(torch.Tensor))
+            image = F.center_crop(image, list(self.crop))
+        return self.normalise(F.to_image(image).as_subclass(torch.Tensor))

@@ -147,16 +147,18 @@ class Task(abc.ABC):
     def read_dataset_options(self, name: str, values: Mapping[str, Any], flag: str = "--data-option") -> dict[str, Any]:
         """The typed options of dataset ``name`` from what a user wrote (``{key: text or value}``):
         an unknown dataset or key, or a value not of the option's kind, is refused."""
-        if name not in self.list_datasets():
-            raise unknown_name("dataset", name, self.list_datasets())
+        self._check_dataset_name(name)
         return parse_dataset_options(name, self.dataset_options(name), values, flag,
                                      fix=f"List them with `tools/eval.py --task {self.name} --list-datasets`.")
+
+    def _check_dataset_name(self, name: str) -> None:
+        if name not in self.list_datasets():
+            raise unknown_name("dataset", name, self.list_datasets())
 
     def dataset_root(self, name: str, root: str | Path | None, holding: str = "") -> str | Path:
         """``root`` for dataset ``name``, or the error for a name not in `list_datasets` or a root
         not given (``holding`` says what the folder should hold)."""
-        if name not in self.list_datasets():
-            raise unknown_name("dataset", name, self.list_datasets())
+        self._check_dataset_name(name)
         if root is None:
             raise CommitteeError(f"dataset {name!r} needs --data-root DIR" + (f" ({holding})" if holding else ""))
         return root

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 import json
 import sys
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.files import resolve_in
 from committee_tasks.core.lazy_call import LazyCall, lazy_call
 from committee_tasks.core.outputs import OutputSpec, output_spec
 from committee_tasks.core.zoo import WeightsSource, ZooEntry
@@ -67,13 +67,10 @@ class ImportedBuilder:
     where: str = field(default="", compare=False)
 
     def resolve(self) -> Any:
-        module_name, _, attribute = self.target.partition(":")
         if self.folder and self.folder not in sys.path:
             sys.path.append(self.folder)  # modules next to the zoo file import as top-level ones
         try:
-            value: Any = importlib.import_module(module_name)
-            for part in attribute.split("."):
-                value = getattr(value, part)
+            value = LazyCall(self.target).resolve()
         except (ImportError, AttributeError) as err:
             raise CommitteeError(f"{self.where}field 'builder': cannot import {self.target!r} ({type(err).__name__}: "
                                  f"{err}); the module must be installed, on PYTHONPATH or next to the zoo "
@@ -119,7 +116,7 @@ class ZooFileModel:
 
     def path(self, value: str) -> Path:
         """A path written in the file: relative ones are relative to the file's folder."""
-        return (self.file.parent / Path(value).expanduser()).resolve()
+        return resolve_in(self.file.parent, value)
 
     def builder(self, base: ZooEntry | None, known: Mapping[str, Any] | None = None) -> Any:
         """The entry's builder: ``builder`` (importable, or a name in ``known``) with ``kwargs``,
@@ -146,8 +143,11 @@ class ZooFileModel:
             raise self.error("builder", f"{target!r} is not 'package.module:function'{extra}")
         return ImportedBuilder(target, tuple(sorted(kwargs.items())), str(self.file.parent.resolve()), self.where)
 
-    def weights(self, base: ZooEntry | None) -> tuple[WeightsSource | None, Any, dict[str, Any]]:
-        """(source, state-dict loader, variant) of ``weights``; the base's when not given."""
+    def weights(self, base: ZooEntry | None, checkpoint_format: Any = None
+                ) -> tuple[WeightsSource | None, Any, dict[str, Any]]:
+        """(source, state-dict loader, variant) of ``weights``; the base's when not given.
+        ``checkpoint_format``: the task's reader of its usual checkpoints, used when the weights
+        name neither a key nor a prefix (None: a plain state dict)."""
         spec = self.get("weights")
         if spec is None:
             return (base.weights, base.state_dict_loader, dict(base.variant)) if base else (None, None, {})
@@ -164,6 +164,8 @@ class ZooFileModel:
         file_name = path.name if path else spec["url"].rsplit("/", 1)[-1]
         source = WeightsSource(file_name, spec.get("url"), spec.get("sha256"), path=path)
         key, prefix = spec.get("key"), spec.get("strip_prefix")
+        if key is None and prefix is None and checkpoint_format is not None:
+            return source, checkpoint_format, {}
         loader = lazy_call(STATE_DICT_READER, key=key, strip_prefix=prefix)
         return source, loader, ({"state_dict_key": key} if key else {})
 
@@ -180,9 +182,11 @@ class ZooFileModel:
         return found
 
     def entry(self, task: str, base: ZooEntry | None, preprocessing: Any, input_size: tuple[int, ...],
-              known_builders: Mapping[str, Any] | None = None, **overrides: Any) -> ZooEntry:
-        """The `ZooEntry` of this model; ``overrides``: other `ZooEntry` fields the task sets."""
-        weights, loader, variant = self.weights(base)
+              known_builders: Mapping[str, Any] | None = None, checkpoint_format: Any = None,
+              **overrides: Any) -> ZooEntry:
+        """The `ZooEntry` of this model (``known_builders``: see `builder`; ``checkpoint_format``:
+        see `weights`); ``overrides``: other `ZooEntry` fields the task sets."""
+        weights, loader, variant = self.weights(base, checkpoint_format)
         if self.outputs is not None:
             variant["outputs"] = self.outputs.key()
         same_weights = base is not None and self.get("weights") is None

@@ -1,5 +1,5 @@
 """What building a timm member needs besides timm itself: its evaluation transform (timm's, as
-torchvision v2 transforms with a stable repr) and where its weight file is or comes from.
+an `ImagePreprocessing`, whose repr is stable) and where its weight file is or comes from.
 
 Weights of a timm model published on the Hugging Face hub are looked up, in order, as
 ``<weights-dir>/<arch>.<tag>.safetensors``, in a folder ``<weights-dir>/<arch>.<tag>/`` (or named
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.image_preprocessing import INTERPOLATIONS, ImagePreprocessing
 
 # The files of a timm repository on the hub, in the order timm itself prefers them.
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -25,13 +26,10 @@ CROP_MODES = ("center", "squash")  # timm's third, "border" (pad to keep the who
 
 
 def timm_eval_transform(input_size: Sequence[int], crop_pct: float, crop_mode: str, interpolation: str,
-                        mean: Sequence[float], std: Sequence[float]):
+                        mean: Sequence[float], std: Sequence[float]) -> ImagePreprocessing:
     """timm's evaluation transform (``transforms_imagenet_eval``) for a pretrained config: resize
     to ``floor(size / crop_pct)`` (the shorter side for "center", both sides for "squash"), centre
     crop to ``input_size``, scale to 0..1, normalise. On PIL images it gives timm's tensors exactly."""
-    import torch
-    from torchvision.transforms import v2
-
     height, width = input_size[-2:]
     if crop_mode not in CROP_MODES:
         raise CommitteeError(f"timm crop_mode {crop_mode!r} is not supported (only {list(CROP_MODES)}): its "
@@ -39,15 +37,11 @@ def timm_eval_transform(input_size: Sequence[int], crop_pct: float, crop_mode: s
     if crop_mode == "center" and height != width:
         raise CommitteeError(f"timm crop_mode 'center' with a non-square input {height}x{width} is not supported "
                              "(timm resizes it keeping the aspect ratio by its own rule)")
-    try:
-        mode = v2.InterpolationMode(interpolation)
-    except ValueError:
-        raise CommitteeError(f"timm interpolation {interpolation!r} is not one of torchvision's "
-                             f"{[m.value for m in v2.InterpolationMode]}") from None
+    if interpolation not in INTERPOLATIONS:
+        raise CommitteeError(f"timm interpolation {interpolation!r} is not one of {list(INTERPOLATIONS)}")
     scaled = (math.floor(height / crop_pct), math.floor(width / crop_pct))
-    resize = v2.Resize(scaled if crop_mode == "squash" else scaled[0], interpolation=mode)
-    return v2.Compose([resize, v2.CenterCrop((height, width)), v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
-                       v2.Normalize(list(mean), list(std))])
+    return ImagePreprocessing(resize=scaled if crop_mode == "squash" else scaled[0], crop=(height, width),
+                              interpolation=interpolation, mean=tuple(mean), std=tuple(std))
 
 
 def hf_hub_cache() -> Path:

@@ -63,15 +63,26 @@ class SegmentationDataset(SampleDataset):
             raise FileNotFoundError(f"label map {info['seg_map_path']} is missing")
         results = self._load_labels(self._load_image(info))
         image, labels = results["img"], results["gt_seg_map"]
-        if labels.shape != image.shape[:2]:
-            raise LabelMapError(f"label map {labels.shape[1]}x{labels.shape[0]} does not match the image "
-                                f"{image.shape[1]}x{image.shape[0]} ({info['seg_map_path']})")
+        check_label_size(labels, image, info["seg_map_path"])
         unknown = np.setdiff1d(np.unique(labels), np.r_[np.arange(len(self.classes)), IGNORE_INDEX])
         if len(unknown):
             raise LabelMapError(f"label map holds class ids {unknown[:10].tolist()} outside 0..{len(self.classes) - 1} "
                                 f"and the ignore index {IGNORE_INDEX} ({info['seg_map_path']})")
-        image = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))  # 3 x H x W, BGR uint8
-        return Sample(self._ids[index], image, torch.from_numpy(labels.astype(np.int64)))
+        return labelled_sample(self._ids[index], image, labels)
+
+
+def check_label_size(labels: np.ndarray, image: np.ndarray, label_path) -> None:
+    """A label map of another size than its image is a `LabelMapError` (the sample is skipped)."""
+    if labels.shape != image.shape[:2]:
+        raise LabelMapError(f"label map {labels.shape[1]}x{labels.shape[0]} does not match the image "
+                            f"{image.shape[1]}x{image.shape[0]} ({label_path})")
+
+
+def labelled_sample(sample_id: str, image: np.ndarray, labels: np.ndarray) -> Sample:
+    """The sample of a decoded image (H x W x 3, BGR uint8) and its label map (H x W class ids),
+    as every segmentation dataset yields it."""
+    pixels = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))  # 3 x H x W, BGR uint8
+    return Sample(sample_id, pixels, torch.from_numpy(labels.astype(np.int64)))
 
 
 def load_segmentation_dataset(name: str, root: str | Path, split: str | None = None) -> SegmentationDataset:

@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 from PIL import Image
 
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.samples import Sample, SampleDataset
 
-from .datasets import LabelMapError
+from .datasets import LabelMapError, check_label_size, labelled_sample
 from .layouts import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
@@ -104,13 +103,9 @@ class FolderSegmentationDataset(SampleDataset):
         label_path = self.labels[index]
         if not label_path.is_file():
             raise FileNotFoundError(f"label map {label_path} is missing")
-        image = self._read_image(self.images[index])
-        labels = self.rule.read(label_path)
-        if labels.shape != image.shape[:2]:
-            raise LabelMapError(f"label map {labels.shape[1]}x{labels.shape[0]} does not match the image "
-                                f"{image.shape[1]}x{image.shape[0]} ({label_path})")
-        image = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))  # 3 x H x W, BGR uint8
-        return Sample(self._ids[index], image, torch.from_numpy(labels))
+        image, labels = self._read_image(self.images[index]), self.rule.read(label_path)
+        check_label_size(labels, image, label_path)
+        return labelled_sample(self._ids[index], image, labels)
 
     def _read_image(self, path: Path) -> np.ndarray:
         """H x W x 3 BGR uint8, as mmseg's pipelines read it (mmcv with OpenCV; without mmcv, PIL's

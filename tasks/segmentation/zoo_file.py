@@ -56,10 +56,7 @@ def _mmseg_entry(model: ZooFileModel, base: ZooEntry | None, config: str | None)
         if not path.is_file():
             raise model.error("config", f"{path} does not exist")
         base = config_entry(model.name, path, None, -1, "?", {}, f"zoo file {model.file}")
-    entry = model.entry("segmentation", base, base.preprocessing, (3,))
-    weights = model.get("weights")
-    if isinstance(weights, str) or (isinstance(weights, dict) and not {"key", "strip_prefix"} & set(weights)):
-        entry = dataclasses.replace(entry, state_dict_loader=load_state_dict)  # mmseg's checkpoint format
+    entry = model.entry("segmentation", base, base.preprocessing, (3,), checkpoint_format=load_state_dict)
     if entry.outputs is not None:  # the segmentor outputs probabilities already
         entry = dataclasses.replace(entry, outputs=dataclasses.replace(entry.outputs, type="probabilities"))
     if model.get("num_classes") is None and entry.outputs is None:

@@ -165,14 +165,10 @@ def entry_from_zoo_file(model: ZooFileModel, base: ZooEntry | None) -> ZooEntry:
         raise model.error("recipe", str(err)) from err
     single = model.get("single_crop_size", base.notes.get("single_crop_size") if base else recipe.crop_size)
     known = {name: _known_builder for name in BUILDERS}
-    entry = model.entry(TASK, base, lazy_call(VIEWS, recipe), (3, recipe.frames, recipe.crop_size, recipe.crop_size),
-                        known_builders=known,
-                        notes={"macs_per": "view", "views": f"{recipe.clips}x{recipe.crops}",
-                               "single_crop_size": int(single or recipe.crop_size)})
-    weights = model.get("weights")
-    if isinstance(weights, str) or (isinstance(weights, dict) and not {"key", "strip_prefix"} & set(weights)):
-        entry = replace(entry, state_dict_loader=load_pytorchvideo_checkpoint)
-    return entry
+    return model.entry(TASK, base, lazy_call(VIEWS, recipe), (3, recipe.frames, recipe.crop_size, recipe.crop_size),
+                       known_builders=known, checkpoint_format=load_pytorchvideo_checkpoint,
+                       notes={"macs_per": "view", "views": f"{recipe.clips}x{recipe.crops}",
+                              "single_crop_size": int(single or recipe.crop_size)})
 
 
 def _known_builder(model: ZooFileModel, kwargs: dict[str, Any]) -> Callable[[], torch.nn.Module]:
