@@ -12,7 +12,7 @@ import pytest
 from committee_tasks import Cascade, CommitteeError, Single
 from committee_tasks.cli.eval import main
 from committee_tasks.search.fitting import fit_cascade
-from committee_tasks.search.exhaustive import cascade_grid, subset_table
+from committee_tasks.search.exhaustive import threshold_levels
 from committee_tasks.core.splits import calibration_mask
 from committee_tasks.committees.temperature import fit_temperature
 from tests.test_committees import random_pool
@@ -102,15 +102,18 @@ def test_tempered_pool_keeps_the_predictions():
 
 
 # ---------------------------------------------------------------------------------------------
-# fit_cascade against brute force over the same grid
+# fit_cascade against brute force: the earlier stages on the grid, every distinct threshold of the
+# last decision stage
 
 
 def _brute_force(pool, task, members, levels, confidence, combine):
-    table = subset_table(pool, members, task, confidence, max_size=len(members))
-    grid = cascade_grid(table, tuple(range(len(members))), levels, combine)
+    stages = [members[: s + 1] if combine == "mean" else [members[s]] for s in range(len(members) - 1)]
+    conf = [pool.stage_confidence(names, confidence, task) for names in stages]
+    options = [list(threshold_levels(c, levels)) + [np.inf] for c in conf[:-1]]
+    options.append(sorted(set(conf[-1].tolist())) + [np.inf])
     settings = []
-    for index in itertools.product(*(range(len(lv) + 1) for lv in grid.levels)):
-        r = Cascade(members, grid.thresholds(index), confidence=confidence, combine=combine).evaluate(pool, task)
+    for thresholds in itertools.product(*options):
+        r = Cascade(members, list(thresholds), confidence=confidence, combine=combine).evaluate(pool, task)
         settings.append((r.metric, r.macs_mean, r.macs_worst))
     return np.array(settings)
 
@@ -121,7 +124,7 @@ def _brute_force(pool, task, members, levels, confidence, combine):
     (["a", "b", "c"], "margin", "last"),
 ])
 def test_fit_cascade_equals_brute_force(classification, members, confidence, combine):
-    pool = random_pool(seed=11, n=600)
+    pool = random_pool(seed=11, n=200)
     levels = 8
     settings = _brute_force(pool, classification, members, levels, confidence, combine)
     metric, macs = settings[:, 0], settings[:, 1]

@@ -119,7 +119,7 @@ def test_a_registered_confidence_works_in_cascades_and_the_search(classification
     np.testing.assert_array_equal(result.exit_stage, reference_exits(pool, MEMBERS, 0.1))
     table = subset_table(pool, MEMBERS, classification, "gap_squared")
     found = search(table, classification, levels=8)
-    cascades = [found.candidate(i) for i in range(found.configurations) if found.candidate(i).kind == "cascade"]
+    cascades = [found.candidate(i) for i in range(len(found.metric)) if found.candidate(i).kind == "cascade"]
     for candidate in cascades[::7]:  # each setting's figures equal the cascade scored on its own
         scored = Cascade(candidate.members, candidate.thresholds, confidence="gap_squared").evaluate(pool, classification)
         assert scored.metric == pytest.approx(candidate.metric) and scored.macs_mean == pytest.approx(candidate.macs_mean)

@@ -26,7 +26,11 @@ def build_parser(prog: str = "tools/search.py") -> argparse.ArgumentParser:
     s = p.add_argument_group("search")
     s.add_argument("--references", type=names, help="single models to match (default: every pool member)")
     s.add_argument("--max-size", type=int, default=4, help="largest committee (members)")
-    s.add_argument("--levels", type=int, default=20, help="threshold levels per cascade stage")
+    s.add_argument("--levels", type=int, default=20,
+                   help="threshold levels (quantiles) per cascade stage; the last decision stage is swept exactly "
+                        "unless --grid-only")
+    s.add_argument("--grid-only", action="store_true",
+                   help="the last decision stage on the grid too (the search before exact sweeps; coarser, not faster)")
     s.add_argument("--any-order", action="store_true", help="cascades in every member order, not only cheapest first")
     s.add_argument("--worst-case", action="store_true",
                    help="keep only committees whose worst-case MACs stay within the reference's")
@@ -54,7 +58,7 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
 
     request = SearchRequest(
         pool=args.pool, task=args.task, references=args.references, max_size=args.max_size, levels=args.levels,
-        any_order=args.any_order, worst_case=args.worst_case, confidences=args.confidence,
+        exact_last=not args.grid_only, any_order=args.any_order, worst_case=args.worst_case, confidences=args.confidence,
         temperature=args.temperature, combine=args.cascade_combine, greedy=args.greedy, alpha=args.alpha,
         data=data_options(args), models_from=model_options(args), execution=execution_options(args),
         calibration=calibration_options(args), interval=bootstrap(args), command=command,

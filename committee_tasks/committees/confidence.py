@@ -96,6 +96,21 @@ for _name, _fn in (("max_prob", max_prob_t), ("margin", margin_t), ("neg_entropy
     register_confidence(_name, _fn)
 
 
+# Built-in confidences that depend only on a prediction's largest class probabilities, as
+# functions of them ((N, r), largest first; the same float32 arithmetic as the tensor versions):
+# the search forms a subset's mean only on candidate classes for these (committees.subset_columns).
+_TOP_VALUE_FORMS: dict[str, tuple[int, Callable[[np.ndarray], np.ndarray]]] = {
+    "max_prob": (1, lambda top: top[:, 0]),
+    "margin": (2, lambda top: top[:, 0] - top[:, 1]),
+}
+
+
+def top_value_form(name_or_fn) -> tuple[int, Callable[[np.ndarray], np.ndarray]] | None:
+    """``(r, f)`` when the confidence of (N, C) probabilities is ``f`` of their ``r`` largest values
+    per sample; None when it needs more (a callable, neg_entropy, per-position families)."""
+    return _TOP_VALUE_FORMS.get(name_or_fn) if isinstance(name_or_fn, str) else None
+
+
 def confidence_names() -> str:
     """Every registered name, and the frac_above_<level> family, for help texts and errors."""
     return ", ".join([*_REGISTRY, "frac_above_<level> (e.g. frac_above_0.9)"])

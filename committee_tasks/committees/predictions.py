@@ -20,15 +20,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
-import torch
 
 from committee_tasks.committees.confidence import get_confidence, get_torch_confidence
-from committee_tasks.committees.subsets import member_subsets, subset_sums
+from committee_tasks.committees.subset_columns import SubsetColumns, subset_columns
+from committee_tasks.committees.subsets import member_subsets
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.task import Task
 
 Confidence = str | Callable[[np.ndarray], np.ndarray]
-SubsetColumns = tuple[dict[tuple[int, ...], np.ndarray], dict[tuple[int, ...], np.ndarray]]
 
 
 @dataclass
@@ -55,6 +54,35 @@ class Stage:
     def confidence(self, confidence: Confidence) -> np.ndarray:
         """(N,) confidence of the combined prediction: a registered name, or (outputs kept) a callable."""
         return self._confidence(confidence)
+
+
+class RememberedStages:
+    """A pool read through a memo of each stage's statistics and one confidence, without its
+    combined outputs: committees that share stages (the search's Pareto front, thousands of
+    cascades over a few member prefixes) then form each stage's mean once. Committees evaluated
+    through it give the pool's own figures, less `CommitteeResult.combined`."""
+
+    def __init__(self, preds: PoolPredictions, confidence: Confidence):
+        self.preds, self.confidence = preds, confidence
+        self.ids, self.macs = preds.ids, preds.macs
+        self._stages: dict[tuple[str, ...], Stage] = {}
+
+    def check_members(self, names: Sequence[str]) -> None:
+        self.preds.check_members(names)
+
+    def stage(self, members: Sequence[str], task: Task, rows: np.ndarray | None = None) -> Stage:
+        if rows is not None:
+            return self.preds.stage(members, task, rows)
+        key = tuple(members)
+        if key not in self._stages:
+            full = self.preds.stage(members, task)
+            kept = full.confidence(self.confidence)  # computed now: the combined outputs are let go
+
+            def confidence(name: Confidence, members=key, kept=kept) -> np.ndarray:
+                return kept if name == self.confidence else self.preds.stage(members, task).confidence(name)
+
+            self._stages[key] = Stage(key, full.statistics, None, confidence)
+        return self._stages[key]
 
 
 class _Kinds(abc.ABCMeta):
@@ -105,7 +133,7 @@ class PoolPredictions(metaclass=_Kinds):
 
     @abc.abstractmethod
     def subset_columns(self, members: Sequence[str], confidence: Confidence, task: Task, max_size: int,
-                       chunk: int = 1024) -> SubsetColumns:
+                       chunk: int | None = None) -> SubsetColumns:
         """Per-sample confidence (float32) and statistics (float64) of the mean prediction of every
         subset of up to ``max_size`` of ``members``, keyed by sorted member-index tuples."""
 
@@ -214,34 +242,12 @@ class OutputPredictions(PoolPredictions):
         return Stage(tuple(members), statistics, combined, lambda c: get_confidence(c)(combined))
 
     def subset_columns(self, members: Sequence[str], confidence: Confidence, task: Task, max_size: int,
-                       chunk: int = 1024) -> SubsetColumns:
-        """Each subset's probability sum made from its parent's with one add (depth-first, in
-        cache-sized chunks of samples); sums run in member order in float32, as `Task.combine`
-        does, so the figures equal `stage`'s."""
+                       chunk: int | None = None) -> SubsetColumns:
+        """`committees.subset_columns`: means on candidate classes where that is exact, else on
+        every class, in worker threads; equal to the committees' figures (`stage`)."""
         self.check_members(members)
-        conf_fn = get_torch_confidence(confidence)
-        n = len(self.ids)
-        conf = {s: np.empty(n, np.float32) for s in member_subsets(len(members), max_size)}
-        stats: dict[tuple[int, ...], np.ndarray] = {}
-        targets_all = torch.from_numpy(np.asarray(self.targets))
-        # Buffers reused for every chunk: fresh multi-MB tensors per subset would be page-faulted in
-        # each time, which costs more than the arithmetic.
-        sums = mean = None
-        for start in range(0, n, chunk):
-            rows = slice(start, min(start + chunk, n))
-            outs = [torch.from_numpy(np.asarray(self.outputs[m][rows])).float() for m in members]
-            targets = targets_all[rows]
-            if sums is None or sums.shape[1:] != outs[0].shape:
-                sums = torch.empty((max_size,) + outs[0].shape)
-                mean = torch.empty(outs[0].shape)
-            for child, child_total in subset_sums(outs, max_size, sums):
-                combined = torch.div(child_total, float(len(child)), out=mean)
-                conf[child][rows] = conf_fn(combined).numpy()
-                s = task.sample_statistics_torch(combined, targets).numpy()
-                if child not in stats:
-                    stats[child] = np.empty((n, s.shape[1]), np.float64)
-                stats[child][rows] = s
-        return conf, stats
+        return subset_columns([self.outputs[m] for m in members], np.asarray(self.targets), confidence, task,
+                              max_size, chunk)
 
     def subset(self, mask: np.ndarray) -> OutputPredictions:
         return OutputPredictions(targets=self.targets[mask], outputs={m: o[mask] for m, o in self.outputs.items()},
@@ -304,7 +310,7 @@ class StatisticsPredictions(PoolPredictions):
                      lambda c: self._cached_confidence(record, c, members, task)[pick])
 
     def subset_columns(self, members: Sequence[str], confidence: Confidence, task: Task, max_size: int,
-                       chunk: int = 1024) -> SubsetColumns:
+                       chunk: int | None = None) -> SubsetColumns:
         self.check_members(members)
         conf, stats = {}, {}
         for s in member_subsets(len(members), max_size):

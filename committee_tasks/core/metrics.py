@@ -22,7 +22,12 @@ class Top1Statistics:
     score_range = 100.0
 
     def sample_statistics(self, combined: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        correct = (combined.argmax(axis=1) == targets).astype(np.float64)
+        return self.statistics_of_top_class(combined.argmax(axis=1), targets)
+
+    def statistics_of_top_class(self, predicted: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """`sample_statistics` from the combined output's top class alone (numpy's argmax: the
+        first of tied classes); the search then forms means only on candidate classes."""
+        correct = (np.asarray(predicted) == targets).astype(np.float64)
         return np.stack([correct, np.ones_like(correct)], axis=1)
 
     def sample_scores(self, statistics: np.ndarray) -> np.ndarray:

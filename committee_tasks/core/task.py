@@ -185,9 +185,9 @@ class Task(abc.ABC):
         Summed left to right in float32 so a cascade's stage-k output is bit-identical whether it
         is computed from the cache or live by the executor.
         """
-        total = np.asarray(outputs[0], dtype=np.float32).copy()
+        total = _float32(outputs[0], copy=True)
         for out in outputs[1:]:
-            total += np.asarray(out, dtype=np.float32)
+            total += _float32(out)
         return total / np.float32(len(outputs))
 
     @abc.abstractmethod
@@ -214,3 +214,14 @@ class Task(abc.ABC):
 
         stats = self.sample_statistics(combined.cpu().numpy(), targets.cpu().numpy())
         return torch.from_numpy(np.ascontiguousarray(stats))
+
+
+def _float32(values, copy: bool = False) -> np.ndarray:
+    """``values`` as float32 (a copy if asked): float16 through torch, whose cast is the same
+    exact conversion as numpy's and ~10x faster (a cached pool is float16)."""
+    array = np.asarray(values)
+    if array.dtype == np.float16:
+        import torch  # here, not at import: listing the zoo loads no torch
+
+        return torch.from_numpy(np.ascontiguousarray(array)).float().numpy()
+    return np.array(array, dtype=np.float32, copy=copy or None)

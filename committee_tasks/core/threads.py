@@ -11,6 +11,9 @@ by about its share of the cores instead of stalling it.
   quota), not the machine's count, which oversubscribes containers and ``taskset`` runs.
 * DataLoader workers (decoding) default to at most 4 and never more than those CPUs; each worker
   runs torch single-threaded (PyTorch's own default in workers).
+* Work made of many small array operations (the search) runs in our own worker threads over
+  disjoint pieces (`map_in_threads`), torch single-threaded in each: a free worker takes the next
+  piece, so a competing process costs its share of the cores instead of stalling every op.
 
 This module must not import torch at module level (see above).
 """
@@ -19,7 +22,13 @@ from __future__ import annotations
 import math
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterable, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 WAIT_POLICY = "PASSIVE"
 _set_too_late = False  # set by us after torch was loaded: its OpenMP runtime never read it
@@ -73,3 +82,32 @@ def thread_settings() -> dict:
         wait += " (set after torch was loaded: not in effect)"
     return {"torch": torch.get_num_threads(), "interop": torch.get_num_interop_threads(),
             "omp_wait_policy": wait, "cpus_available": available_cpus()}
+
+
+@contextmanager
+def torch_threads(count: int):
+    """torch's intra-op threads set to ``count`` inside the block (restored after)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def map_in_threads(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None) -> list[R]:
+    """``[fn(item) for item in items]``, computed by one worker thread per available CPU, with torch
+    single-threaded in each.
+
+    For many small array operations (the search's phases): a worker takes the next item as soon as
+    it is free, so a competing process slows the work by about its share of the cores, where
+    OpenMP's threads, splitting each small op and waiting for the slowest, stall. numpy and torch
+    release the GIL inside their loops, so the threads run in parallel."""
+    items = list(items)
+    workers = min(workers or available_cpus(), len(items))
+    if workers <= 1:
+        return [fn(item) for item in items]
+    with torch_threads(1), ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, items))

@@ -45,6 +45,13 @@ def _comparison_lines(report: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _swept(report: Mapping[str, Any]) -> str:
+    thresholds = report.get("thresholds")  # absent from reports written before exact sweeps
+    if not thresholds or report["method"] != "exhaustive":
+        return ""
+    return f"; thresholds: {thresholds['levels']} levels per stage, swept exactly: {thresholds['swept_exactly']}"
+
+
 def render_search(report: Mapping[str, Any], front: int = 12) -> str:
     """The references table, the Pareto front (``front`` points shown), the confidence comparison
     and the search's timings."""
@@ -53,8 +60,8 @@ def render_search(report: Mapping[str, Any], front: int = 12) -> str:
     level = f"{100 * report['interval']['confidence']:g}%"
     lines = [f"\n{report['task']} on {report['dataset']}: thresholds fitted on {split['calibration']} calibration "
              f"samples, figures as calibration / evaluation ({split['evaluation']} samples) with {level} intervals on "
-             f"the evaluation split; {report['configurations']:,} settings searched ({report['method']}, confidence "
-             f"{report['confidence']})",
+             f"the evaluation split; {report['configurations']:,} settings searched ({report['method']}"
+             f"{_swept(report)}, confidence {report['confidence']})",
              f"| reference | {metric} | MACs | similar cost: committee | {metric} | Δ | similar accuracy: committee "
              f"| {metric} | Δ | MACs | speedup |",
              "|---|---:|---:|---|---:|---:|---|---:|---:|---:|---:|"]

@@ -7,11 +7,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from committee_tasks.committees.predictions import PoolPredictions
-from committee_tasks.committees.scoring import Cascade, Ensemble, Single
+from committee_tasks.committees.predictions import PoolPredictions, RememberedStages
+from committee_tasks.committees.scoring import Cascade, CommitteeResult, Ensemble, Single
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.task import Task
-from committee_tasks.search.exhaustive import Candidate, search, subset_table
+from committee_tasks.search.exhaustive import Candidate, SubsetTable, search, subset_table
 from committee_tasks.search.greedy import greedy_cascade
 from committee_tasks.search.intervals import Bootstrap, bootstrap_intervals
 
@@ -27,7 +27,8 @@ class SearchSettings:
     pool: Sequence[str]
     references: Sequence[str] | None = None  # default: every pool member
     max_size: int = 4
-    levels: int = 20
+    levels: int = 20  # grid levels at every decision stage but a cascade's last (unless exact_last is off)
+    exact_last: bool = True  # every useful threshold of a cascade's last decision stage (exhaustive search)
     any_order: bool = False  # cascades in every member order, not only cheapest first
     worst_case: bool = False  # only committees whose worst-case MACs stay within the reference's
     combine: str = "mean"
@@ -57,14 +58,28 @@ class _Figures:
     """Each spec's figures on both splits, computed once; keeps the evaluation split's per-sample
     statistics for the intervals."""
 
-    def __init__(self, task: Task, cal: PoolPredictions, ev: PoolPredictions):
-        self.task, self.cal, self.ev = task, cal, ev
+    def __init__(self, task: Task, cal: PoolPredictions, ev: PoolPredictions, confidence: str):
+        # every front committee re-reads a few stages: each stage's mean is formed once per split
+        self.task, self.cal, self.ev = task, RememberedStages(cal, confidence), RememberedStages(ev, confidence)
         self.evaluation_statistics: dict[str, Any] = {}
         self._figures: dict[str, dict[str, Any]] = {}
+        self._tables: tuple[SubsetTable, SubsetTable] | None = None
+
+    def use_tables(self, calibration: SubsetTable, evaluation: SubsetTable) -> None:
+        """Ensembles' figures from the search's subset tables of both splits (the same sums, in the
+        same member order, as `Ensemble.evaluate`), instead of forming every ensemble's mean again."""
+        self._tables = calibration, evaluation
+
+    def _evaluate(self, spec) -> tuple[CommitteeResult, CommitteeResult]:
+        if spec.kind == "ensemble" and self._tables is not None:
+            subset = tuple(self._tables[0].members.index(m) for m in spec.members)
+            if subset in self._tables[0].statistics and list(subset) == sorted(subset):  # sums in the same order
+                return tuple(_ensemble_result(spec, subset, table, self.task) for table in self._tables)
+        return spec.evaluate(self.cal, self.task), spec.evaluate(self.ev, self.task)
 
     def __call__(self, spec) -> dict[str, Any]:
         if spec.name not in self._figures:
-            rc, re_ = spec.evaluate(self.cal, self.task), spec.evaluate(self.ev, self.task)
+            rc, re_ = self._evaluate(spec)
             self.evaluation_statistics[spec.name] = re_.sample_statistics
             self._figures[spec.name] = {
                 "name": spec.name, "kind": spec.kind, "members": list(spec.members),
@@ -73,6 +88,14 @@ class _Figures:
                 "macs_mean": {"calibration": rc.macs_mean, "evaluation": re_.macs_mean},
                 "macs_worst": max(rc.macs_worst, re_.macs_worst), "exit_fractions": re_.exit_fractions}
         return dict(self._figures[spec.name])
+
+
+def _ensemble_result(spec: Ensemble, subset: tuple[int, ...], table: SubsetTable, task: Task) -> CommitteeResult:
+    statistics = table.statistics[subset]
+    macs = sum(table.macs[i] for i in subset)  # float64, member by member, as Ensemble.evaluate adds them
+    summed = statistics.sum(axis=0)
+    return CommitteeResult(spec.name, spec.kind, list(spec.members), task.metric(summed), macs, summed,
+                           sample_statistics=statistics)
 
 
 def _committee(c: Candidate, confidence: str, combine: str):
@@ -91,14 +114,14 @@ def _greedy_picks(task: Task, cal: PoolPredictions, s: SearchSettings, confidenc
     return picks
 
 
-def _exhaustive(task: Task, cal: PoolPredictions, s: SearchSettings, confidence: str, figures: _Figures,
-                timings: dict) -> tuple[dict, list, int, dict]:
+def _exhaustive(task: Task, cal: PoolPredictions, ev: PoolPredictions, s: SearchSettings, confidence: str,
+                figures: _Figures, timings: dict) -> tuple[dict, list, int, dict]:
     """Picks per reference, the front, the number of settings searched, and every ensemble's figures."""
     t0 = time.perf_counter()
     table = subset_table(cal, s.pool, task, confidence, max_size=s.max_size)
     timings["subsets"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    result = search(table, task, s.max_size, s.levels, s.any_order, s.combine)
+    result = search(table, task, s.max_size, s.levels, s.any_order, s.combine, exact=s.exact_last)
     timings["settings"] = time.perf_counter() - t0
     picks = {}
     for ref in s.references:
@@ -109,6 +132,9 @@ def _exhaustive(task: Task, cal: PoolPredictions, s: SearchSettings, confidence:
         picks[ref] = {key: None if i is None else _committee(result.candidate(i), confidence, s.combine)
                       for key, i in (("similar_accuracy", match), ("similar_cost", within))}
     front = [_committee(result.candidate(i), confidence, s.combine) for i in result.pareto()]
+    t0 = time.perf_counter()
+    figures.use_tables(table, subset_table(ev, s.pool, task, confidence, max_size=s.max_size))
+    timings["subsets_evaluation"] = time.perf_counter() - t0
     ensembles = {}
     for subset in (sub for sub in table.statistics if len(sub) > 1):  # every ensemble, for the plots
         spec = Ensemble([s.pool[i] for i in subset])
@@ -138,7 +164,7 @@ def _reference_entries(picks: dict, members: dict, figures: _Figures, points: di
 
 def search_variant(task: Task, cal: PoolPredictions, ev: PoolPredictions, confidence: str,
                    s: SearchSettings) -> dict:
-    figures = _Figures(task, cal, ev)
+    figures = _Figures(task, cal, ev, confidence)
     members = {m: figures(Single(m)) for m in s.pool}
     timings: dict[str, float] = {}
     points: dict[str, dict[str, Any]] = {}
@@ -147,7 +173,7 @@ def search_variant(task: Task, cal: PoolPredictions, ev: PoolPredictions, confid
         front_specs = [p["similar_accuracy"] for p in picks.values() if p["similar_accuracy"] is not None]
         configurations = len(s.pool)
     else:
-        picks, front_specs, configurations, points = _exhaustive(task, cal, s, confidence, figures, timings)
+        picks, front_specs, configurations, points = _exhaustive(task, cal, ev, s, confidence, figures, timings)
     front_names = {spec.name for spec in front_specs}
     for spec in front_specs:
         if spec.kind != "member":
@@ -155,7 +181,13 @@ def search_variant(task: Task, cal: PoolPredictions, ev: PoolPredictions, confid
     references, deltas = _reference_entries(picks, members, figures, points, front_names)
     add_intervals(task, references, figures.evaluation_statistics, deltas, s.interval)
     front = sorted(front_specs, key=lambda spec: figures(spec)["macs_mean"]["calibration"])
-    return {"members": [{"name": m, "metric": v["metric"], "macs_mean": v["macs_mean"],
+    exact = s.exact_last and not s.uses_greedy
+    for point in points.values():
+        if point["kind"] == "cascade":  # which decision stages were swept exactly (0-based)
+            point["exact_stages"] = [len(point["members"]) - 2] if exact else []
+    return {"thresholds": {"levels": s.levels, "swept_exactly": "last decision stage of each cascade" if exact
+                           else "none (grid at every stage)"},
+            "members": [{"name": m, "metric": v["metric"], "macs_mean": v["macs_mean"],
                          "macs_worst": v["macs_worst"], "throughput": None} for m, v in members.items()],
             "points": [p for p in points.values() if p["kind"] != "member"],
             "front": [spec.name for spec in front],

@@ -22,12 +22,13 @@ from committee_tasks.core.task import Task
 def fit_cascade(calib: PoolPredictions, task: Task, members: Sequence[str], *, match: float | None = None,
                 budget: float | None = None, confidence: str = "max_prob", combine: str = "mean",
                 levels: int = 20, macs_worst: float | None = None) -> Cascade | None:
-    """Thresholds of the cascade ``members`` (in this order) for one objective; None if nothing
-    on the grid qualifies. ``macs_worst`` additionally bounds the worst-case MACs."""
+    """Thresholds of the cascade ``members`` (in this order) for one objective; None if no
+    setting qualifies (the earlier stages on the grid, the last decision stage swept exactly).
+    ``macs_worst`` additionally bounds the worst-case MACs."""
     if (match is None) == (budget is None):
         raise CommitteeError("fit a cascade either to match a metric or to a MACs budget")
     table = subset_table(calib, members, task, confidence, max_size=len(members))
-    grid = cascade_grid(table, tuple(range(len(members))), levels, combine)
+    grid = cascade_grid(table, tuple(range(len(members))), levels, combine, exact_for=task)
     if macs_worst is not None and grid.macs_worst > macs_worst * (1 + 1e-9):
         return None
     metric = np.asarray(task.metric(grid.totals), dtype=np.float64).ravel()
