@@ -55,6 +55,18 @@ def test_from_module_fingerprints_the_weights():
     assert Member.from_module(again.module, name="small").fingerprint != small.fingerprint
 
 
+def test_from_module_takes_batchnorm_models():
+    """BatchNorm keeps a 0-d buffer (num_batches_tracked), which the fingerprint must hash too."""
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=3).eval()
+    member = Member.from_module(net, name="bn")
+    assert member.num_classes == 3 and member.fingerprint == Member.from_module(net, name="bn").fingerprint
+    net.bn1.num_batches_tracked += 1
+    assert Member.from_module(net, name="bn").fingerprint != member.fingerprint
+
+
 def test_memory_and_disk_caches_agree_and_disk_is_reused(tmp_path):
     small, large = _members()
     in_memory = Pool.evaluate([small, large], _data())

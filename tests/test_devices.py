@@ -19,3 +19,21 @@ def test_memory_format_fits_the_convolutions():
 def test_place_module_on_cpu_keeps_the_layout():
     conv = place_module(nn.Conv3d(3, 4, 3), torch.device("cpu"))
     assert conv.weight.is_contiguous()
+
+
+def test_the_prepared_gpu_check_runs_on_the_cpu():
+    """benchmarks/gpu_check.sh --device cpu: every step of the GPU check, on small inputs."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--device", "cpu", "--small", "--samples", "64",
+                           "--batch-size", "32", "--rounds", "1", "--workers", "0"], cwd=repo, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "PYTHON": sys.executable})
+    assert done.returncode == 0, done.stdout + done.stderr
+    for line in ("classification: ResNet", "video: VideoResNet", "segmentation: FCN", "evaluation loop",
+                 "realized / predicted", "tolerances: max |Δp| <= 0.02, argmax agreement >= 95%: met",
+                 "2-GPU torchrun: skipped (--device cpu)"):
+        assert line in done.stdout, line

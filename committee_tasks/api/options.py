@@ -62,6 +62,7 @@ class ExecutionOptions:
     output_dtype: str = "float16"
     progress: bool = True
     threads: int | None = None  # torch CPU threads; None: the CPUs this process may use
+    shard: str | None = None  # "I/N": only share I of N of the missing samples (engine/distributed.py)
 
     def __post_init__(self):
         if self.amp not in ("auto", "on", "off"):
@@ -70,6 +71,10 @@ class ExecutionOptions:
             raise CommitteeError(f"unknown output dtype {self.output_dtype!r}; valid: {list(OUTPUT_DTYPE_NAMES)}")
         at_least(0, workers=self.workers)
         at_least(1, batch_size=self.batch_size, threads=self.threads)
+        if self.shard is not None:
+            from committee_tasks.engine.distributed import Share
+
+            Share.parse(self.shard)  # refused before any work
 
     @property
     def amp_mode(self) -> str | bool:

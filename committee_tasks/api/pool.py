@@ -83,12 +83,14 @@ class Pool:
     def from_described(cls, task: Task, members: Mapping[str, Any], dataset: SampleDataset, cache,
                        limit: int | None, options: ExecutionOptions) -> Pool:
         from committee_tasks.core.threads import apply_thread_policy, default_workers
+        from committee_tasks.engine.distributed import Share
         from committee_tasks.engine.loop import LoopOptions, evaluate_pool
 
         apply_thread_policy(options.threads)
         loop = LoopOptions(batch_size=options.batch_size or task.default_batch_size, device=options.device,
                            num_workers=default_workers() if options.workers is None else options.workers,
-                           amp=options.amp_mode, output_dtype=options.output_dtype, progress=options.progress)
+                           amp=options.amp_mode, output_dtype=options.output_dtype, progress=options.progress,
+                           share=None if options.shard is None else Share.parse(options.shard))
         preds, throughput = evaluate_pool(task, list(members.values()), dataset, cache, limit, loop)
         return cls(task, dict(members), preds, dataset, throughput, cache, options)
 

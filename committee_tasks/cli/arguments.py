@@ -81,6 +81,10 @@ def add_execution_args(p: argparse.ArgumentParser) -> None:
     run.add_argument("--output-dtype", choices=["float16", "float32"], default="float16",
                      help="dtype of cached probabilities")
     run.add_argument("--threads", type=int, help="torch CPU threads (default: the CPUs this process may use)")
+    run.add_argument("--shard", metavar="I/N",
+                     help="compute only share I of N (0-based) of the samples missing from the cache, then stop "
+                          "(SLURM arrays, several machines); the same command without --shard reads the union. "
+                          "Under torchrun each rank takes its share by itself")
     run.add_argument("--no-progress", action="store_true")
 
 
@@ -136,7 +140,7 @@ def execution_options(args: argparse.Namespace):
     from committee_tasks.api.options import ExecutionOptions
 
     return ExecutionOptions(args.device, args.amp, args.batch_size, args.workers, args.cache_dir, args.output_dtype,
-                            not args.no_progress, args.threads)
+                            not args.no_progress, args.threads, args.shard)
 
 
 def calibration_options(args: argparse.Namespace):

@@ -11,6 +11,11 @@ class CommitteeError(Exception):
     """Base class of the errors this toolkit raises on bad input."""
 
 
+class ShareDone(Exception):
+    """This process did its share of the evaluation (a job-array shard, a torchrun rank other
+    than 0) and stops: not an error. Tools print the message and exit 0."""
+
+
 class UnknownNameError(CommitteeError, KeyError):
     """A task, model, dataset or confidence name that is not registered."""
 
@@ -46,6 +51,10 @@ def run_tool(run: Callable[..., int], *args) -> int:
     """Run a command-line tool: bad input prints ``error: ...`` on stderr and exits 2, no traceback."""
     try:
         return run(*args)
+    except ShareDone as done:
+        if str(done):
+            print(done)
+        return 0
     except CommitteeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

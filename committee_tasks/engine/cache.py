@@ -13,12 +13,25 @@ so a changed weight file, transform or dataset lands in a new folder: stale resu
 read. Every file is written to a temporary name and renamed (atomic on POSIX), so an interrupted
 run leaves only whole shards, and the next run computes only the sample ids no shard holds.
 
+Several writers may share one cache (torchrun ranks, job-array tasks, two notebooks), on one
+machine or on a shared filesystem: each names its shards with its own writer id
+(``shard-<host>-<pid>-<random>-<n>.npz``), so no two pick the same name; the read-modify-writes
+of manifest.json and dataset.json run under a file lock (``filelock``); readers list the shards
+afresh each time and see only renamed, whole files. A sample two writers both computed is read
+from the first shard in name order, deterministically, and a warning says whether the copies
+were identical.
+
 `MemoryPredictionCache` has the same interface and keeps everything in dictionaries: a run that
 should leave nothing on disk (a quick look, a test) uses it instead.
 """
 from __future__ import annotations
 
 import abc
+import logging
+import os
+import secrets
+import socket
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -28,6 +41,30 @@ from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.files import atomic_write, atomic_write_json, default_cache_root, read_json
 
 FORMAT_VERSION = 1
+LOCK_TIMEOUT_S = 600  # a writer holds a lock for one small JSON rewrite; minutes mean a stuck one
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def locked(path: Path):
+    """An exclusive lock beside ``path`` (``.<name>.lock``), held across processes and machines
+    sharing the filesystem, for a read-modify-write of ``path``."""
+    from filelock import FileLock, Timeout
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path.parent / f".{path.name}.lock"), timeout=LOCK_TIMEOUT_S)
+    try:
+        with lock:
+            yield
+    except Timeout:
+        raise CommitteeError(f"could not lock {path} within {LOCK_TIMEOUT_S} s: another writer holds "
+                             f"{lock.lock_file}; if no run uses this cache, delete that file") from None
+
+
+def writer_id() -> str:
+    """A name no other writer of a cache has: host, process and a random part."""
+    host = "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:32] or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class BaseMemberCache(abc.ABC):
@@ -65,16 +102,34 @@ class BaseMemberCache(abc.ABC):
             ids.update(chunk["ids"].tolist())
         return ids
 
+    @contextmanager
+    def _manifest_lock(self):
+        yield  # one process holds a memory cache: nothing to lock
+
     def add_timing(self, samples: int, seconds: float, device: str, batch_size: int) -> None:
-        timing = self.manifest["timing"]
-        timing["samples"] += samples
-        timing["seconds"] += seconds
-        timing.update(device=device, batch_size=batch_size)
-        self._save_manifest(self.manifest)
+        with self._manifest_lock():  # another writer may have added its own since we read it
+            self.manifest = self._read_manifest() or self.manifest
+            timing = self.manifest["timing"]
+            timing["samples"] += samples
+            timing["seconds"] += seconds
+            timing.update(device=device, batch_size=batch_size)
+            # each writer's own figures too: a torchrun rank's or a shard's throughput on its device
+            mine = timing.setdefault("by_writer", {}).setdefault(self.writer, {"samples": 0, "seconds": 0.0})
+            mine["samples"] += samples
+            mine["seconds"] += seconds
+            mine.update(device=device, batch_size=batch_size)
+            self._save_manifest(self.manifest)
+
+    writer = "memory"  # the name of this process's shards and timing (MemberCache: host-pid-random)
 
     def throughput(self) -> float | None:
         t = self.manifest["timing"]
         return t["samples"] / t["seconds"] if t["seconds"] > 0 else None
+
+    def writer_throughputs(self) -> dict[str, float]:
+        """Samples/s of each writer's forward passes (ranks, shards, earlier runs), as recorded."""
+        return {w: t["samples"] / t["seconds"] for w, t in self.manifest["timing"].get("by_writer", {}).items()
+                if t["seconds"] > 0}
 
     def load(self, ids: Iterable[str]) -> dict[str, np.ndarray]:
         """Arrays of the requested ids, in the requested order."""
@@ -89,7 +144,11 @@ class BaseMemberCache(abc.ABC):
         # placeholder targets of statistics-caching members), which must not break a resumed cache.
         shards = len(parts["ids"])
         arrays = {k: np.concatenate(v) for k, v in parts.items() if len(v) == shards}
-        row = {sid: i for i, sid in enumerate(arrays["ids"].tolist())}
+        row: dict[str, int] = {}
+        for i, sid in enumerate(arrays["ids"].tolist()):
+            row.setdefault(sid, i)  # a sample two writers computed: the first shard's, in name order
+        if len(row) < len(arrays["ids"]):
+            self._report_duplicates(arrays, row)
         missing = [sid for sid in ids if sid not in row]
         if missing:
             raise CommitteeError(f"{self.folder} lacks {len(missing)} requested samples, e.g. {missing[:3]}")
@@ -97,12 +156,27 @@ class BaseMemberCache(abc.ABC):
         return {k: v[order] for k, v in arrays.items()}
 
 
+    def _report_duplicates(self, arrays: Mapping[str, np.ndarray], row: Mapping[str, int]) -> None:
+        ids = arrays["ids"]
+        first = np.array([row[sid] for sid in ids.tolist()])
+        again = np.flatnonzero(first != np.arange(len(ids)))
+        same = all(np.array_equal(v[again], v[first[again]], equal_nan=v.dtype.kind == "f")
+                   for k, v in arrays.items() if k != "ids")
+        log.warning("%s: %d samples were computed by two writers; read from the first shard in name order "
+                    "(the copies are %s)", self.folder, len(again),
+                    "identical" if same else "NOT identical: the writers ran the member differently")
+
+
 class MemberCache(BaseMemberCache):
     """A member's outputs in npz shards next to its manifest.json."""
 
     def __init__(self, folder: Path, fingerprint: str, description: Mapping[str, Any]):
-        super().__init__(folder, fingerprint, description)
-        self._shards = sorted(folder.glob("shard-*.npz"))
+        self.writer, self._written = writer_id(), 0
+        with locked(folder / "manifest.json"):  # two writers opening a new folder at once write it once
+            super().__init__(folder, fingerprint, description)
+
+    def _manifest_lock(self):
+        return locked(self.folder / "manifest.json")
 
     def _read_manifest(self) -> dict | None:
         return read_json(self.folder / "manifest.json")
@@ -110,16 +184,19 @@ class MemberCache(BaseMemberCache):
     def _save_manifest(self, manifest: dict) -> None:
         atomic_write_json(self.folder / "manifest.json", manifest)
 
+    def shards(self) -> list[Path]:
+        """Every whole shard, listed afresh (other writers add theirs), in name order."""
+        return sorted(self.folder.glob("shard-*.npz"))
+
     def _chunks(self) -> Iterator[Mapping[str, np.ndarray]]:
-        for shard in self._shards:
+        for shard in self.shards():
             with np.load(shard) as data:
                 yield data
 
     def write_shard(self, arrays: Mapping[str, np.ndarray]) -> Path:
-        index = int(self._shards[-1].stem.split("-")[1]) + 1 if self._shards else 0
-        path = self.folder / f"shard-{index:06d}.npz"
+        path = self.folder / f"shard-{self.writer}-{self._written:06d}.npz"
         atomic_write(path, lambda f: np.savez(f, **arrays))
-        self._shards.append(path)
+        self._written += 1
         return path
 
 
@@ -174,10 +251,15 @@ class BasePredictionCache(abc.ABC):
 
     def record_dataset(self, dataset_folder: Path, fingerprint: str, skipped: Mapping[str, str],
                        notes: Mapping[str, str] | None = None) -> None:
-        info = self._dataset_info(dataset_folder) or {"fingerprint": fingerprint, "skipped": {}}
-        info["skipped"].update(skipped)
-        info.setdefault("notes", {}).update(notes or {})
-        self._save_dataset_info(dataset_folder, info)
+        with self._dataset_lock(dataset_folder):  # other writers add their skips too
+            info = self._dataset_info(dataset_folder) or {"fingerprint": fingerprint, "skipped": {}}
+            info["skipped"].update(skipped)
+            info.setdefault("notes", {}).update(notes or {})
+            self._save_dataset_info(dataset_folder, info)
+
+    @contextmanager
+    def _dataset_lock(self, dataset_folder: Path):
+        yield
 
 
 class PredictionCache(BasePredictionCache):
@@ -194,6 +276,9 @@ class PredictionCache(BasePredictionCache):
 
     def _save_dataset_info(self, dataset_folder: Path, info: dict) -> None:
         atomic_write_json(dataset_folder / "dataset.json", info)
+
+    def _dataset_lock(self, dataset_folder: Path):
+        return locked(dataset_folder / "dataset.json")
 
 
 class MemoryPredictionCache(BasePredictionCache):

@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -21,7 +21,8 @@ from committee_tasks.engine.cache import BaseMemberCache, BasePredictionCache
 from committee_tasks.committees.predictions import PoolPredictions, SubsetRecord
 from committee_tasks.committees.confidence import get_torch_confidence
 from committee_tasks.core.devices import Stopwatch, autocast, place_module, resolve_device, to_device, use_amp
-from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.errors import CommitteeError, ShareDone
+from committee_tasks.engine.distributed import Rank, Share, join, rank_device, torchrun_rank, wait_for_every_rank
 from committee_tasks.engine.inputs import make_loader
 from committee_tasks.committees.subsets import member_subsets, subset_sums
 from committee_tasks.core.threads import default_workers
@@ -55,6 +56,7 @@ class LoopOptions:
     shard_size: int = 4096
     output_dtype: str = "float16"
     progress: bool = True
+    share: Share | None = None  # --shard I/N: only this share of the missing samples (engine/distributed.py)
 
 
 @dataclass
@@ -106,6 +108,13 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
     ``members`` are built `Member`s or `MemberSpec`s (`Task.describe_member`): a spec is built
     only when some sample is missing for it, so a fully cached pool needs no model and no weights."""
     options = options or LoopOptions()
+    rank = torchrun_rank()
+    if rank is not None:  # a torchrun job: this rank's share, on its own device
+        if options.share is not None:
+            raise CommitteeError(f"--shard {options.share} inside a torchrun job: torchrun already shares the "
+                                 "samples between its ranks; drop --shard")
+        options = replace(options, device=rank_device(rank, options.device), share=rank.share)
+        join(rank, options.device)
     _check_pool(members, options)
     if members:
         dataset.check_classes(members[0].num_classes)
@@ -117,8 +126,9 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
     skipped = cache.skipped(folder)
 
     pending, subsets = _open_caches(task, members, cache, folder, set(wanted) - set(skipped), options)
-    todo = [i for i, sid in zip(indices, wanted)
-            if any(sid in p.needed for p in (*pending.values(), *subsets.values()))]
+    todo = [i for rank, (i, sid) in enumerate(zip(indices, wanted))
+            if any(sid in p.needed for p in (*pending.values(), *subsets.values()))
+            and (options.share is None or options.share.holds(rank))]
     if todo:
         built = _build_needed(members, pending, every=bool(subsets))
         new_skips, new_notes = _run(task, built, dataset, todo, pending, options, subsets)
@@ -126,6 +136,8 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
         cache.record_dataset(folder, dataset_fp, new_skips, new_notes)
     else:
         log.info("all %d samples of %d members are cached in %s", len(wanted), len(members), folder)
+    if options.share is not None:
+        skipped = _after_share(task, members, cache, folder, wanted, options, rank, len(todo))
 
     kept = [sid for sid in wanted if sid not in skipped]
     if not kept:
@@ -139,6 +151,27 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
     preds.fingerprints = {"dataset": {"name": dataset.name, "fingerprint": dataset_fp},
                           "members": {m.name: m.fingerprint for m in members}}
     return preds, {m.name: pending[m.name].cache.throughput() for m in members}
+
+
+def _after_share(task: Task, members, cache: BasePredictionCache, folder, wanted: list[str], options: LoopOptions,
+                 rank: Rank | None, computed: int) -> dict[str, str]:
+    """After this process's share: torchrun's barrier (rank 0 goes on), then the union of every
+    share's shards, which must be complete to go on; returns every share's skipped samples."""
+    if rank is not None:
+        wait_for_every_rank()
+        if rank.rank != 0:
+            raise ShareDone(f"rank {rank.rank} of {rank.world}: computed {computed} samples; rank 0 reports")
+    skipped = cache.skipped(folder)  # other shares' skips too
+    pending, subsets = _open_caches(task, members, cache, folder, set(wanted) - set(skipped), options)
+    missing = set().union(*(p.needed for p in (*pending.values(), *subsets.values())))
+    if not missing:
+        return skipped
+    if rank is not None:
+        raise CommitteeError(f"after every rank's share {len(missing)} samples are still missing from {folder} "
+                             f"(e.g. {sorted(missing)[:3]}); a rank failed: run the job again to compute them")
+    raise ShareDone(f"share {options.share}: computed {computed} samples; {len(missing)} of the {len(wanted)} samples "
+                    f"are still missing (the other shares'). Run the other shares (--shard I/{options.share.count}); "
+                    "the same command without --shard, after them, reads the union")
 
 
 def _check_pool(members: Sequence[Member | MemberSpec], options: LoopOptions) -> None:

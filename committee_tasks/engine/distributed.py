@@ -1,0 +1,105 @@
+"""Sharing one evaluation between processes: torchrun ranks and job-array shards.
+
+Every sample belongs to exactly one share, by its place among the samples asked for (the whole
+dataset, or the evenly spaced ``--limit`` subset): place % N == I. That is the same split in every
+process whatever the cache held when it started, so no sample is done twice and none is left
+out, and no process needs to know what another has done. Each process
+runs every member on its share on its own device and writes its own shards (the cache's names
+and locks keep writers apart); the cache is the only thing the processes share.
+
+* ``--shard I/N`` (SLURM arrays, several machines, a notebook per GPU): share I of N; a later run
+  of the same command reads the union once every share is done.
+* torchrun (``WORLD_SIZE`` > 1 in the environment): share RANK of WORLD_SIZE on
+  ``cuda:LOCAL_RANK`` (or the CPU, gloo backend); after a barrier rank 0 alone reads the union,
+  scores, measures and reports, and the other ranks exit. Nothing crosses between ranks but that
+  barrier.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from committee_tasks.core.errors import CommitteeError
+
+BARRIER_TIMEOUT = timedelta(days=7)  # ranks wait at the barrier for the slowest one's share
+
+
+@dataclass(frozen=True)
+class Share:
+    """Share ``index`` of ``count`` (0-based): the samples whose place p among those asked for has
+    p % count == index."""
+
+    index: int
+    count: int
+
+    def __post_init__(self):
+        if not 0 <= self.index < self.count:
+            raise CommitteeError(f"a share is I/N with 0 <= I < N, got {self.index}/{self.count}")
+
+    @classmethod
+    def parse(cls, text: str) -> Share:
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+        if not match:
+            raise CommitteeError(f"--shard takes I/N (share I of N, 0-based, e.g. 0/4), got {text!r}")
+        return cls(int(match.group(1)), int(match.group(2)))
+
+    def holds(self, place: int) -> bool:
+        return place % self.count == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass(frozen=True)
+class Rank:
+    """This process's place in a torchrun job."""
+
+    rank: int
+    world: int
+    local: int
+
+    @property
+    def share(self) -> Share:
+        return Share(self.rank, self.world)
+
+
+def torchrun_rank() -> Rank | None:
+    """The torchrun rank of this process, or None outside a job of several processes."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return None
+    return Rank(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", os.environ["RANK"])))
+
+
+def rank_device(rank: Rank, device: str) -> str:
+    """Each rank's own device: ``cuda:LOCAL_RANK`` where the option leaves the choice to us
+    (auto, cuda) and CUDA is there; the option as given otherwise (cpu, cuda:N)."""
+    import torch
+
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        return f"cuda:{rank.local}"
+    return "cpu" if device == "auto" else device
+
+
+def join(rank: Rank, device: str) -> None:
+    """Join the job's process group (NCCL between GPUs, gloo on the CPU), if not yet joined."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    if backend == "nccl":
+        import torch
+
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend, rank=rank.rank, world_size=rank.world, timeout=BARRIER_TIMEOUT)
+
+
+def wait_for_every_rank() -> None:
+    """The barrier after every rank's share, then leave the group: rank 0 goes on alone."""
+    import torch.distributed as dist
+
+    dist.barrier()
+    dist.destroy_process_group()

@@ -1,0 +1,202 @@
+"""One evaluation shared between processes: --shard I/N, torchrun ranks, and writers of one cache
+at once. Every way gives the single-process report exactly, and the cached outputs bit for bit."""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import multiprocessing
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from committee_tasks import LoopOptions, PredictionCache, evaluate_pool
+from committee_tasks.core.errors import ShareDone
+from committee_tasks.engine.distributed import Share
+from committee_tasks_builtin.classification.datasets import DigitsDataset
+
+REPO = Path(__file__).resolve().parents[1]
+OPTIONS = dict(batch_size=32, num_workers=0, shard_size=64, progress=False)
+EVAL = ["--dataset", "digits", "--models", "digits_cnn_s,digits_cnn_m", "--cascade", "digits_cnn_s,digits_cnn_m",
+        "--thresholds", "0.9", "--limit", "300", "--measure-samples", "0", "--no-progress", "--device", "cpu",
+        "--workers", "0"]
+
+
+def cached_outputs(root: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Every member's cached arrays, rows sorted by sample id."""
+    found = {}
+    for folder in sorted(p for p in root.rglob("manifest.json")):
+        shards = [np.load(s) for s in sorted(folder.parent.glob("shard-*.npz"))]
+        arrays = {k: np.concatenate([s[k] for s in shards]) for k in shards[0].files}
+        order = np.argsort(arrays["ids"], kind="stable")
+        found[folder.parent.name] = {k: v[order] for k, v in arrays.items()}
+    return found
+
+
+def same_cache(first: Path, second: Path) -> None:
+    a, b = cached_outputs(first), cached_outputs(second)
+    assert a.keys() == b.keys() and a
+    for member in a:
+        assert len(set(a[member]["ids"].tolist())) == len(a[member]["ids"])  # every sample exactly once
+        for key in a[member]:
+            np.testing.assert_array_equal(a[member][key], b[member][key], err_msg=f"{member} {key}")
+
+
+def same_report(first: Path, second: Path) -> None:
+    rows = [{r["name"]: r for r in json.loads(p.read_text())["rows"]} for p in (first, second)]
+    assert rows[0].keys() == rows[1].keys()
+    for name, row in rows[0].items():
+        other = rows[1][name]
+        for key in ("metric", "metric_ci", "delta_metric", "delta_ci", "macs_mean", "macs_worst", "speedup_macs"):
+            assert row[key] == other[key], (name, key)
+
+
+def run_eval(args, cache: Path, env=None, launcher=()) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COMMITTEE_TASKS_CACHE": str(cache), **(env or {})}
+    return subprocess.run([*(launcher or [sys.executable]), str(REPO / "tools" / "eval.py"), *args],
+                          capture_output=True, text=True,
+                          env=env, timeout=600, cwd=REPO)
+
+
+def members_of(digits_members):
+    return [copy.copy(m) for m in digits_members.values()]
+
+
+def test_shares_computed_one_after_another_give_the_single_process_pool(classification, digits_members, tmp_path):
+    single, _ = evaluate_pool(classification, members_of(digits_members), DigitsDataset(),
+                              PredictionCache(tmp_path / "single"), limit=300, options=LoopOptions(**OPTIONS))
+    shared = PredictionCache(tmp_path / "shared")
+    for index in (0, 1):
+        with pytest.raises(ShareDone, match=f"share {index}/3: computed 100 samples"):
+            evaluate_pool(classification, members_of(digits_members), DigitsDataset(), shared, limit=300,
+                          options=LoopOptions(**OPTIONS, share=Share(index, 3)))
+    union, _ = evaluate_pool(classification, members_of(digits_members), DigitsDataset(), shared, limit=300,
+                             options=LoopOptions(**OPTIONS, share=Share(2, 3)))  # the last share: goes on
+    np.testing.assert_array_equal(union.ids, single.ids)
+    for name in single.outputs:
+        np.testing.assert_array_equal(union.outputs[name], single.outputs[name])
+        np.testing.assert_array_equal(union.macs[name], single.macs[name])
+    same_cache(tmp_path / "single", tmp_path / "shared")
+
+
+def test_an_interrupted_share_computes_only_what_it_lacks(classification, digits_members, tmp_path, monkeypatch):
+    cache = PredictionCache(tmp_path)
+    members = members_of(digits_members)
+    calls = {"n": 0}
+    original = members[1].predict
+
+    def failing(x):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # killed mid-run: the shards flushed so far stay
+        return original(x)
+
+    monkeypatch.setattr(members[1], "predict", failing)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_pool(classification, members, DigitsDataset(), cache, limit=300,
+                      options=LoopOptions(**OPTIONS, share=Share(0, 2)))
+    done = len(cache_ids(tmp_path, "digits_cnn_m"))
+    assert 0 < done < 150
+    counted = {m.name: 0 for m in members_of(digits_members)}
+    members = members_of(digits_members)
+    for m in members:
+        monkeypatch.setattr(m, "predict", lambda x, _o=m.predict, _n=m.name: counted.__setitem__(_n, counted[_n] + len(x))
+                            or _o(x))
+    with pytest.raises(ShareDone):
+        evaluate_pool(classification, members, DigitsDataset(), cache, limit=300,
+                      options=LoopOptions(**OPTIONS, share=Share(0, 2)))
+    assert counted["digits_cnn_m"] == 150 - done  # only what the interrupted share lacked
+    assert len(set(cache_ids(tmp_path, "digits_cnn_m"))) == len(cache_ids(tmp_path, "digits_cnn_m")) == 150
+
+
+def cache_ids(root: Path, member: str) -> list[str]:
+    return [sid for s in root.rglob(f"{member}-*/shard-*.npz") for sid in np.load(s)["ids"].tolist()]
+
+
+def test_shard_option_on_the_command_line_then_the_union(tmp_path):
+    single = run_eval([*EVAL, "--json", str(tmp_path / "single.json")], tmp_path / "single")
+    assert single.returncode == 0, single.stderr
+    first = run_eval([*EVAL, "--shard", "0/2", "--json", str(tmp_path / "shared.json")], tmp_path / "shared")
+    assert first.returncode == 0, first.stderr
+    assert "share 0/2: computed" in first.stdout and not (tmp_path / "shared.json").exists()
+    second = run_eval([*EVAL, "--shard", "1/2", "--json", str(tmp_path / "shared.json")], tmp_path / "shared")
+    assert second.returncode == 0, second.stderr
+    same_report(tmp_path / "single.json", tmp_path / "shared.json")
+    same_cache(tmp_path / "single", tmp_path / "shared")
+    bad = run_eval([*EVAL, "--shard", "2/2"], tmp_path / "bad")
+    assert bad.returncode == 2 and "0 <= I < N, got 2/2" in bad.stderr
+
+
+def test_torchrun_with_two_ranks_equals_one_process(tmp_path):
+    single = run_eval([*EVAL, "--json", str(tmp_path / "single.json")], tmp_path / "single")
+    assert single.returncode == 0, single.stderr
+    launcher = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
+    ranks = run_eval([*EVAL, "--json", str(tmp_path / "ranks.json")], tmp_path / "ranks", launcher=launcher,
+                     env={"OMP_NUM_THREADS": "1"})
+    assert ranks.returncode == 0, ranks.stdout + ranks.stderr
+    assert "rank 1 of 2: computed" in ranks.stdout
+    same_report(tmp_path / "single.json", tmp_path / "ranks.json")
+    same_cache(tmp_path / "single", tmp_path / "ranks")
+
+
+def test_two_processes_writing_one_cache_at_once(tmp_path):
+    """Both compute every sample at the same time: no shard is lost or half-read, the union is
+    read once per sample (the first shard's copy, identical), and the report is the single one."""
+    single = run_eval([*EVAL, "--json", str(tmp_path / "single.json")], tmp_path / "single")
+    assert single.returncode == 0, single.stderr
+    env = {**os.environ, "COMMITTEE_TASKS_CACHE": str(tmp_path / "both")}
+    runs = [subprocess.Popen([sys.executable, str(REPO / "tools" / "eval.py"), *EVAL, "--json", str(tmp_path / f"run{i}.json")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+            for i in range(2)]
+    for run in runs:
+        out, err = run.communicate(timeout=600)
+        assert run.returncode == 0, err
+    for i in range(2):
+        same_report(tmp_path / "single.json", tmp_path / f"run{i}.json")
+    again = run_eval([*EVAL, "--json", str(tmp_path / "again.json")], tmp_path / "both")
+    assert again.returncode == 0
+    same_report(tmp_path / "single.json", tmp_path / "again.json")
+    shards = list((tmp_path / "both").rglob("shard-*.npz"))
+    assert len({s.name.rsplit("-", 1)[0] for s in shards}) >= 2  # two writers, names apart
+
+
+def test_a_sample_two_writers_computed_is_read_from_the_first_shard(tmp_path, caplog):
+    from committee_tasks.engine.cache import MemberCache
+
+    cache = MemberCache(tmp_path / "m", "f" * 64, {"member": "m"})
+    ids = np.array(["a", "b"])
+    cache.write_shard({"ids": ids, "outputs": np.array([[1.0], [2.0]], np.float16)})
+    other = MemberCache(tmp_path / "m", "f" * 64, {"member": "m"})  # a second writer of the same folder
+    other.write_shard({"ids": ids[1:], "outputs": np.array([[5.0]], np.float16)})
+    first_by_name = sorted((tmp_path / "m").glob("shard-*.npz"))[0]
+    expected = dict(zip(np.load(first_by_name)["ids"].tolist(), np.load(first_by_name)["outputs"][:, 0].tolist()))
+    with caplog.at_level(logging.WARNING):
+        loaded = cache.load(["b", "a"])
+    assert loaded["outputs"][0, 0] == expected["b"] and loaded["outputs"][1, 0] == 1.0
+    assert "1 samples were computed by two writers" in caplog.text and "NOT identical" in caplog.text
+
+
+def _add_timings(folder: str, rounds: int) -> None:
+    from committee_tasks.engine.cache import MemberCache
+
+    cache = MemberCache(Path(folder), "f" * 64, {"member": "m"})
+    for _ in range(rounds):
+        cache.add_timing(1, 0.5, "cpu", 8)
+
+
+def test_manifest_updates_from_concurrent_writers_are_not_lost(tmp_path):
+    workers = [multiprocessing.get_context("fork").Process(target=_add_timings, args=(str(tmp_path), 40))
+               for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+        assert w.exitcode == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["timing"]["samples"] == 120 and manifest["timing"]["seconds"] == pytest.approx(60.0)
+    by_writer = manifest["timing"]["by_writer"]  # each writer's own throughput (a rank's, a shard's)
+    assert len(by_writer) == 3 and all(w["samples"] == 40 for w in by_writer.values())
