@@ -70,8 +70,8 @@ def test_shares_computed_one_after_another_give_the_single_process_pool(classifi
     single, _ = evaluate_pool(classification, members_of(digits_members), DigitsDataset(),
                               PredictionCache(tmp_path / "single"), limit=300, options=LoopOptions(**OPTIONS))
     shared = PredictionCache(tmp_path / "shared")
-    for index in (0, 1):
-        with pytest.raises(ShareDone, match=f"share {index}/3: computed 100 samples"):
+    for index, size in ((0, 108), (1, 96)):  # blocks of one batch (32) of the 300 samples
+        with pytest.raises(ShareDone, match=f"share {index}/3: computed {size} samples"):
             evaluate_pool(classification, members_of(digits_members), DigitsDataset(), shared, limit=300,
                           options=LoopOptions(**OPTIONS, share=Share(index, 3)))
     union, _ = evaluate_pool(classification, members_of(digits_members), DigitsDataset(), shared, limit=300,
@@ -99,8 +99,8 @@ def test_an_interrupted_share_computes_only_what_it_lacks(classification, digits
     with pytest.raises(KeyboardInterrupt):
         evaluate_pool(classification, members, DigitsDataset(), cache, limit=300,
                       options=LoopOptions(**OPTIONS, share=Share(0, 2)))
-    done = len(cache_ids(tmp_path, "digits_cnn_m"))
-    assert 0 < done < 150
+    done, share = len(cache_ids(tmp_path, "digits_cnn_m")), sum(Share(0, 2).holds(p, 32) for p in range(300))
+    assert 0 < done < share == 160
     counted = {m.name: 0 for m in members_of(digits_members)}
     members = members_of(digits_members)
     for m in members:
@@ -109,8 +109,8 @@ def test_an_interrupted_share_computes_only_what_it_lacks(classification, digits
     with pytest.raises(ShareDone):
         evaluate_pool(classification, members, DigitsDataset(), cache, limit=300,
                       options=LoopOptions(**OPTIONS, share=Share(0, 2)))
-    assert counted["digits_cnn_m"] == 150 - done  # only what the interrupted share lacked
-    assert len(set(cache_ids(tmp_path, "digits_cnn_m"))) == len(cache_ids(tmp_path, "digits_cnn_m")) == 150
+    assert counted["digits_cnn_m"] == share - done  # only what the interrupted share lacked
+    assert len(set(cache_ids(tmp_path, "digits_cnn_m"))) == len(cache_ids(tmp_path, "digits_cnn_m")) == share
 
 
 def cache_ids(root: Path, member: str) -> list[str]:
@@ -141,6 +141,9 @@ def test_torchrun_with_two_ranks_equals_one_process(tmp_path):
     assert "rank 1 of 2: computed" in ranks.stdout
     same_report(tmp_path / "single.json", tmp_path / "ranks.json")
     same_cache(tmp_path / "single", tmp_path / "ranks")
+    rows = json.loads((tmp_path / "ranks.json").read_text())["rows"]
+    per_rank = [r["throughput_eval_loop_by_writer"] for r in rows if r["kind"] == "member"]
+    assert per_rank and all(len(w) == 2 and all(v > 0 for v in w.values()) for w in per_rank)  # each rank's own
 
 
 def test_two_processes_writing_one_cache_at_once(tmp_path):
@@ -200,3 +203,57 @@ def test_manifest_updates_from_concurrent_writers_are_not_lost(tmp_path):
     assert manifest["timing"]["samples"] == 120 and manifest["timing"]["seconds"] == pytest.approx(60.0)
     by_writer = manifest["timing"]["by_writer"]  # each writer's own throughput (a rank's, a shard's)
     assert len(by_writer) == 3 and all(w["samples"] == 40 for w in by_writer.values())
+
+
+def test_statistics_caching_tasks_share_the_same_way(tmp_path):
+    """Subset statistics (segmentation's cache) computed in 2 shares equal one process's."""
+    from tests.test_statistics_cache import Maps, PixelAccuracy, members as toy_members
+
+    task, dataset = PixelAccuracy(), Maps()
+    options = dict(batch_size=2, num_workers=0, progress=False)
+    single, _ = evaluate_pool(task, toy_members(), dataset, PredictionCache(tmp_path / "single"),
+                              options=LoopOptions(**options))
+    shared = PredictionCache(tmp_path / "shared")
+    with pytest.raises(ShareDone, match="share 0/2: computed 6 samples"):  # batches of 2: places 0-1, 4-5, 8-9
+        evaluate_pool(task, toy_members(), dataset, shared, options=LoopOptions(**options, share=Share(0, 2)))
+    union, _ = evaluate_pool(task, toy_members(), dataset, shared, options=LoopOptions(**options, share=Share(1, 2)))
+    assert union.subsets.keys() == single.subsets.keys()
+    for key, record in single.subsets.items():
+        np.testing.assert_array_equal(union.subsets[key].statistics, record.statistics)
+        for name, values in record.confidence.items():
+            np.testing.assert_array_equal(union.subsets[key].confidence[name], values)
+    same_cache(tmp_path / "single", tmp_path / "shared")
+
+
+def test_search_under_torchrun_equals_one_process(tmp_path):
+    """tools/search.py evaluates through the same loop: 2 ranks, rank 0 searches and reports."""
+    args = ["--dataset", "digits", "--pool", "digits_cnn_s,digits_cnn_m,digits_cnn_l", "--no-progress", "--device",
+            "cpu", "--workers", "0"]
+
+    def search(out: str, cache: str, launcher=()):
+        env = {**os.environ, "COMMITTEE_TASKS_CACHE": str(tmp_path / cache), "OMP_NUM_THREADS": "1"}
+        return subprocess.run([*(launcher or [sys.executable]), str(REPO / "tools" / "search.py"), *args, "--json",
+                               str(tmp_path / out)], capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+
+    single = search("single.json", "single")
+    assert single.returncode == 0, single.stderr
+    ranks = search("ranks.json", "ranks", (sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                            "--nproc_per_node", "2"))
+    assert ranks.returncode == 0, ranks.stdout + ranks.stderr
+    assert "rank 1 of 2: computed" in ranks.stdout
+    one, two = (json.loads((tmp_path / f).read_text()) for f in ("single.json", "ranks.json"))
+    assert one["front"] == two["front"] and one["references"] == two["references"]
+    same_cache(tmp_path / "single", tmp_path / "ranks")
+
+
+def test_a_per_position_confidence_does_not_depend_on_the_batch():
+    """A sample's mean over 65,536 positions, alone or batched with others, to the last bit
+    (torch's batched mean sums in another order: resumed runs and shares would differ)."""
+    import torch
+
+    from committee_tasks.committees.confidence import max_prob_t
+
+    torch.manual_seed(0)
+    probs = torch.rand(8, 3, 256, 256)
+    batched = max_prob_t(probs)
+    assert all(max_prob_t(probs[i:i + 1])[0] == batched[i] for i in range(len(probs)))

@@ -126,6 +126,9 @@ def _row(task: Task, spec, results: dict, reference: str, intervals, measured: d
                      entry.published() if entry else None)
     if r.kind == "member":  # forward-pass throughput inside the shared loop, when it ran
         row["throughput_eval_loop"] = pool.loop_throughput.get(r.name)
+        by_writer = getattr(pool.loop_throughput, "by_writer", {}).get(r.name)
+        if by_writer and len(by_writer) > 1:  # ranks, shards or runs that computed part of the cache
+            row["throughput_eval_loop_by_writer"] = by_writer
     if split.calib is not None:  # figures on the calibration split too: overfitting stays visible
         on_calib = split.calib.score(spec)
         row["calibration"] = {"metric": on_calib.metric, "macs_mean": on_calib.macs_mean,

@@ -18,7 +18,13 @@ from committee_tasks.core.errors import CommitteeError, unknown_name
 
 
 def _reduce(per_position: torch.Tensor) -> torch.Tensor:
-    return per_position.flatten(1).mean(1) if per_position.dim() > 1 else per_position
+    """A sample's mean over positions (pixels), one sample at a time: a batched mean's summation
+    order depends on the batch, so a sample's value would change in its last bit with the samples
+    it was batched with (a resumed run, another rank's share)."""
+    if per_position.dim() == 1:
+        return per_position
+    return torch.stack([row.mean() for row in per_position.flatten(1)]) if len(per_position) else \
+        per_position.flatten(1).mean(1)
 
 
 def max_prob_t(probs: torch.Tensor) -> torch.Tensor:

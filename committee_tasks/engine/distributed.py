@@ -1,9 +1,12 @@
 """Sharing one evaluation between processes: torchrun ranks and job-array shards.
 
 Every sample belongs to exactly one share, by its place among the samples asked for (the whole
-dataset, or the evenly spaced ``--limit`` subset): place % N == I. That is the same split in every
-process whatever the cache held when it started, so no sample is done twice and none is left
-out, and no process needs to know what another has done. Each process
+dataset, or the evenly spaced ``--limit`` subset), in blocks of one batch: (place // batch) % N
+== I. That is the same split in every process whatever the cache held when it started, so no
+sample is done twice and none is left out, and no process needs to know what another has done.
+Whole batches, because PyTorch's kernels may round a sample's output differently in a batch of
+other samples or of another size: a share computes each sample in the batch a single process
+would (on an empty cache), so the cached outputs match it bit for bit. Each process
 runs every member on its share on its own device and writes its own shards (the cache's names
 and locks keep writers apart); the cache is the only thing the processes share.
 
@@ -29,7 +32,7 @@ BARRIER_TIMEOUT = timedelta(days=7)  # ranks wait at the barrier for the slowest
 @dataclass(frozen=True)
 class Share:
     """Share ``index`` of ``count`` (0-based): the samples whose place p among those asked for has
-    p % count == index."""
+    (p // block) % count == index, ``block`` being the batch size."""
 
     index: int
     count: int
@@ -45,8 +48,8 @@ class Share:
             raise CommitteeError(f"--shard takes I/N (share I of N, 0-based, e.g. 0/4), got {text!r}")
         return cls(int(match.group(1)), int(match.group(2)))
 
-    def holds(self, place: int) -> bool:
-        return place % self.count == self.index
+    def holds(self, place: int, block: int = 1) -> bool:
+        return (place // block) % self.count == self.index
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"

@@ -43,6 +43,15 @@ def output_dtype(name: str) -> type[np.floating]:
     return OUTPUT_DTYPES[name]
 
 
+class LoopThroughput(dict):
+    """Each member's samples/s of forward passes in the loop (all writers together), and in
+    ``by_writer`` each writer's own: a torchrun rank's or a shard's on its device."""
+
+    def __init__(self, overall: dict[str, float | None], by_writer: dict[str, dict[str, float]]):
+        super().__init__(overall)
+        self.by_writer = by_writer
+
+
 class NonFiniteOutputError(CommitteeError):
     """A member produced NaN or inf for a sample."""
 
@@ -128,7 +137,7 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
     pending, subsets = _open_caches(task, members, cache, folder, set(wanted) - set(skipped), options)
     todo = [i for rank, (i, sid) in enumerate(zip(indices, wanted))
             if any(sid in p.needed for p in (*pending.values(), *subsets.values()))
-            and (options.share is None or options.share.holds(rank))]
+            and (options.share is None or options.share.holds(rank, options.batch_size))]
     if todo:
         built = _build_needed(members, pending, every=bool(subsets))
         new_skips, new_notes = _run(task, built, dataset, todo, pending, options, subsets)
@@ -136,8 +145,8 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
         cache.record_dataset(folder, dataset_fp, new_skips, new_notes)
     else:
         log.info("all %d samples of %d members are cached in %s", len(wanted), len(members), folder)
-    if options.share is not None:
-        skipped = _after_share(task, members, cache, folder, wanted, options, rank, len(todo))
+    if options.share is not None:  # every share's shards, skips and timings, read afresh
+        skipped, pending, subsets = _after_share(task, members, cache, folder, wanted, options, rank, len(todo))
 
     kept = [sid for sid in wanted if sid not in skipped]
     if not kept:
@@ -150,13 +159,15 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
                                          subsets=records or None, num_classes=members[0].num_classes)
     preds.fingerprints = {"dataset": {"name": dataset.name, "fingerprint": dataset_fp},
                           "members": {m.name: m.fingerprint for m in members}}
-    return preds, {m.name: pending[m.name].cache.throughput() for m in members}
+    return preds, LoopThroughput({m.name: pending[m.name].cache.throughput() for m in members},
+                                 {m.name: pending[m.name].cache.writer_throughputs() for m in members})
 
 
 def _after_share(task: Task, members, cache: BasePredictionCache, folder, wanted: list[str], options: LoopOptions,
-                 rank: Rank | None, computed: int) -> dict[str, str]:
+                 rank: Rank | None, computed: int) -> tuple[dict[str, str], dict, dict]:
     """After this process's share: torchrun's barrier (rank 0 goes on), then the union of every
-    share's shards, which must be complete to go on; returns every share's skipped samples."""
+    share's shards, which must be complete to go on; returns every share's skipped samples and
+    the caches reopened (with every writer's shards and timings)."""
     if rank is not None:
         wait_for_every_rank()
         if rank.rank != 0:
@@ -165,7 +176,7 @@ def _after_share(task: Task, members, cache: BasePredictionCache, folder, wanted
     pending, subsets = _open_caches(task, members, cache, folder, set(wanted) - set(skipped), options)
     missing = set().union(*(p.needed for p in (*pending.values(), *subsets.values())))
     if not missing:
-        return skipped
+        return skipped, pending, subsets
     if rank is not None:
         raise CommitteeError(f"after every rank's share {len(missing)} samples are still missing from {folder} "
                              f"(e.g. {sorted(missing)[:3]}); a rank failed: run the job again to compute them")
