@@ -125,8 +125,7 @@ def main(argv=None) -> int:
     del table, result
     with competing_process():
         loaded, table, result = timed_search(pool, names, task, args)
-    grid_times = timed_search(pool, names, task, args, exact=False)[0]
-    grid = search(table, task, max_size=args.max_size, levels=args.levels, exact=False)
+    grid_times, _, grid = timed_search(pool, names, task, args, exact=False)
 
     print(f"pool: {args.members} members x {args.samples} samples x {args.classes} classes "
           f"(float16 probabilities, {sum(o.nbytes for o in pool.outputs.values()) / 1e9:.2f} GB; made in {t_data:.1f} s)")

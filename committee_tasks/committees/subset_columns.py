@@ -28,7 +28,7 @@ import torch
 
 from committee_tasks.committees.confidence import get_torch_confidence, top_value_form
 from committee_tasks.committees.subsets import member_subsets, subset_sums
-from committee_tasks.core.task import Task
+from committee_tasks.core.task import Task, as_float32
 from committee_tasks.core.threads import available_cpus, map_in_threads
 
 CANDIDATES = 2  # most probable classes per member; 1 leaves ~4x more samples to the full path
@@ -144,7 +144,7 @@ class _CandidateClasses:
         """Every class for the samples where the candidates did not decide: each such sample's
         probabilities read once, for every subset that needs them."""
         samples = np.unique(np.concatenate([where for _, where, _, _ in inexact]))
-        probs = [torch.from_numpy(np.asarray(o[rows][samples])).float().numpy() for o in self.outputs]
+        probs = [as_float32(o[rows][samples]) for o in self.outputs]
         for child, where, conf, stats in inexact:
             at = np.searchsorted(samples, where)
             total = probs[child[0]][at]  # a copy: indexing by an array
@@ -208,7 +208,7 @@ def _most_probable(rows: np.ndarray, buffer: dict) -> tuple[np.ndarray, np.ndarr
         smallest = -1  # below every non-negative float's bits
     if key_type is None or keys.min() < 0:
         keys = _buffer(buffer, np.dtype(np.float32), rows.shape)
-        keys[...] = torch.from_numpy(rows).float().numpy()  # torch: numpy's float16 cast is ~10x slower
+        keys[...] = as_float32(rows)
         smallest = -np.inf
     at = np.arange(len(rows))
     index = np.empty((len(rows), CANDIDATES), np.int64)

@@ -185,9 +185,9 @@ class Task(abc.ABC):
         Summed left to right in float32 so a cascade's stage-k output is bit-identical whether it
         is computed from the cache or live by the executor.
         """
-        total = _float32(outputs[0], copy=True)
+        total = as_float32(outputs[0], copy=True)
         for out in outputs[1:]:
-            total += _float32(out)
+            total += as_float32(out)
         return total / np.float32(len(outputs))
 
     @abc.abstractmethod
@@ -216,7 +216,7 @@ class Task(abc.ABC):
         return torch.from_numpy(np.ascontiguousarray(stats))
 
 
-def _float32(values, copy: bool = False) -> np.ndarray:
+def as_float32(values, copy: bool = False) -> np.ndarray:
     """``values`` as float32 (a copy if asked): float16 through torch, whose cast is the same
     exact conversion as numpy's and ~10x faster (a cached pool is float16)."""
     array = np.asarray(values)
