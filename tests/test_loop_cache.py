@@ -158,3 +158,36 @@ def test_preprocessing_without_stable_repr_is_refused(digits_members):
                     base.num_classes, base.to_probs)
     with pytest.raises(Exception, match="has no stable repr .* memory address"):
         member.fingerprint
+
+
+def test_outputs_are_flushed_by_time_as_well_as_by_count(classification, digits_members, tmp_path, monkeypatch):
+    """Shards of 4,096 samples would keep a slow run's work in memory for hours: a shard is also
+    written once its oldest row is flush_seconds old, so a kill loses at most that much."""
+    from committee_tasks.engine import loop
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(loop.time, "monotonic", lambda: clock["now"])
+    members = fresh(list(digits_members.values())[:1])
+    original = members[0].predict
+
+    def slow(x):  # each batch "takes" 25 s
+        clock["now"] += 25.0
+        return original(x)
+
+    monkeypatch.setattr(members[0], "predict", slow)
+    preds, throughput = evaluate_pool(classification, members, DigitsDataset(), PredictionCache(tmp_path), limit=320,
+                                      options=LoopOptions(batch_size=32, num_workers=0, progress=False, flush_seconds=60))
+    sizes = sorted(len(np.load(s)["ids"]) for s in tmp_path.rglob("shard-*.npz"))
+    assert sizes == [32, 96, 96, 96]  # every 3rd batch (75 s >= 60 s), then the rest at the end
+    assert set(throughput.phases) >= {"setup", "waiting_for_data", "members", "outputs", "cache_writes"}
+    assert throughput.phases["samples"] == 320
+
+
+def test_flush_seconds_is_validated():
+    from committee_tasks.api.options import ExecutionOptions
+    from committee_tasks.core.errors import CommitteeError
+
+    for bad in (-1, float("nan"), float("inf"), "10"):
+        with pytest.raises(CommitteeError, match="--flush-seconds must be a number >= 0"):
+            ExecutionOptions(flush_seconds=bad)
+    assert ExecutionOptions(flush_seconds=0).flush_seconds == 0

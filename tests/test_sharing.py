@@ -117,40 +117,43 @@ def cache_ids(root: Path, member: str) -> list[str]:
     return [sid for s in root.rglob(f"{member}-*/shard-*.npz") for sid in np.load(s)["ids"].tolist()]
 
 
-def test_shard_option_on_the_command_line_then_the_union(tmp_path):
-    single = run_eval([*EVAL, "--json", str(tmp_path / "single.json")], tmp_path / "single")
-    assert single.returncode == 0, single.stderr
+@pytest.fixture(scope="module")
+def single(tmp_path_factory) -> Path:
+    """The single-process run every shared run is compared with: its folder (report, cache)."""
+    folder = tmp_path_factory.mktemp("single")
+    done = run_eval([*EVAL, "--json", str(folder / "single.json")], folder / "cache")
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+def test_shard_option_on_the_command_line_then_the_union(single, tmp_path):
     first = run_eval([*EVAL, "--shard", "0/2", "--json", str(tmp_path / "shared.json")], tmp_path / "shared")
     assert first.returncode == 0, first.stderr
     assert "share 0/2: computed" in first.stdout and not (tmp_path / "shared.json").exists()
     second = run_eval([*EVAL, "--shard", "1/2", "--json", str(tmp_path / "shared.json")], tmp_path / "shared")
     assert second.returncode == 0, second.stderr
-    same_report(tmp_path / "single.json", tmp_path / "shared.json")
-    same_cache(tmp_path / "single", tmp_path / "shared")
+    same_report(single / "single.json", tmp_path / "shared.json")
+    same_cache(single / "cache", tmp_path / "shared")
     bad = run_eval([*EVAL, "--shard", "2/2"], tmp_path / "bad")
     assert bad.returncode == 2 and "0 <= I < N, got 2/2" in bad.stderr
 
 
-def test_torchrun_with_two_ranks_equals_one_process(tmp_path):
-    single = run_eval([*EVAL, "--json", str(tmp_path / "single.json")], tmp_path / "single")
-    assert single.returncode == 0, single.stderr
+def test_torchrun_with_two_ranks_equals_one_process(single, tmp_path):
     launcher = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
     ranks = run_eval([*EVAL, "--json", str(tmp_path / "ranks.json")], tmp_path / "ranks", launcher=launcher,
                      env={"OMP_NUM_THREADS": "1"})
     assert ranks.returncode == 0, ranks.stdout + ranks.stderr
     assert "rank 1 of 2: computed" in ranks.stdout
-    same_report(tmp_path / "single.json", tmp_path / "ranks.json")
-    same_cache(tmp_path / "single", tmp_path / "ranks")
+    same_report(single / "single.json", tmp_path / "ranks.json")
+    same_cache(single / "cache", tmp_path / "ranks")
     rows = json.loads((tmp_path / "ranks.json").read_text())["rows"]
     per_rank = [r["throughput_eval_loop_by_writer"] for r in rows if r["kind"] == "member"]
     assert per_rank and all(len(w) == 2 and all(v > 0 for v in w.values()) for w in per_rank)  # each rank's own
 
 
-def test_two_processes_writing_one_cache_at_once(tmp_path):
+def test_two_processes_writing_one_cache_at_once(single, tmp_path):
     """Both compute every sample at the same time: no shard is lost or half-read, the union is
     read once per sample (the first shard's copy, identical), and the report is the single one."""
-    single = run_eval([*EVAL, "--json", str(tmp_path / "single.json")], tmp_path / "single")
-    assert single.returncode == 0, single.stderr
     env = {**os.environ, "COMMITTEE_TASKS_CACHE": str(tmp_path / "both")}
     runs = [subprocess.Popen([sys.executable, str(REPO / "tools" / "eval.py"), *EVAL, "--json", str(tmp_path / f"run{i}.json")],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
@@ -159,10 +162,10 @@ def test_two_processes_writing_one_cache_at_once(tmp_path):
         out, err = run.communicate(timeout=600)
         assert run.returncode == 0, err
     for i in range(2):
-        same_report(tmp_path / "single.json", tmp_path / f"run{i}.json")
+        same_report(single / "single.json", tmp_path / f"run{i}.json")
     again = run_eval([*EVAL, "--json", str(tmp_path / "again.json")], tmp_path / "both")
     assert again.returncode == 0
-    same_report(tmp_path / "single.json", tmp_path / "again.json")
+    same_report(single / "single.json", tmp_path / "again.json")
     shards = list((tmp_path / "both").rglob("shard-*.npz"))
     assert len({s.name.rsplit("-", 1)[0] for s in shards}) >= 2  # two writers, names apart
 
@@ -257,3 +260,64 @@ def test_a_per_position_confidence_does_not_depend_on_the_batch():
     probs = torch.rand(8, 3, 256, 256)
     batched = max_prob_t(probs)
     assert all(max_prob_t(probs[i:i + 1])[0] == batched[i] for i in range(len(probs)))
+
+
+def _rank_process(cache: Path, rank: int) -> int | None:
+    """The pid of the torchrun worker of ``rank`` writing ``cache`` (read from /proc)."""
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            entries = set(environ.read_bytes().split(b"\0"))
+        except OSError:  # gone, or another user's
+            continue
+        if f"COMMITTEE_TASKS_CACHE={cache}".encode() in entries and f"RANK={rank}".encode() in entries:
+            return int(environ.parent.name)
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the rank's process in /proc (Linux)")
+def test_a_rank_killed_mid_run_then_a_rerun_computes_only_what_is_missing(tmp_path):
+    """kill -9 of rank 1 while both ranks compute: torchrun stops rank 0 with SIGTERM, which
+    writes what it computed (exit 143); rank 1 keeps the outputs it flushed (every 0.2 s). The
+    rerun computes only the missing samples, and its report and cache equal one process's."""
+    import signal
+    import time
+
+    args = [*EVAL[:EVAL.index("--limit")], "--limit", "1797", *EVAL[EVAL.index("--limit") + 2:],
+            "--batch-size", "1", "--flush-seconds", "0.2"]
+    single = run_eval([*args, "--json", str(tmp_path / "single.json")], tmp_path / "single")
+    assert single.returncode == 0, single.stderr
+    cache = tmp_path / "ranks"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    env = {**os.environ, "COMMITTEE_TASKS_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    job = subprocess.Popen([*launcher, str(REPO / "tools" / "eval.py"), *args], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+    deadline, killed = time.monotonic() + 300, None
+    while killed is None and job.poll() is None and time.monotonic() < deadline:
+        pid = _rank_process(cache, 1)
+        writers = {s.name.split("-")[2] for s in cache.rglob("shard-*.npz")}
+        if pid and str(pid) in writers and len(writers) == 2:
+            os.kill(pid, signal.SIGKILL)  # both ranks have written outputs and are computing more
+            killed = pid
+        time.sleep(0.02)
+    output = job.communicate(timeout=300)[0]
+    assert killed, f"rank 1 finished before it could be killed:\n{output}"
+    assert job.returncode != 0 and "terminated (SIGTERM)" in output, output  # rank 0 stopped, its work written
+    kept = {m: ids for m in ("digits_cnn_s", "digits_cnn_m") if (ids := cache_ids(cache, m))}
+    assert kept and all(0 < len(ids) < 1797 for ids in kept.values()), {m: len(i) for m, i in kept.items()}
+    writers = {s.name.split("-")[2] for s in cache.rglob("shard-*.npz")}
+    assert str(killed) in writers and len(writers) == 2  # both ranks' outputs survived
+
+    from committee_tasks.engine.loop import subset_indices
+
+    every = DigitsDataset().ids
+    ids = [every[i] for i in subset_indices(len(every), 1797)]  # --limit 1797: the samples asked for, in place order
+    cached = [set(k) for k in kept.values()] if len(kept) == 2 else [set()]
+    missing = [place for place, sid in enumerate(ids) if not all(sid in c for c in cached)]
+    rerun = run_eval([*args, "--json", str(tmp_path / "ranks.json")], cache, launcher=launcher,
+                     env={"OMP_NUM_THREADS": "1"})
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    rank1 = sum(Share(1, 2).holds(place, 1) for place in missing)  # rank 1's share of what was missing
+    assert 0 < rank1 < len(missing) < 1797
+    assert f"rank 1 of 2: computed {rank1} samples" in rerun.stdout, rerun.stdout
+    same_report(tmp_path / "single.json", tmp_path / "ranks.json")
+    same_cache(tmp_path / "single", cache)  # every sample exactly once, bit for bit

@@ -63,6 +63,7 @@ class ExecutionOptions:
     progress: bool = True
     threads: int | None = None  # torch CPU threads; None: the CPUs this process may use
     shard: str | None = None  # "I/N": only share I of N of the missing samples (engine/distributed.py)
+    flush_seconds: float = 60.0  # outputs reach the cache at least this often (and every 4,096 samples)
 
     def __post_init__(self):
         if self.amp not in ("auto", "on", "off"):
@@ -71,6 +72,9 @@ class ExecutionOptions:
             raise CommitteeError(f"unknown output dtype {self.output_dtype!r}; valid: {list(OUTPUT_DTYPE_NAMES)}")
         at_least(0, workers=self.workers)
         at_least(1, batch_size=self.batch_size, threads=self.threads)
+        if not (isinstance(self.flush_seconds, (int, float)) and 0 <= self.flush_seconds < float("inf")):
+            raise CommitteeError(f"--flush-seconds must be a number >= 0 (0: write after every batch), "
+                                 f"got {self.flush_seconds!r}")
         if self.shard is not None:
             from committee_tasks.engine.distributed import Share
 

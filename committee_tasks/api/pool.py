@@ -90,7 +90,8 @@ class Pool:
         loop = LoopOptions(batch_size=options.batch_size or task.default_batch_size, device=options.device,
                            num_workers=default_workers() if options.workers is None else options.workers,
                            amp=options.amp_mode, output_dtype=options.output_dtype, progress=options.progress,
-                           share=None if options.shard is None else Share.parse(options.shard))
+                           share=None if options.shard is None else Share.parse(options.shard),
+                           flush_seconds=options.flush_seconds)
         preds, throughput = evaluate_pool(task, list(members.values()), dataset, cache, limit, loop)
         return cls(task, dict(members), preds, dataset, throughput, cache, options)
 

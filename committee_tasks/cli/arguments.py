@@ -85,6 +85,9 @@ def add_execution_args(p: argparse.ArgumentParser) -> None:
                      help="compute only share I of N (0-based) of the samples missing from the cache, then stop "
                           "(SLURM arrays, several machines); the same command without --shard reads the union. "
                           "Under torchrun each rank takes its share by itself")
+    run.add_argument("--flush-seconds", type=float, default=60.0, metavar="S",
+                     help="write computed outputs to the cache at least every S seconds (default 60; and every "
+                          "4,096 samples), so an interruption loses at most about that much work")
     run.add_argument("--no-progress", action="store_true")
 
 
@@ -140,7 +143,7 @@ def execution_options(args: argparse.Namespace):
     from committee_tasks.api.options import ExecutionOptions
 
     return ExecutionOptions(args.device, args.amp, args.batch_size, args.workers, args.cache_dir, args.output_dtype,
-                            not args.no_progress, args.threads, args.shard)
+                            not args.no_progress, args.threads, args.shard, args.flush_seconds)
 
 
 def calibration_options(args: argparse.Namespace):

@@ -48,9 +48,17 @@ def unknown_name(kind: str, name: str, options: Iterable[str], fix: str = "") ->
 
 
 def run_tool(run: Callable[..., int], *args) -> int:
-    """Run a command-line tool: bad input prints ``error: ...`` on stderr and exits 2, no traceback."""
+    """Run a command-line tool: bad input prints ``error: ...`` on stderr and exits 2, no traceback;
+    SIGTERM ends it after the loop has written what it computed (exit 143)."""
+    from committee_tasks.core.signals import Terminated, terminate_as_exception
+
     try:
-        return run(*args)
+        with terminate_as_exception():
+            return run(*args)
+    except Terminated:
+        print("terminated (SIGTERM): every output computed so far is in the cache; the same command resumes",
+              file=sys.stderr)
+        return 143
     except ShareDone as done:
         if str(done):
             print(done)

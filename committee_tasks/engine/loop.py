@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Sequence
@@ -44,12 +45,40 @@ def output_dtype(name: str) -> type[np.floating]:
 
 
 class LoopThroughput(dict):
-    """Each member's samples/s of forward passes in the loop (all writers together), and in
-    ``by_writer`` each writer's own: a torchrun rank's or a shard's on its device."""
+    """Each member's samples/s of forward passes in the loop (all writers together), in
+    ``by_writer`` each writer's own (a torchrun rank's or a shard's on its device), and in
+    ``phases`` where this process's pass over the missing samples spent its wall time (empty when
+    everything was cached)."""
 
-    def __init__(self, overall: dict[str, float | None], by_writer: dict[str, dict[str, float]]):
+    def __init__(self, overall: dict[str, float | None], by_writer: dict[str, dict[str, float]],
+                 phases: dict[str, float] | None = None):
         super().__init__(overall)
         self.by_writer = by_writer
+        self.phases = phases or {}
+
+
+class LoopPhases:
+    """Wall seconds of one pass by phase: set-up (fingerprint, cache listing, building members),
+    waiting for the next batch, the members (on CUDA: launching them, and waiting for them where
+    their outputs are read), keeping outputs (copies, rounding, checks), and cache writes. Each
+    ``lap`` gives the time since the previous one to a phase, so the phases sum to the pass."""
+
+    NAMES = ("setup", "waiting_for_data", "members", "outputs", "cache_writes")
+
+    def __init__(self):
+        self.seconds = dict.fromkeys(self.NAMES, 0.0)
+        self.samples = 0
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] += now - self._last
+        self._last = now
+
+    def summary(self) -> dict[str, float]:
+        total = sum(self.seconds.values())
+        return {**self.seconds, "total": total, "samples": self.samples,
+                "samples_per_s": self.samples / total if total > 0 else 0.0}
 
 
 class NonFiniteOutputError(CommitteeError):
@@ -63,6 +92,7 @@ class LoopOptions:
     device: str = "auto"
     amp: str | bool = "auto"
     shard_size: int = 4096
+    flush_seconds: float = 60.0  # also flushed when this old: a kill loses at most about this much work
     output_dtype: str = "float16"
     progress: bool = True
     share: Share | None = None  # --shard I/N: only this share of the missing samples (engine/distributed.py)
@@ -74,13 +104,27 @@ class _Pending:
     needed: set[str]
     arrays: dict[str, list] = field(default_factory=lambda: defaultdict(list))  # key -> batches of rows
     count: int = 0
+    since: float = field(default_factory=time.monotonic)  # the last write (or the pass's start)
+    phases: LoopPhases | None = None
 
     def flush(self) -> None:
         if self.count:
+            if self.phases:
+                self.phases.lap("outputs")
             self.cache.write_shard({k: np.concatenate(v) for k, v in self.arrays.items() if v})
             for v in self.arrays.values():
                 v.clear()
             self.count = 0
+            if self.phases:
+                self.phases.lap("cache_writes")
+        self.since = time.monotonic()
+
+    def added(self, rows: int, options: "LoopOptions") -> None:
+        """Count ``rows`` more; flush at the shard size or when the last write is ``flush_seconds``
+        old, so an interruption loses at most about that much work."""
+        self.count += rows
+        if self.count >= options.shard_size or time.monotonic() - self.since >= options.flush_seconds:
+            self.flush()
 
 
 def subset_indices(n: int, limit: int | None) -> np.ndarray:
@@ -117,6 +161,7 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
     ``members`` are built `Member`s or `MemberSpec`s (`Task.describe_member`): a spec is built
     only when some sample is missing for it, so a fully cached pool needs no model and no weights."""
     options = options or LoopOptions()
+    phases = LoopPhases()
     rank = torchrun_rank()
     if rank is not None:  # a torchrun job: this rank's share, on its own device
         if options.share is not None:
@@ -140,7 +185,7 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
             and (options.share is None or options.share.holds(rank, options.batch_size))]
     if todo:
         built = _build_needed(members, pending, every=bool(subsets))
-        new_skips, new_notes = _run(task, built, dataset, todo, pending, options, subsets)
+        new_skips, new_notes = _run(task, built, dataset, todo, pending, options, subsets, phases)
         skipped.update(new_skips)
         cache.record_dataset(folder, dataset_fp, new_skips, new_notes)
     else:
@@ -160,7 +205,8 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
     preds.fingerprints = {"dataset": {"name": dataset.name, "fingerprint": dataset_fp},
                           "members": {m.name: m.fingerprint for m in members}}
     return preds, LoopThroughput({m.name: pending[m.name].cache.throughput() for m in members},
-                                 {m.name: pending[m.name].cache.writer_throughputs() for m in members})
+                                 {m.name: pending[m.name].cache.writer_throughputs() for m in members},
+                                 phases.summary() if todo else None)
 
 
 def _after_share(task: Task, members, cache: BasePredictionCache, folder, wanted: list[str], options: LoopOptions,
@@ -237,7 +283,7 @@ def _record(arrays: dict[str, np.ndarray]) -> SubsetRecord:
 
 
 def _subset_statistics(task: Task, members: Sequence[Member], probs: dict[str, "torch.Tensor"], targets,
-                       subsets: dict[tuple[int, ...], _Pending], ids: list[str], shard_size: int) -> None:
+                       subsets: dict[tuple[int, ...], _Pending], ids: list[str], options: LoopOptions) -> None:
     """Statistics and confidences of each subset's mean prediction for one batch, each subset's
     probability sum made from its parent's with one add (depth-first)."""
     confidences = {name: get_torch_confidence(name) for name in task.cached_confidences}
@@ -253,9 +299,7 @@ def _subset_statistics(task: Task, members: Sequence[Member], probs: dict[str, "
             task.sample_statistics_torch(combined, targets[rows]).cpu().numpy().astype(np.float64))
         for name, fn in confidences.items():
             p.arrays[f"confidence_{name}"].append(fn(combined).float().cpu().numpy())
-        p.count += len(rows)
-        if p.count >= shard_size:
-            p.flush()
+        p.added(len(rows), options)
 
 
 @dataclass
@@ -268,8 +312,12 @@ class _Runner:
     pending: dict[str, _Pending]
     options: LoopOptions
     subsets: dict[tuple[int, ...], _Pending] | None = None
+    phases: LoopPhases = field(default_factory=LoopPhases)
 
     def __post_init__(self):
+        for p in (*self.pending.values(), *(self.subsets or {}).values()):
+            p.phases = self.phases
+            p.since = time.monotonic()  # the pass starts: nothing computed is unwritten yet
         self.device = resolve_device(self.options.device)
         self.amp = use_amp(self.device, self.options.amp)
         self.out_dtype = output_dtype(self.options.output_dtype)
@@ -279,6 +327,7 @@ class _Runner:
         self.timed = {m.name: 0 for m in self.members}
 
     def predict(self, m: Member, batch, rows: list[int]) -> tuple[torch.Tensor, np.ndarray]:
+        self.phases.lap("outputs")
         x = batch.inputs[m.transform_key]
         x = to_device(x[rows] if len(rows) < len(batch.ids) else x, self.device)
         try:
@@ -290,7 +339,9 @@ class _Runner:
                 f"(samples {[batch.ids[i] for i in rows][:3]}...): {type(err).__name__}: {err}"
             ) from err
         self.timed[m.name] += len(rows)
-        _check_finite(probs, m.name, [batch.ids[i] for i in rows])
+        if self.subsets:  # kept on the device; otherwise checked on the host copy (one wait per member)
+            _check_finite(probs, m.name, [batch.ids[i] for i in rows])
+        self.phases.lap("members")
         return probs, macs
 
     def run_batch(self, batch) -> None:
@@ -307,21 +358,21 @@ class _Runner:
                 rows = [i for i in rows if batch.ids[i] in p.needed]
                 self.append(p, batch, rows, np.asarray(macs)[rows])
             else:
+                outputs = probs.cpu().numpy()  # waits for the member on CUDA
+                self.phases.lap("members")
+                _check_finite(outputs, m.name, [batch.ids[i] for i in rows])
                 self.append(p, batch, rows, macs, targets=[batch.targets[i] for i in rows],
-                            outputs=probs.cpu().numpy().astype(self.out_dtype))
+                            outputs=outputs.astype(self.out_dtype))
         if kept:
             targets = to_device(torch.stack([torch.as_tensor(t) for t in batch.targets]), self.device)
-            _subset_statistics(self.task, self.members, kept, targets, self.subsets, batch.ids,
-                               self.options.shard_size)
+            _subset_statistics(self.task, self.members, kept, targets, self.subsets, batch.ids, self.options)
 
     def append(self, p: _Pending, batch, rows: list[int], macs, **arrays) -> None:
         p.arrays["ids"].append(np.asarray([batch.ids[i] for i in rows]))
         p.arrays["macs"].append(macs)
         for key, value in arrays.items():
             p.arrays[key].append(np.asarray(value))
-        p.count += len(rows)
-        if p.count >= self.options.shard_size:
-            p.flush()
+        p.added(len(rows), self.options)
 
     def finish(self) -> None:
         """Flush every pending shard and record each member's timing."""
@@ -336,8 +387,10 @@ class _Runner:
 
 def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: list[int],
          pending: dict[str, _Pending], options: LoopOptions,
-         subsets: dict[tuple[int, ...], _Pending] | None = None) -> tuple[dict[str, str], dict[str, str]]:
-    runner = _Runner(task, members, pending, options, subsets)
+         subsets: dict[tuple[int, ...], _Pending] | None = None,
+         phases: LoopPhases | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    phases = phases or LoopPhases()
+    runner = _Runner(task, members, pending, options, subsets, phases)
     loader = make_loader(dataset, {m.transform_key: m.transform for m in members}, todo, options.batch_size,
                          options.num_workers, pin_memory=runner.device.type == "cuda",
                          member_inputs=task.member_inputs, prefetch_batches=task.prefetch_batches)
@@ -345,25 +398,34 @@ def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: li
     notes: dict[str, str] = {}
     bar = tqdm(total=len(todo), desc=f"evaluating {len(members)} members", unit="sample",
                disable=not options.progress)
+    phases.lap("setup")
     try:
         for batch in loader:
+            phases.lap("waiting_for_data")
+            phases.samples += len(batch.ids)
             for s in batch.skipped:
                 skipped[s.id] = s.reason
                 log.warning("skipped sample %s: %s", s.id, s.reason)
             notes.update(batch.notes)
             runner.run_batch(batch)
             bar.update(len(batch.ids) + len(batch.skipped))
+            phases.lap("outputs")
     finally:  # keep what was computed, even when interrupted or failing
         bar.close()
         runner.finish()
+        phases.lap("outputs")
+    log.info("loop: %s", ", ".join(f"{k} {v:.2f} s" for k, v in phases.seconds.items()))
     if skipped:
         log.warning("skipped %d unreadable samples", len(skipped))
     return skipped, notes
 
 
-def _check_finite(probs: torch.Tensor, member: str, ids: list[str]) -> None:
-    """Checked on the device, before outputs are copied anywhere."""
-    bad = (~torch.isfinite(probs.reshape(len(probs), -1)).all(dim=1)).cpu().numpy()
+def _check_finite(probs: torch.Tensor | np.ndarray, member: str, ids: list[str]) -> None:
+    """Checked before outputs are kept anywhere (on the device, or on their host copy)."""
+    if isinstance(probs, np.ndarray):
+        bad = ~np.isfinite(probs.reshape(len(probs), -1)).all(axis=1)
+    else:
+        bad = (~torch.isfinite(probs.reshape(len(probs), -1)).all(dim=1)).cpu().numpy()
     if bad.any():
         first = [ids[i] for i in np.flatnonzero(bad)[:5]]
         raise NonFiniteOutputError(

@@ -1,0 +1,41 @@
+"""SIGTERM as an exception in the command-line tools, so a terminated run keeps its work.
+
+SLURM (at a time limit or on preemption), torchrun (when another rank fails), `kill` and
+container stops send SIGTERM, whose default action ends the process at once: outputs computed
+since the last cache write would be lost. Raised as `Terminated` instead, the loop's `finally`
+writes them, and the tool exits 143 (128 + SIGTERM) as a terminated process does.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+
+
+class Terminated(BaseException):
+    """The process got SIGTERM. A BaseException, as KeyboardInterrupt: ``except Exception`` must
+    not swallow it."""
+
+
+@contextlib.contextmanager
+def terminate_as_exception():
+    """Within the block, SIGTERM to this process raises `Terminated` in its main thread.
+    Processes forked meanwhile (DataLoader workers) keep SIGTERM's default action."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    owner = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != owner:  # a forked child: terminate as by default
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise Terminated("terminated by SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
