@@ -119,8 +119,8 @@ def test_load_checkpoint_says_how_to_resave(tmp_path):
 
     path = tmp_path / "bad.pth"
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(CommitteeError, match=r"cannot load .*bad.pth as a weights-only checkpoint .*; "
-                                             r"re-save it as \{'state_dict': \.\.\.\}$"):
+    with pytest.raises(CommitteeError, match=r"cannot load .*bad.pth: not a readable checkpoint .*, "
+                                             r"or re-save it as \{'state_dict': \.\.\.\}$"):
         load_checkpoint(path, "{'state_dict': ...}")
 
 

@@ -35,9 +35,18 @@ class CascadeRequest:
     thresholds: tuple[float, ...] | None = None
 
     def __post_init__(self):
+        from committee_tasks.committees.scoring import check_unique
+
         object.__setattr__(self, "members", tuple(self.members))
+        if len(self.members) < 2:
+            raise CommitteeError(f"a cascade needs at least 2 members, got {list(self.members)}")
+        check_unique(self.members, f"--cascade {','.join(self.members)}")
         if self.thresholds is not None:
-            object.__setattr__(self, "thresholds", tuple(float(t) for t in self.thresholds))
+            thresholds = tuple(self.thresholds) if isinstance(self.thresholds, (list, tuple)) else (self.thresholds,)
+            if len(thresholds) not in (1, len(self.members) - 1):
+                raise CommitteeError(f"--cascade {','.join(self.members)} needs {len(self.members) - 1} thresholds "
+                                     f"(one per stage but the last) or one for all stages; got {list(thresholds)}")
+            object.__setattr__(self, "thresholds", thresholds)  # checked against the confidence by EvalRequest
 
 
 def _bootstrap() -> Bootstrap:
@@ -65,7 +74,24 @@ class EvalRequest(PoolRequest):
     cards: Sequence[Any] = ()  # saved committee cards (paths or CommitteeCard) to evaluate as rows
 
     def __post_init__(self):
+        from committee_tasks.committees.confidence import check_thresholds, get_confidence
+        from committee_tasks.committees.scoring import check_unique
+
         self.cascades = [c if isinstance(c, CascadeRequest) else CascadeRequest(tuple(c)) for c in self.cascades]
+        # every committee spec is checked here, before any model runs
+        check_unique(self.models, "--models")
+        for members in self.ensembles:
+            if len(members) < 2:
+                raise CommitteeError(f"--ensemble needs at least 2 members, got {list(members)}")
+            check_unique(members, f"--ensemble {','.join(members)}")
+        get_confidence(self.confidence)  # an unknown name fails now
+        FitSettings(self.confidence, self.combine, self.levels)  # --levels, checked before any work
+        if self.combine not in ("mean", "last"):
+            raise CommitteeError(f"unknown cascade combine rule {self.combine!r}; valid: 'mean', 'last'")
+        for c in self.cascades:
+            if c.thresholds is not None:
+                where = f"--thresholds of --cascade {','.join(c.members)}"
+                object.__setattr__(c, "thresholds", tuple(check_thresholds(c.thresholds, self.confidence, where)))
         self.cards = [load_card(c) for c in self.cards]
         guarantees = [o for o in self.objectives if isinstance(o, Guarantee)]
         if guarantees and self.temperature:

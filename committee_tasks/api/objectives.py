@@ -84,8 +84,8 @@ class Budget(_Objective):
     def __post_init__(self):
         if (self.reference is None) == (self.macs is None):
             raise CommitteeError("a budget is a reference model or a number of MACs per sample: give one of the two")
-        if self.macs is not None and not self.macs > 0:
-            raise CommitteeError(f"a MACs budget must be positive, got {self.macs}")
+        if self.macs is not None and not 0 < self.macs < float("inf"):
+            raise CommitteeError(f"a MACs budget must be a positive finite number of MACs per sample, got {self.macs}")
 
     @classmethod
     def parse(cls, text: str) -> Budget:
@@ -116,7 +116,8 @@ class Guarantee(_Objective):
         from committee_tasks.search.guarantee import BOUNDS
 
         require(0 < self.delta < 1, f"a guarantee's delta must be in (0, 1), got {self.delta}")
-        require(self.eps >= 0, f"a guarantee's eps must be >= 0 (metric units), got {self.eps}")
+        require(0 <= self.eps < float("inf"), f"a guarantee's eps must be a finite number >= 0 (metric units), "
+                                              f"got {self.eps}")
         require(self.bound in BOUNDS, f"unknown bound {self.bound!r}; valid: {list(BOUNDS)}")
 
     def fit(self, calib: PoolPredictions, task: Task, members: Sequence[str], settings: FitSettings) -> Cascade | None:

@@ -49,6 +49,11 @@ class ModelOptions:
     weights_dir: Path | None = None  # checked before the torch.hub cache
     zoo_files: tuple[Path, ...] = ()  # more models described in files (--zoo)
 
+    def __post_init__(self):
+        if self.weights_dir is not None and Path(self.weights_dir).exists() and not Path(self.weights_dir).is_dir():
+            raise CommitteeError(f"--weights-dir {self.weights_dir} is a file, not a folder: pass the folder holding "
+                                 "the weight files")
+
 
 @dataclass(frozen=True)
 class ExecutionOptions:

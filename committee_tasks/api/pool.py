@@ -41,7 +41,27 @@ def open_cache(cache_dir: Path | str | None):
     """The prediction cache at ``cache_dir`` (None: the default root), or an in-memory one."""
     from committee_tasks.engine.cache import MemoryPredictionCache, PredictionCache
 
-    return MemoryPredictionCache() if cache_dir == MEMORY else PredictionCache(cache_dir)
+    if cache_dir == MEMORY:
+        return MemoryPredictionCache()
+    cache = PredictionCache(cache_dir)
+    check_writable(cache.root)
+    return cache
+
+
+def check_writable(folder: Path) -> None:
+    """Refuse a cache folder that cannot be made or written before any member runs, not when its
+    first outputs are written."""
+    import os
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        writable = os.access(folder, os.W_OK | os.X_OK)
+        reason = "permission denied"
+    except OSError as err:
+        writable, reason = False, f"{type(err).__name__}: {err.strerror or err}"
+    if not writable:
+        raise CommitteeError(f"cannot write the prediction cache in {folder} ({reason}): pass --cache-dir DIR (a "
+                             "writable folder), set $COMMITTEE_TASKS_CACHE, or --cache-dir memory to write nothing")
 
 
 def describe_members(task: Task, members: Sequence[str | Member], weights_dir: Path | None) -> dict[str, Any]:
@@ -54,6 +74,23 @@ def describe_members(task: Task, members: Sequence[str | Member], weights_dir: P
             raise CommitteeError(f"a member is listed twice: {[getattr(x, 'name', x) for x in members]}")
         described[spec.name] = spec
     return described
+
+
+MIN_SPLIT_SAMPLES = 10  # fewer on a side of the split, and what is fitted or scored there means nothing
+
+
+def check_split_sizes(calibration: int, total: int, fraction: float) -> None:
+    """Refuse a fraction that leaves fewer than `MIN_SPLIT_SAMPLES` on a side, where the pool is large
+    enough (4x that) for a sensible fraction to leave more; smaller pools (quick tries) need only
+    both sides non-empty (`calibration_mask` checks that)."""
+    if total < 4 * MIN_SPLIT_SAMPLES:
+        return
+    for side, count in (("calibration", calibration), ("evaluation", total - calibration)):
+        if count < MIN_SPLIT_SAMPLES:
+            low, high = MIN_SPLIT_SAMPLES / total, 1 - MIN_SPLIT_SAMPLES / total
+            raise CommitteeError(f"--calibration-fraction {fraction:g} leaves {count} of {total} samples for "
+                                 f"{side}, fewer than {MIN_SPLIT_SAMPLES}: use a fraction between about "
+                                 f"{low:.3g} and {high:.3g} (0.5 by default)")
 
 
 @dataclass
@@ -105,6 +142,7 @@ class Pool:
         from committee_tasks.core.splits import calibration_mask
 
         mask = calibration_mask(self.predictions.ids, fraction)
+        check_split_sizes(int(mask.sum()), len(mask), fraction)
         return self._with(self.predictions.subset(mask)), self._with(self.predictions.subset(~mask))
 
     def calibration_and_evaluation(self, calibration: CalibrationOptions, build_dataset) -> tuple[Pool, Pool]:

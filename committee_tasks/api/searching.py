@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 from committee_tasks.api.evaluation import calibration_dataset, check_pool, load_pool, prepare_task
 from committee_tasks.api.options import PoolRequest
+from committee_tasks.core.errors import CommitteeError
 from committee_tasks.search.committee_search import SearchSettings
 
 @dataclass
@@ -21,6 +22,19 @@ class SearchRequest(SearchSettings, PoolRequest):
 
     confidences: Sequence[str] = ("max_prob",)
     temperature: bool = False  # also compare each confidence after temperature scaling
+
+    def __post_init__(self):
+        import math
+
+        from committee_tasks.committees.scoring import check_unique
+
+        super().__post_init__()
+        check_unique(self.references, "--references")
+        check_unique(list(self.confidences), "--confidence")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not (
+                math.isfinite(self.alpha) and self.alpha >= 0):
+            raise CommitteeError(f"--alpha must be a finite number >= 0 (the metric slack a greedy cascade may give "
+                                 f"up against the reference, in metric units), got {self.alpha!r}")
 
 
 @dataclass

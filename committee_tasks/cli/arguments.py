@@ -105,6 +105,34 @@ def write_cards(result, folder: Path | None) -> None:
             print(f"wrote committee card {path}")
 
 
+def check_outputs(files: dict, folders: dict | None = None) -> None:
+    """Refuse output files (``{"--json": path}``) and folders (``--cards``) that cannot be written,
+    before any work rather than after it: a file is tried in the nearest folder that exists
+    (nothing is left behind, no folder made)."""
+    import os
+    import tempfile
+
+    from committee_tasks.core.errors import CommitteeError
+
+    wanted = [(flag, Path(p), True) for flag, p in files.items() if p is not None]
+    wanted += [(flag, Path(p), False) for flag, p in (folders or {}).items() if p is not None]
+    for flag, path, is_file in wanted:
+        if is_file and path.is_dir():
+            raise CommitteeError(f"{flag} {path} is a folder: name a file in it")
+        folder = path.parent if is_file else path
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        try:
+            if not folder.is_dir():
+                raise NotADirectoryError(20, "not a folder", str(folder))
+            fd, tried = tempfile.mkstemp(dir=folder, prefix=".write-test-")
+            os.close(fd)
+            os.unlink(tried)
+        except OSError as err:
+            raise CommitteeError(f"{flag} {path}: cannot write in {folder} ({type(err).__name__}: "
+                                 f"{err.strerror or err}); name a writable place") from None
+
+
 def add_measure_args(run) -> None:
     run.add_argument("--measure-samples", type=int,
                      help="measure throughput of every row on this many samples, held in memory preprocessed "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from committee_tasks.cli.arguments import (CONFIDENCE_HELP, add_cards_arg, add_data_args, add_execution_args,
                                            add_interval_args, add_measure_args, add_split_args, bootstrap,
-                                           calibration_options, data_options, execution_options, floats,
+                                           calibration_options, check_outputs, data_options, execution_options, floats,
                                            model_options, names, tool_main, tool_parser, write_cards)
 
 
@@ -80,7 +80,9 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
         return 0
     from committee_tasks.reporting.eval_text import render_eval_report, write_eval_files
 
-    report = evaluate(eval_request(args, command), task)
+    request = eval_request(args, command)
+    check_outputs({"--json": args.json, "--csv": args.csv, "--markdown": args.markdown}, {"--cards": args.cards})
+    report = evaluate(request, task)
     data = report.to_dict()
     print(render_eval_report(data))
     write_eval_files(data, args.json, args.csv, args.markdown)

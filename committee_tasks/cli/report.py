@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from committee_tasks.cli.arguments import tool_main
+from committee_tasks.cli.arguments import check_outputs, tool_main
 
 FORMATS = ("md", "tex", "csv", "json", "png")  # committee_tasks.api.reports.FORMATS (checked there)
 
@@ -28,7 +28,9 @@ def build_parser(prog: str = "tools/report.py") -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, command: list[str]) -> int:
     from committee_tasks.api.reports import ReportRequest, write_reports
 
-    markdown = write_reports(ReportRequest(args.results, args.out, args.formats.split(","), args.names))
+    request = ReportRequest(args.results, args.out, args.formats.split(","), args.names)
+    check_outputs({}, {"--out": args.out})
+    markdown = write_reports(request)
     print(markdown, end="")
     return 0
 

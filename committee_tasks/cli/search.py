@@ -13,8 +13,8 @@ from pathlib import Path
 
 from committee_tasks.cli.arguments import (CONFIDENCE_HELP, add_cards_arg, add_data_args, add_execution_args,
                                            add_interval_args, add_split_args, bootstrap, calibration_options,
-                                           data_options, execution_options, model_options, names, tool_main,
-                                           tool_parser, write_cards)
+                                           check_outputs, data_options, execution_options, model_options, names,
+                                           tool_main, tool_parser, write_cards)
 
 GREEDY_ABOVE = 10  # keep in step with committee_tasks.api.searching.GREEDY_ABOVE (help text only)
 
@@ -52,10 +52,13 @@ def build_parser(prog: str = "tools/search.py") -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, command: list[str]) -> int:
+    from committee_tasks.api.options import at_least
     from committee_tasks.api.searching import SearchRequest, search_committees
     from committee_tasks.core.files import atomic_write_json
     from committee_tasks.reporting.search_text import render_search
 
+    at_least(1, front=args.front)  # before the search, not when printing its result
+    check_outputs({"--json": args.json}, {"--cards": args.cards})
     request = SearchRequest(
         pool=args.pool, task=args.task, references=args.references, max_size=args.max_size, levels=args.levels,
         exact_last=not args.grid_only, any_order=args.any_order, worst_case=args.worst_case, confidences=args.confidence,

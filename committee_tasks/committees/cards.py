@@ -78,6 +78,8 @@ class CommitteeCard:
     def __post_init__(self):
         object.__setattr__(self, "members", tuple(self.members))
         object.__setattr__(self, "thresholds", tuple(float(t) for t in self.thresholds))
+        if any(np.isnan(self.thresholds)):  # inf is kept: a searched stage that no sample exits at
+            raise CommitteeError(f"card thresholds {list(self.thresholds)} hold NaN; every threshold is a number")
         for name in ("figures", "dataset", "provenance"):  # JSON data from here on, so save() cannot fail
             object.__setattr__(self, name, _plain(getattr(self, name), name))
         for name, value, valid in (("kind", self.kind, KINDS), ("combine", self.combine, ("mean", "last")),

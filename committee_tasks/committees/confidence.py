@@ -8,6 +8,7 @@ confidence enters the same way, through `register_confidence`.
 """
 from __future__ import annotations
 
+import numbers
 import re
 from typing import Callable
 
@@ -115,6 +116,34 @@ def top_value_form(name_or_fn) -> tuple[int, Callable[[np.ndarray], np.ndarray]]
     """``(r, f)`` when the confidence of (N, C) probabilities is ``f`` of their ``r`` largest values
     per sample; None when it needs more (a callable, neg_entropy, per-position families)."""
     return _TOP_VALUE_FORMS.get(name_or_fn) if isinstance(name_or_fn, str) else None
+
+
+# The values each built-in confidence takes, so a threshold outside them (which would let every
+# sample exit, or none) is refused where the user gives it; a registered one need only be finite.
+_RANGES = {"max_prob": (0.0, 1.0), "margin": (0.0, 1.0), "neg_entropy": (-np.inf, 0.0)}
+
+
+def confidence_range(name: str) -> tuple[float, float]:
+    """(lowest, highest) value of confidence ``name``; (-inf, inf) when unknown (a registered one)."""
+    if isinstance(name, str) and FRAC_ABOVE.match(name):
+        return 0.0, 1.0
+    return _RANGES.get(name, (-np.inf, np.inf)) if isinstance(name, str) else (-np.inf, np.inf)
+
+
+def check_thresholds(thresholds, confidence, where: str = "--thresholds") -> list[float]:
+    """``thresholds`` as floats when each is a finite number in the confidence's range, else a
+    `CommitteeError` naming ``where`` they came from and the range."""
+    low, high = confidence_range(confidence)
+    shown = "any finite number" if np.isinf(low) and np.isinf(high) else \
+        f"in [{low:g}, {high:g}]" if np.isfinite(low) else f"<= {high:g}"
+    values = []
+    for t in thresholds if isinstance(thresholds, (list, tuple, np.ndarray)) else [thresholds]:
+        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not np.isfinite(t) or not low <= t <= high:
+            name = confidence if isinstance(confidence, str) else "a custom confidence"
+            raise CommitteeError(f"{where}: threshold {t!r} is refused: thresholds of {name} must be {shown} (a "
+                                 "sample exits when its confidence reaches the threshold)")
+        values.append(float(t))
+    return values
 
 
 def confidence_names() -> str:

@@ -50,6 +50,15 @@ def member_result(preds: PoolPredictions, task: Task, name: str) -> CommitteeRes
                            summed, combined=stage.prediction, sample_statistics=stage.statistics)
 
 
+def check_unique(members: Sequence[str], what: str) -> None:
+    """Refuse a member named twice: the same model again adds its cost but no new opinion (an
+    ensemble would weigh it double, a cascade would run it twice)."""
+    twice = sorted({m for m in members if list(members).count(m) > 1})
+    if twice:
+        raise CommitteeError(f"{what} lists {', '.join(map(repr, twice))} more than once ({list(members)}); "
+                             "name each once")
+
+
 class Single:
     """One member on its own, so members and committees share one code path."""
 
@@ -71,6 +80,7 @@ class Ensemble:
     def __init__(self, members: Sequence[str]):
         if len(members) < 2:
             raise CommitteeError(f"an ensemble needs at least 2 members, got {list(members)}")
+        check_unique(members, "an ensemble")
         self.members = list(members)
 
     @property
@@ -100,6 +110,7 @@ class Cascade:
         members = list(members)
         if len(members) < 2:
             raise CommitteeError(f"a cascade needs at least 2 members, got {members}")
+        check_unique(members, "a cascade")
         thresholds = [float(t) for t in np.atleast_1d(thresholds)]
         if len(thresholds) == 1:  # one value for every stage
             thresholds = thresholds * (len(members) - 1)

@@ -8,6 +8,7 @@ the error lists the missing *and* the unexpected keys and names the option that 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
@@ -19,21 +20,45 @@ if TYPE_CHECKING:
 SHOWN_KEYS = 8  # keys listed per kind before "... and N more"
 
 
-def read_checkpoint(path: str | Path) -> Any:
-    """A checkpoint's content: safetensors, or torch.load with ``weights_only`` (no pickled code)."""
+def read_checkpoint(path: str | Path, saved_as: str = "torch.save(model.state_dict(), ...) or as safetensors"
+                    ) -> Any:
+    """A checkpoint's content: safetensors, or torch.load with ``weights_only`` (no pickled code).
+    A file that cannot be read is a `CommitteeError` naming it and why (see `checkpoint_error`)."""
     path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path), device="cpu")
-    import torch
-
     try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        import torch
+
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CommitteeError(f"cannot load {path} as a weights-only checkpoint ({type(err).__name__}: "
-                             f"{str(err)[:300]}); re-save its state dict with torch.save(model.state_dict(), ...) "
-                             "or as safetensors") from err
+    except Exception as err:  # torch and safetensors raise many kinds (RuntimeError, EOFError, UnpicklingError)
+        raise checkpoint_error(path, err, saved_as) from err
+
+
+def checkpoint_error(path: Path, err: Exception, saved_as: str) -> CommitteeError:
+    """Why ``path`` could not be loaded, in our words: a pickle naming a Python global (code that a
+    weights-only load refuses to call) is named as such; anything else is a damaged file. torch's
+    own text advises ``weights_only=False``, which would run that code: it is never passed on."""
+    if isinstance(err, OSError) and not isinstance(err, EOFError):
+        return CommitteeError(f"cannot read checkpoint {path} ({type(err).__name__}: {err.strerror or err})")
+    text = str(err)
+    refused = re.search(r"GLOBAL ([\w.]+)", text)
+    if refused:
+        return CommitteeError(
+            f"refused to load {path}: its pickle names the Python global {refused[1]!r}, which a weights-only load "
+            "never calls (a checkpoint holds tensors and plain containers; this one would run code). Use a "
+            f"checkpoint from a source you trust, re-saved as {saved_as}")
+    detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    detail = detail[1].strip() if detail else next((line for line in text.splitlines() if line.strip()), "")
+    detail = detail.split(". ")[0][:200]  # torch's first sentence; its advice about weights_only is cut off
+    if "weights_only" in detail:
+        detail = ""
+    why = type(err).__name__ + (f": {detail}" if detail else ("" if text else ": the file ends early"))
+    return CommitteeError(f"cannot load {path}: not a readable checkpoint ({why}); it may be truncated or corrupt: "
+                          "delete it if it was downloaded (the next run fetches it again), or re-save it as "
+                          f"{saved_as}")
 
 
 def read_state_dict(path: str | Path, key: str | None = None, strip_prefix: str | None = None

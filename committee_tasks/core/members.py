@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import torch
 
-from committee_tasks.core.checkpoints import load_fitting, read_state_dict
-from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.checkpoints import load_fitting, read_checkpoint, read_state_dict
 from committee_tasks.core.macs import count_macs
 from committee_tasks.core.member_spec import member_fingerprint, transform_key
 from committee_tasks.core.zoo import RANDOM_INIT, ZooEntry, resolve_weights
@@ -90,11 +89,7 @@ class Member:
 def load_checkpoint(path: str | Path, saved_as: str) -> Any:
     """A checkpoint file's content, read with ``weights_only`` (tensors and plain containers, no
     pickled code); a file that is not one is an error saying how to re-save it: as ``saved_as``."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CommitteeError(f"cannot load {path} as a weights-only checkpoint ({type(err).__name__}: "
-                             f"{str(err)[:300]}); re-save it as {saved_as}") from err
+    return read_checkpoint(Path(path), saved_as)  # one reader, one message for every bad file
 
 
 def load_weights(entry: ZooEntry, module: torch.nn.Module, weights_dir: str | Path | None = None) -> str:

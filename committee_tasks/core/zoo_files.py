@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.files import resolve_in
 from committee_tasks.core.lazy_call import LazyCall, lazy_call
+from committee_tasks.core.names import check_name
 from committee_tasks.core.outputs import OutputSpec, output_spec
 from committee_tasks.core.zoo import WeightsSource, ZooEntry
 
@@ -230,6 +231,7 @@ def read_zoo_file(path: str | Path, task_fields: Mapping[str, str], output_field
         name = item.get("name") if isinstance(item, dict) else None
         if not isinstance(name, str) or not name.strip():
             raise CommitteeError(f"zoo file {path}, model #{number}: needs a 'name' (a non-empty string); got {item!r}")
+        check_name("model", name, f"zoo file {path}, model #{number}")  # it names cache folders and files
         where = f"zoo file {path}, model {name!r}: "
         if name in models:
             raise CommitteeError(f"{where}the name is used twice in the file")

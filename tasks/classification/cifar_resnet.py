@@ -65,6 +65,8 @@ class CifarResNet(nn.Module):
 def load_akamaster_checkpoint(path) -> dict[str, torch.Tensor]:
     """State dict of an akamaster checkpoint: ``{'best_prec1', 'state_dict'}`` saved from
     ``nn.DataParallel`` (keys prefixed ``module.``) in the legacy format with CUDA storages."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    from committee_tasks.core.checkpoints import read_checkpoint
+
+    checkpoint = read_checkpoint(path, "{'state_dict': model.state_dict()}")  # errors name the file, never run code
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else checkpoint
     return {k.removeprefix("module."): v for k, v in state.items()}

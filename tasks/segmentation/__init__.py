@@ -19,7 +19,7 @@ from committee_tasks.core.zoo import ZooEntry
 
 from . import zoo_file
 from .layouts import DATASETS, DESCRIPTIONS, FOLDER, IGNORE_INDEX, OPTIONS
-from .zoo import config_classes, metafile_models
+from .zoo import CLASSES_FROM_CONFIG, config_classes, metafile_models
 
 if TYPE_CHECKING:  # torch, mmseg and the members are imported when used: listing needs none
     import torch
@@ -53,7 +53,7 @@ class SegmentationTask(IntersectionUnionStatistics, Task):
         """The entry, with an mmseg model's number of classes read from its config (metafiles
         give only the dataset)."""
         entry = super().model_entry(name)
-        if entry is metafile_models().get(name):  # its classes are the dataset's, the config is the authority
+        if entry is metafile_models().get(name) or entry.notes.get(CLASSES_FROM_CONFIG):  # the config is the authority
             entry = replace(entry, num_classes=config_classes(entry.notes["config"]))
         return entry
 
@@ -80,10 +80,13 @@ class SegmentationTask(IntersectionUnionStatistics, Task):
     def build_dataset(self, name: str, root: str | Path | None, **options: Any) -> SampleDataset:
         root = self.dataset_root(name, root)
         if name == FOLDER:
+            from committee_tasks.core.names import check_split
+
             from .folder_dataset import load_segmentation_folder
 
+            split = options.get("split")
             given = {o.name: options[o.name] for o in self.dataset_options(name) if options.get(o.name) is not None}
-            return load_segmentation_folder(root, options.get("split"), **given)
+            return load_segmentation_folder(root, None if split is None else check_split(split), **given)
         from .datasets import load_segmentation_dataset
 
         return load_segmentation_dataset(name, root, options.get("split"))

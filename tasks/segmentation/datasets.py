@@ -24,6 +24,7 @@ import torch
 
 from committee_tasks.core.compat import import_mmseg
 from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.names import check_split
 from committee_tasks.core.samples import Sample, SampleDataset
 
 from .layouts import IGNORE_INDEX, LAYOUTS, SPLIT_NAMES, TITLES
@@ -93,7 +94,7 @@ def load_segmentation_dataset(name: str, root: str | Path, split: str | None = N
     root = Path(root)
     if name not in LAYOUTS:
         raise CommitteeError(f"unknown segmentation dataset {name!r}; valid: {', '.join(LAYOUTS)}")
-    split = split or "val"
+    split = "val" if split is None else check_split(split)  # a folder name under root: must stay in it
     split = SPLIT_NAMES.get(name, {}).get(split, split)
     cls_name, img_dir, seg_dir = LAYOUTS[name]
     img_dir, seg_dir = img_dir.format(split=split), seg_dir.format(split=split)

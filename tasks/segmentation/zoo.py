@@ -24,6 +24,9 @@ if TYPE_CHECKING:  # imported when a model is built or loaded
     import torch
 
 TASK = "segmentation"
+# notes key of an entry whose classes its mmseg config says, read only when the member is used:
+# configs are Python files, executed by mmengine's Config.fromfile
+CLASSES_FROM_CONFIG = "classes_from_config"
 ORIGINAL_IMAGE = lazy_call(f"{__package__}.members:OriginalImage")  # every member's preprocessing
 
 # Classes of the datasets mmseg's metafiles name (for listing; the config is the authority).

@@ -16,7 +16,7 @@ from committee_tasks.core.image_preprocessing import ImagePreprocessing
 from committee_tasks.core.lazy_call import lazy_call
 from committee_tasks.core.zoo import ZooEntry
 
-from .zoo import config_classes, config_entry, load_state_dict
+from .zoo import CLASSES_FROM_CONFIG, config_entry, load_state_dict
 
 if TYPE_CHECKING:
     from committee_tasks.core.zoo_files import ZooFileModel
@@ -60,5 +60,7 @@ def _mmseg_entry(model: ZooFileModel, base: ZooEntry | None, config: str | None)
     if entry.outputs is not None:  # the segmentor outputs probabilities already
         entry = dataclasses.replace(entry, outputs=dataclasses.replace(entry.outputs, type="probabilities"))
     if model.get("num_classes") is None and entry.outputs is None:
-        entry = dataclasses.replace(entry, num_classes=config_classes(entry.notes["config"]))
+        # read from the config when the member is used (`SegmentationTask.model_entry`), not now: an
+        # mmseg config is Python, and listing or reading a zoo file must run none of it
+        entry = dataclasses.replace(entry, notes={**entry.notes, CLASSES_FROM_CONFIG: True})
     return entry
