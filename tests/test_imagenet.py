@@ -115,7 +115,9 @@ def test_flat_folder_with_kaggle_csv(tmp_path):
     assert ds.labels == [3, 1, 2, 2, 1, 3]
     # a subset of classes without a class list would silently shift the indices: refused
     with pytest.raises(CommitteeError, match="names 3 classes but the models predict 1000.*--data-option class_list="):
-        load_imagenet(tmp_path)
+        load_imagenet(tmp_path, num_classes=1000)
+    with pytest.raises(CommitteeError, match="has 3 classes but the members predict 1000.*--data-option class_list="):
+        load_imagenet(tmp_path).check_classes(1000)  # what the loop does with the members' count
     class_list.write_text("n00000001\nn00000002\n")
     with pytest.raises(CommitteeError, match=r"wnids \['n00000003'\] are not in the class list"):
         load_imagenet(tmp_path, class_list=class_list, num_classes=2)
@@ -132,11 +134,16 @@ def test_fingerprint_follows_content(tmp_path):
 # ---- clear errors --------------------------------------------------------------------------
 def test_wrong_number_of_class_folders_needs_class_list(tmp_path):
     class_folders(tmp_path / "val")
+    ds = load_imagenet(tmp_path)  # 3 classes: its class folders (no assumed 1,000)
+    assert ds.num_classes == 3
+    ds.check_classes(3)
     with pytest.raises(CommitteeError) as info:
-        load_imagenet(tmp_path)  # the models predict 1000 classes
+        ds.check_classes(1000)  # the models predict 1000 classes
     message = str(info.value)
-    assert "has 3 class folders but the models predict 1000 classes" in message
+    assert "has 3 classes but the members predict 1000" in message
     assert "--data-option class_list=FILE" in message
+    with pytest.raises(CommitteeError, match="has 3 class folders but the models predict 1000 classes"):
+        load_imagenet(tmp_path, num_classes=1000)  # a caller who knows the members' count: refused at once
 
 
 def test_class_folder_missing_from_class_list(tmp_path):
@@ -150,9 +157,11 @@ def test_class_folder_missing_from_class_list(tmp_path):
 def test_class_list_must_name_every_class(tmp_path):
     class_folders(tmp_path / "val")
     class_list = tmp_path / "classes.txt"
-    class_list.write_text("n00000001\nn00000002\n")
-    with pytest.raises(CommitteeError, match=r"has 2 wnids but the models predict 1000 classes"):
-        load_imagenet(tmp_path, class_list=class_list)
+    class_list.write_text("n00000001\nn00000002\nn00000003\nn00000004\n")
+    with pytest.raises(CommitteeError, match=r"has 4 wnids but the models predict 1000 classes"):
+        load_imagenet(tmp_path, class_list=class_list, num_classes=1000)
+    with pytest.raises(CommitteeError, match=r"has 4 classes but the members predict 1000"):
+        load_imagenet(tmp_path, class_list=class_list).check_classes(1000)
 
 
 def test_kaggle_csv_without_its_columns(tmp_path):

@@ -6,6 +6,8 @@ the task contract itself imports no torch, so listing tasks, models and datasets
 from __future__ import annotations
 
 import abc
+import ntpath
+import posixpath
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -39,13 +41,15 @@ class SampleDataset(torch.utils.data.Dataset, abc.ABC):
     def describe(self) -> str:
         return self.title or self.name
 
+    classes_fix: str = "see its options: tools/eval.py --list-datasets"  # how to name the classes right
+
     def check_classes(self, num_classes: int) -> None:
         """Refuse members that predict ``num_classes`` classes if the targets index another number
         (the loop calls it before running anything)."""
         if self.num_classes is not None and self.num_classes != num_classes:
             raise CommitteeError(f"{self.describe()} has {self.num_classes} classes but the members predict "
                                  f"{num_classes}: the dataset's class names must be the members' label set, in "
-                                 "their index order (see its options: tools/eval.py --list-datasets)")
+                                 f"their index order ({self.classes_fix})")
 
     @property
     def ids(self) -> Sequence[str]:
@@ -63,3 +67,14 @@ class SampleDataset(torch.utils.data.Dataset, abc.ABC):
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+def contained_path(entry: str, where: str) -> str:
+    """``entry`` (a path read from a label file or a CSV, relative to the data root) if it stays
+    inside the data root, read as a POSIX or as a Windows path; else an error naming ``where`` (the
+    file and line). Checked lexically: a symlink inside the root is the user's own and is followed."""
+    escapes = [p == ".." or p.startswith(("../", "..\\")) for p in (posixpath.normpath(entry), ntpath.normpath(entry))]
+    if posixpath.isabs(entry) or ntpath.isabs(entry) or ntpath.splitdrive(entry)[0] or any(escapes):
+        raise CommitteeError(f"{where}: {entry!r} is outside the data root: list paths relative to --data-root, "
+                             "without '..' or a leading '/'")
+    return entry

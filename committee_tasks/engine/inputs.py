@@ -2,10 +2,15 @@
 
 Members whose preprocessing is identical share one tensor. A sample that fails to decode or
 preprocess is returned as a `Skipped` marker and dropped by the collate function, so one corrupt
-file costs one sample, not the run.
+file costs one sample, not the run. So does a sample of the wrong size: one whose input differs
+from the shape its members declare (a 64x64 image for a CIFAR model that takes 32x32, which would
+otherwise run silently at the wrong size), or, where no member declares one, from the batch's most
+common shape (which would otherwise make the whole batch impossible to stack).
 """
 from __future__ import annotations
 
+import functools
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -21,12 +26,42 @@ class Skipped:
     reason: str
 
 
+InputShapes = Mapping[str, tuple[tuple[int, ...], str]]  # transform key -> (shape, the members taking it)
+
+
+def declared_input_shapes(members: Sequence) -> dict[str, tuple[tuple[int, ...], str]]:
+    """The input shape each preprocessing must give, where its members' zoo entries fix one: an
+    image member's (channels, height, width), e.g. (3, 32, 32) for the CIFAR ResNets. Members
+    taking any size (segmentation's (3,)), video members (their views add dimensions) and members
+    without an entry declare none."""
+    shapes: dict[str, tuple[tuple[int, ...], str]] = {}
+    for m in members:
+        size = tuple(getattr(getattr(m, "entry", None), "input_size", None) or ())
+        if len(size) == 3 and all(isinstance(s, int) for s in size):
+            shape, names = shapes.get(m.transform_key, (size, ""))
+            if shape == size:  # members sharing a preprocessing but declaring other sizes: no claim
+                shapes[m.transform_key] = (size, f"{names}, {m.name}" if names else m.name)
+            else:
+                shapes[m.transform_key] = ((), "")
+    return {k: v for k, v in shapes.items() if v[0]}
+
+
+def wrong_shape(inputs: Mapping[str, torch.Tensor], shapes: InputShapes) -> str | None:
+    """Why ``inputs`` (one sample's, keyed by transform key) do not fit ``shapes``; None if they do."""
+    for key, (shape, names) in shapes.items():
+        if key in inputs and tuple(inputs[key].shape) != shape:
+            return (f"wrong size: its input has shape {tuple(inputs[key].shape)} but {names} take "
+                    f"{shape} (resize the images, or use members made for this size)")
+    return None
+
+
 class PoolInputs(torch.utils.data.Dataset):
     def __init__(self, dataset: SampleDataset, transforms: Mapping[str, Callable[[Any], torch.Tensor]],
-                 member_inputs: Callable | None = None):
+                 member_inputs: Callable | None = None, input_shapes: InputShapes | None = None):
         self.dataset = dataset
         self.transforms = dict(transforms)
         self.member_inputs = member_inputs or (lambda data, ts: ({k: t(data) for k, t in ts.items()}, []))
+        self.input_shapes = dict(input_shapes or {})
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -36,9 +71,10 @@ class PoolInputs(torch.utils.data.Dataset):
         try:
             sample: Sample = self.dataset[index]
             inputs, notes = self.member_inputs(sample.data, self.transforms)
-            return sample.id, sample.target, inputs, notes
         except Exception as err:  # corrupt or unreadable sample: skip it, say why
             return Skipped(sample_id, f"{type(err).__name__}: {err}")
+        reason = wrong_shape(inputs, self.input_shapes)
+        return Skipped(sample_id, reason) if reason else (sample.id, sample.target, inputs, notes)
 
 
 @dataclass
@@ -54,9 +90,16 @@ class Batch:
         return self
 
 
-def collate(items: Sequence) -> Batch:
+def collate(items: Sequence, skip_mismatched: bool = False) -> Batch:
+    """One batch of `PoolInputs` items. Inputs of different shapes cannot be stacked: with
+    ``skip_mismatched`` (the loop's loader) the samples off the batch's most common shape are
+    skipped with the reason; without it (a caller's own batch, whose rows must all come back) that
+    is an error."""
     good = [it for it in items if not isinstance(it, Skipped)]
     skipped = [it for it in items if isinstance(it, Skipped)]
+    if skip_mismatched and good:
+        good, off = _common_shape(good)
+        skipped += off
     if not good:
         return Batch([], [], {}, skipped)
     ids, targets, tensors, notes = zip(*good)
@@ -68,6 +111,26 @@ def collate(items: Sequence) -> Batch:
                              "a batch: use --batch-size 1 for this dataset") from err
     return Batch(list(ids), list(targets), inputs, skipped,
                  {sid: "; ".join(n) for sid, n in zip(ids, notes) if n})
+
+
+def _common_shape(items: list) -> tuple[list, list[Skipped]]:
+    """``items`` whose inputs have the batch's most common shapes (ties: the first sample's), and
+    the others as skipped."""
+    def shapes(item) -> tuple:
+        return tuple((k, tuple(v.shape)) for k, v in item[2].items())
+
+    common = dict(Counter(shapes(it) for it in items).most_common(1)[0][0])
+    kept, off = [], []
+    for it in items:
+        found = dict(shapes(it))
+        if found == common:
+            kept.append(it)
+            continue
+        key = next((k for k in found if found[k] != common.get(k)), next(iter(found), None))
+        off.append(Skipped(it[0], f"wrong size: its input has shape {found.get(key)} but the rest of its batch "
+                                  f"{common.get(key)} (no member declares an input size; for images of different "
+                                  "sizes use --batch-size 1)"))
+    return kept, off
 
 
 class ChunkedBatches(torch.utils.data.Sampler):
@@ -87,10 +150,11 @@ class ChunkedBatches(torch.utils.data.Sampler):
 
 def make_loader(dataset: SampleDataset, transforms: Mapping[str, Callable], indices: Sequence[int],
                 batch_size: int, num_workers: int, pin_memory: bool, member_inputs: Callable | None = None,
-                prefetch_batches: int = 4) -> torch.utils.data.DataLoader:
+                prefetch_batches: int = 4, input_shapes: InputShapes | None = None) -> torch.utils.data.DataLoader:
+    """``input_shapes``: `declared_input_shapes` of the members; samples of another shape are skipped."""
     return torch.utils.data.DataLoader(
-        PoolInputs(dataset, transforms, member_inputs), batch_sampler=ChunkedBatches(indices, batch_size),
-        num_workers=num_workers, collate_fn=collate, pin_memory=pin_memory,
+        PoolInputs(dataset, transforms, member_inputs, input_shapes), batch_sampler=ChunkedBatches(indices, batch_size),
+        num_workers=num_workers, collate_fn=functools.partial(collate, skip_mismatched=True), pin_memory=pin_memory,
         persistent_workers=False, prefetch_factor=prefetch_batches if num_workers > 0 else None,
     )
 
@@ -100,7 +164,9 @@ def preprocessed_batches(dataset: SampleDataset, members: Sequence, ids: Sequenc
     """Preprocessed input batches of the first ``limit`` of ``ids``, held in memory, so throughput
     is timed on the same tensors for every member and committee, without data loading."""
     index = {sid: i for i, sid in enumerate(dataset.ids)}
-    inputs = PoolInputs(dataset, {m.transform_key: m.transform for m in members}, member_inputs)
+    inputs = PoolInputs(dataset, {m.transform_key: m.transform for m in members}, member_inputs,
+                        declared_input_shapes(members))
     chosen = [index[sid] for sid in list(ids)[:limit]]
-    return [collate([inputs[i] for i in chosen[s:s + batch_size]]).inputs
-            for s in range(0, len(chosen), batch_size)]
+    batches = [collate([inputs[i] for i in chosen[s:s + batch_size]], skip_mismatched=True).inputs
+               for s in range(0, len(chosen), batch_size)]
+    return [b for b in batches if b]  # a batch of skipped samples only has nothing to time

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from pathlib import Path
 from typing import Sequence
 
 from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.names import check_split
+from committee_tasks.core.samples import contained_path
 
-from .datasets import IMAGE_EXTENSIONS, ImageFileDataset
+from .datasets import IMAGE_EXTENSIONS, ImageFileDataset, refuse_duplicates
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +30,7 @@ log = logging.getLogger(__name__)
 def load_image_folder(root: str | Path, split: str | None = None,
                       classes: Sequence[str] | None = None) -> ImageFileDataset:
     """``root`` (or ``root/split``) holding one folder of images per class."""
-    folder = Path(root) / split if split else Path(root)
+    folder = Path(root) / check_split(split) if split else Path(root)
     if not folder.is_dir():
         raise CommitteeError(f"image folder {folder} is not a folder: point --data-root at the folder holding one "
                              "subfolder of images per class")
@@ -78,9 +81,12 @@ def load_image_csv(root: str | Path, file: Path | None, classes: Sequence[str] |
     labels, num_classes = _labels(rows, path, names)
     files = []
     for (number, (image, _)), label in zip(rows, labels):
+        contained_path(image, f"{path}:{number}")  # a listed '../x' or '/x' would be read outside the root
         if not (root / image).is_file():
             raise CommitteeError(f"{path}:{number}: {image!r} is not a file under --data-root {root}")
         files.append(image)
+    # one file listed twice (also as 'a.png' and './a.png') would be scored twice with the last label
+    refuse_duplicates([(os.path.normpath(f), number) for f, (number, _) in zip(files, rows)], path, "image")
     return ImageFileDataset(f"csv-{path.stem}", root, files, labels, f"images listed in {path}", num_classes)
 
 

@@ -29,7 +29,8 @@ from typing import Sequence
 
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.files import parse_json, read_text
-from committee_tasks.core.samples import Sample, SampleDataset
+from committee_tasks.core.names import check_split
+from committee_tasks.core.samples import Sample, SampleDataset, contained_path
 
 from .decoding import VideoFile
 
@@ -111,7 +112,7 @@ def _find(root: Path, names: Sequence[str], split: str) -> Path | None:
 def load_kinetics(root: str | Path, split: str | None = None, label_file: str | Path | None = None,
                   class_list: str | Path | None = None, name: str = "kinetics") -> VideoDataset:
     root = Path(root)
-    split = split or "val"
+    split = "val" if split is None else check_split(split)  # a folder and file-name part: must stay in root
     if not root.is_dir():
         raise CommitteeError(f"--data-root {root} is not a folder; point it at the folder holding the "
                              f"{split} videos and their list file")
@@ -161,7 +162,7 @@ def _rows_from_list(list_file: Path, root: Path, split: str, classes: list[str] 
         parts = line.rsplit(",", 1) if "," in line and " " not in line.strip() else line.rsplit(None, 1)
         if len(parts) != 2:
             raise CommitteeError(f"{list_file}:{number}: expected 'path label', got {line!r}")
-        pairs.append((parts[0].strip(), parts[1].strip()))
+        pairs.append((contained_path(parts[0].strip(), f"{list_file}:{number}"), parts[1].strip()))
     names = sorted({label for _, label in pairs if not label.lstrip("-").isdigit()})
     if classes is None and names:
         classes = names
@@ -191,8 +192,9 @@ def _rows_from_official_csv(lines: list[str], list_file: Path, root: Path, split
     index_of = {c: i for i, c in enumerate(classes)}
     base = root / split if (root / split).is_dir() else root
     rows = []
-    for r in records:
+    for number, r in enumerate(records, 2):
         stem = f"{r['youtube_id']}_{int(float(r['time_start'])):06d}_{int(float(r['time_end'])):06d}"
+        contained_path(f"{r['label']}/{stem}", f"{list_file}:{number}")  # both become parts of a path
         path = _official_video_path(base, r["label"], stem)
         rows.append(VideoRow(str(path.relative_to(base)), path, index_of.get(r["label"]), r["label"]))
     return rows, classes
