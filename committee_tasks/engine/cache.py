@@ -8,10 +8,23 @@ Layout (documented in the README)::
             manifest.json                   # fingerprint parts, output dtype, measured timing
             shard-000000.npz ...            # ids, targets, outputs, macs of a chunk of samples
 
-A member's fingerprint hashes its weights and preprocessing and the dataset's hashes its content,
-so a changed weight file, transform or dataset lands in a new folder: stale results are never
-read. Every file is written to a temporary name and renamed (atomic on POSIX), so an interrupted
-run leaves only whole shards, and the next run computes only the sample ids no shard holds.
+A member's fingerprint hashes its weights and preprocessing (and the output dtype, when not the
+default float16) and the dataset's hashes its content, so a changed weight file, transform or
+dataset lands in a new folder: stale results are never read. Every file is written to a temporary
+name and renamed (atomic on POSIX), so an interrupted run leaves only whole shards, and the next
+run computes only the sample ids no shard holds.
+
+Names become folder names only through `path_component` (letters, digits and ``._+=-``, no leading
+dot): a task, dataset or member name like ``../../x`` or ``/abs`` cannot reach outside the root.
+
+The cache verifies and heals what it reads. Each shard carries the sha256 of its arrays in its zip
+comment (shards of format 1 have none and are still read), manifest.json and dataset.json a
+``sha256`` field. A file that does not verify or parse (truncated, zero bytes, flipped bits, a
+foreign ``shard-*.npz``) is moved into ``corrupt/`` beside it with a warning naming it, and its
+samples are computed again by the same run. Rows holding NaN, inf, negative values or probability
+rows not summing to 1 are dropped the same way (the shard is rewritten without them), and invalid
+timing is ignored with a warning. A full disk or an unwritable folder is a `CommitteeError` naming
+the file; the shards already written are kept.
 
 Several writers may share one cache (torchrun ranks, job-array tasks, two notebooks), on one
 machine or on a shared filesystem: each names its shards with its own writer id
@@ -27,10 +40,18 @@ should leave nothing on disk (a quick look, a test) uses it instead.
 from __future__ import annotations
 
 import abc
+import errno
+import hashlib
+import io
+import json
 import logging
+import math
 import os
+import re
 import secrets
 import socket
+import time
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -38,11 +59,219 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 
 from committee_tasks.core.errors import CommitteeError
-from committee_tasks.core.files import atomic_write, atomic_write_json, default_cache_root, read_json
+from committee_tasks.core.files import atomic_write, atomic_write_json, default_cache_root
 
 FORMAT_VERSION = 1
+SHARD_FORMAT = 2  # 2: the sha256 of the arrays in the zip comment; 1 (no comment) is still read
 LOCK_TIMEOUT_S = 600  # a writer holds a lock for one small JSON rewrite; minutes mean a stuck one
+PROBABILITY_TOLERANCE = 1e-2  # |row sum - 1| allowed: float16 rounding stays far below this
+MAX_COMPONENT = 200  # as names.MAX_LENGTH: names the toolkit accepts keep their folders
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]")
 log = logging.getLogger(__name__)
+
+
+def path_component(name: str) -> str:
+    """``name`` as one safe folder name: characters other than letters, digits and ``._+=-``
+    (separators, NUL, spaces...) become ``_``, so does a leading dot (no ``.``, ``..`` or hidden
+    names), at most `MAX_COMPONENT` characters. Valid names pass unchanged (existing caches keep
+    their folders); two names that encode alike are kept apart by the fingerprint suffix."""
+    safe = _UNSAFE.sub("_", str(name))[:MAX_COMPONENT]
+    return ("_" + safe[1:] if safe.startswith(".") else safe) or "_"
+
+
+def write_error(path: Path, err: OSError) -> CommitteeError:
+    """A failed cache write as an error naming the file and the fix (the shards written are kept)."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = (f"free space on the disk holding {path.parent} (or choose another --cache-dir); the shards "
+               "already written are kept and the next run resumes from them")
+    else:
+        fix = (f"make {path.parent} writable, or choose another --cache-dir (or $COMMITTEE_TASKS_CACHE, or "
+               "--cache-dir memory to write nothing)")
+    return CommitteeError(f"cannot write {path}: {err.strerror or err}; {fix}")
+
+
+def _write(path: Path, write) -> None:
+    try:
+        atomic_write(path, write)
+    except OSError as err:
+        raise write_error(path, err) from err
+
+
+def set_aside(path: Path, problem: str, then: str) -> None:
+    """Move a corrupt cache file into ``corrupt/`` beside it (the shard listing does not look
+    there; the file is kept for a post-mortem) and warn, naming it, the problem and ``then``."""
+    dest = path.parent / "corrupt" / f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    try:
+        dest.parent.mkdir(exist_ok=True)
+        os.replace(path, dest)
+    except FileNotFoundError:
+        return  # another reader set it aside first
+    except OSError as err:
+        log.warning("%s is corrupt (%s) and could not be moved aside (%s): ignored; %s", path, problem, err, then)
+        return
+    log.warning("%s is corrupt (%s): moved to %s; %s", path, problem, dest, then)
+
+
+def arrays_sha256(arrays: Mapping[str, np.ndarray]) -> str:
+    """The sha256 of a shard's arrays: names, dtypes, shapes and bytes, in name order."""
+    h = hashlib.sha256()
+    for key in sorted(arrays):
+        v = np.ascontiguousarray(arrays[key])
+        h.update(f"{key}|{v.dtype.str}|{v.shape}|".encode())
+        h.update(v.tobytes())
+    return h.hexdigest()
+
+
+def json_sha256(obj: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _are_probabilities(outputs: np.ndarray) -> np.ndarray:
+    """Per row: non-negative, and summing to 1 over the classes (axis 1) at every position."""
+    n = len(outputs)
+    sums = outputs.sum(axis=1, dtype=np.float64).reshape(n, -1)
+    return (outputs.reshape(n, -1) >= 0).all(axis=1) & (np.abs(sums - 1) <= PROBABILITY_TOLERANCE).all(axis=1)
+
+
+def bad_rows(arrays: Mapping[str, np.ndarray], probabilities: bool) -> np.ndarray:
+    """Rows that cannot be right: NaN or inf in any float array, negative MACs, and where the
+    shard holds ``probabilities`` (the outputs were probabilities when written) outputs that are not."""
+    n = len(arrays["ids"])
+    bad = np.zeros(n, dtype=bool)
+    for key, v in arrays.items():
+        if v.dtype.kind == "f":
+            bad |= ~np.isfinite(v.reshape(n, -1)).all(axis=1)
+        if key == "macs" and v.dtype.kind in "iuf":
+            bad |= (v.reshape(n, -1) < 0).any(axis=1)
+    outputs = arrays.get("outputs")
+    if probabilities and outputs is not None and outputs.dtype.kind == "f" and outputs.ndim >= 2:
+        with np.errstate(invalid="ignore", over="ignore"):
+            bad |= ~_are_probabilities(outputs)
+    return bad
+
+
+def shard_problem(arrays: Mapping[str, np.ndarray], comment: bytes) -> str | None:
+    """Why a shard read whole cannot be trusted (None: it can): a foreign layout or a checksum
+    that does not match its arrays."""
+    ids = arrays.get("ids")
+    if ids is None or ids.ndim != 1 or ids.dtype.kind != "U":
+        return "no 1-d array of sample ids: not a shard this toolkit wrote"
+    if any(v.ndim == 0 or len(v) != len(ids) for v in arrays.values()):
+        return f"arrays of other lengths than its {len(ids)} ids"
+    if comment:  # format 2
+        try:
+            meta = json.loads(comment)
+            stored = meta["sha256"]
+        except (ValueError, TypeError, KeyError):
+            return "unreadable checksum"
+        if stored != arrays_sha256(arrays):
+            return "checksum mismatch: its contents changed after it was written"
+    return None
+
+
+def save_shard(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write a shard atomically, the sha256 of its arrays in its zip comment (np.load ignores it)."""
+    outputs = arrays.get("outputs")
+    # whether the outputs are probabilities, so a member whose outputs are not (a zoo entry
+    # declaring unnormalised "probabilities") is not recomputed on every read
+    probabilities = bool(outputs is not None and outputs.dtype.kind == "f" and outputs.ndim >= 2
+                         and _are_probabilities(outputs).all())
+    comment = json.dumps({"format": SHARD_FORMAT, "sha256": arrays_sha256(arrays),
+                          "probabilities": probabilities}).encode()
+
+    def write(f):
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        with zipfile.ZipFile(buffer, "a") as z:
+            z.comment = comment
+        f.write(buffer.getbuffer())
+
+    _write(path, write)
+
+
+def timing_problem(t: Any) -> str | None:
+    """Why a recorded timing is not one (None: it is): counts and seconds must be plain,
+    non-negative, finite numbers, and samples need time."""
+    if not isinstance(t, dict):
+        return f"not an object: {t!r}"
+    samples, seconds = t.get("samples"), t.get("seconds")
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 0:
+        return f"samples {samples!r} is not a count"
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not math.isfinite(seconds) or seconds < 0:
+        return f"seconds {seconds!r} is not a duration"
+    if samples > 0 and seconds <= 0:
+        return f"{samples} samples in {seconds} s"
+    return None
+
+
+def read_checked_json(path: Path, problem_of) -> dict | None:
+    """The JSON object in ``path`` (None if missing), its ``sha256`` field verified when present
+    (files of earlier versions have none) and removed; ``problem_of(obj)`` says what else is wrong.
+    A file that fails is set aside (None)."""
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        problem = f"unreadable: {err.strerror or err}"
+    else:
+        try:
+            obj = json.loads(text)
+        except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+            problem = f"not valid JSON: {err}"
+        else:
+            stored = obj.pop("sha256", None) if isinstance(obj, dict) else None
+            if not isinstance(obj, dict):
+                problem = f"not a JSON object but a {type(obj).__name__}"
+            elif stored is not None and stored != json_sha256(obj):
+                problem = "checksum mismatch: edited or damaged after it was written"
+            else:
+                problem = problem_of(obj)
+                if problem is None:
+                    return obj
+    set_aside(path, problem, "it is written afresh")
+    return None
+
+
+def save_checked_json(path: Path, obj: Mapping[str, Any]) -> None:
+    """Write ``obj`` atomically with its ``sha256`` field."""
+    body = {k: v for k, v in obj.items() if k != "sha256"}
+    try:
+        atomic_write_json(path, {**body, "sha256": json_sha256(body)})
+    except OSError as err:
+        raise write_error(path, err) from err
+
+
+def _manifest_problem(manifest: dict) -> str | None:
+    return None if isinstance(manifest.get("fingerprint"), str) else "no member fingerprint"
+
+
+def _dataset_problem(info: dict) -> str | None:
+    for key in ("skipped", "notes"):
+        value = info.get(key, {})
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            return f"{key!r} is not a map of sample ids to reasons"
+    return None
+
+
+def clean_timing(manifest: dict, where: Path) -> dict:
+    """``manifest`` with invalid timing (its total, or a writer's) dropped, with a warning: a
+    hand-edited or damaged figure is never reported as a measured throughput."""
+    timing = manifest.get("timing")
+    problem = timing_problem(timing)
+    if problem:
+        log.warning("%s: ignoring its recorded timing (%s)", where, problem)
+        manifest["timing"] = timing = {"samples": 0, "seconds": 0.0}
+    by_writer = timing.get("by_writer", {})
+    if not isinstance(by_writer, dict):
+        log.warning("%s: ignoring its per-writer timing (not an object)", where)
+        by_writer = timing["by_writer"] = {}
+    for writer, t in list(by_writer.items()):
+        problem = timing_problem(t)
+        if problem:
+            log.warning("%s: ignoring the timing of writer %s (%s)", where, writer, problem)
+            del by_writer[writer]
+    return manifest
 
 
 @contextmanager
@@ -51,14 +280,19 @@ def locked(path: Path):
     sharing the filesystem, for a read-modify-write of ``path``."""
     from filelock import FileLock, Timeout
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path.parent / f".{path.name}.lock"), timeout=LOCK_TIMEOUT_S)
     try:
-        with lock:
-            yield
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
     except Timeout:
         raise CommitteeError(f"could not lock {path} within {LOCK_TIMEOUT_S} s: another writer holds "
                              f"{lock.lock_file}; if no run uses this cache, delete that file") from None
+    except OSError as err:  # an unwritable or full cache folder
+        raise write_error(Path(lock.lock_file), err) from err
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def writer_id() -> str:
@@ -122,7 +356,7 @@ class BaseMemberCache(abc.ABC):
 
     writer = "memory"  # the name of this process's shards and timing (MemberCache: host-pid-random)
 
-    def throughput(self) -> float | None:
+    def throughput(self) -> float | None:  # timing is validated where the manifest is read (clean_timing)
         t = self.manifest["timing"]
         return t["samples"] / t["seconds"] if t["seconds"] > 0 else None
 
@@ -171,7 +405,7 @@ class MemberCache(BaseMemberCache):
     """A member's outputs in npz shards next to its manifest.json."""
 
     def __init__(self, folder: Path, fingerprint: str, description: Mapping[str, Any]):
-        self.writer, self._written = writer_id(), 0
+        self.writer, self._written, self._verified = writer_id(), 0, {}
         with locked(folder / "manifest.json"):  # two writers opening a new folder at once write it once
             super().__init__(folder, fingerprint, description)
 
@@ -179,23 +413,63 @@ class MemberCache(BaseMemberCache):
         return locked(self.folder / "manifest.json")
 
     def _read_manifest(self) -> dict | None:
-        return read_json(self.folder / "manifest.json")
+        path = self.folder / "manifest.json"
+        manifest = read_checked_json(path, _manifest_problem)
+        return None if manifest is None else clean_timing(manifest, path)
 
     def _save_manifest(self, manifest: dict) -> None:
-        atomic_write_json(self.folder / "manifest.json", manifest)
+        save_checked_json(self.folder / "manifest.json", manifest)
 
     def shards(self) -> list[Path]:
         """Every whole shard, listed afresh (other writers add theirs), in name order."""
-        return sorted(self.folder.glob("shard-*.npz"))
+        return sorted(self.folder.glob("shard-*.npz"))  # not corrupt/: set aside
 
     def _chunks(self) -> Iterator[Mapping[str, np.ndarray]]:
         for shard in self.shards():
-            with np.load(shard) as data:
-                yield data
+            arrays = self._read_shard(shard)
+            if arrays is not None:
+                yield arrays
+
+    _verified: dict[Path, tuple[int, int]]  # shard -> (size, mtime) checked: load re-reads, not re-hashes
+
+    def _read_shard(self, path: Path) -> dict[str, np.ndarray] | None:
+        """A shard's arrays, verified; None for one set aside as corrupt (its samples are then
+        missing, so computed again). Rows with impossible values are dropped and the shard
+        rewritten without them."""
+        try:
+            stat = path.stat()
+            with np.load(path) as data:  # allow_pickle=False: a shard holds no objects
+                arrays = {k: data[k] for k in data.files}
+                comment = data.zip.comment
+        except FileNotFoundError:
+            return None  # set aside by another reader since it was listed
+        except Exception as err:  # whatever a truncated, flipped, foreign or unreadable file raises
+            set_aside(path, f"unreadable: {type(err).__name__}: {err}", "its samples are computed again")
+            return None
+        if self._verified.get(path) == (stat.st_size, stat.st_mtime_ns):
+            return arrays
+        problem = shard_problem(arrays, comment)
+        if problem:
+            set_aside(path, problem, "its samples are computed again")
+            return None
+        # format 1 shards predate the flag; their outputs were probabilities by the task contract
+        probabilities = json.loads(comment).get("probabilities", True) if comment else True
+        bad = bad_rows(arrays, probabilities)
+        if bad.any():
+            set_aside(path, f"{int(bad.sum())} of its {len(bad)} rows hold NaN, inf, negative values or "
+                            "probabilities not summing to 1",
+                      "the shard is rewritten without them and they are computed again")
+            arrays = {k: v[~bad] for k, v in arrays.items()}
+            if not len(arrays["ids"]):
+                return None
+            save_shard(path, arrays)  # the good rows, whole and checksummed
+            stat = path.stat()
+        self._verified[path] = (stat.st_size, stat.st_mtime_ns)
+        return arrays
 
     def write_shard(self, arrays: Mapping[str, np.ndarray]) -> Path:
         path = self.folder / f"shard-{self.writer}-{self._written:06d}.npz"
-        atomic_write(path, lambda f: np.savez(f, **arrays))
+        save_shard(path, arrays)
         self._written += 1
         return path
 
@@ -227,12 +501,23 @@ class BasePredictionCache(abc.ABC):
     root: Path
 
     def dataset_folder(self, task: str, dataset_name: str, dataset_fingerprint: str) -> Path:
-        return self.root / task / f"{dataset_name}-{dataset_fingerprint[:16]}"
+        return self._inside(self.root / path_component(task)
+                            / f"{path_component(dataset_name)}-{dataset_fingerprint[:16]}")
 
     def member(self, dataset_folder: Path, name: str, fingerprint: str,
                description: Mapping[str, Any]) -> BaseMemberCache:
         """The cache of one member (``description`` goes into a new manifest)."""
-        return self._open_member(dataset_folder / f"{name}-{fingerprint[:16]}", fingerprint, description)
+        folder = self._inside(dataset_folder / f"{path_component(name)}-{fingerprint[:16]}")
+        return self._open_member(folder, fingerprint, description)
+
+    def _inside(self, folder: Path) -> Path:
+        """``folder``, checked to lie under the root: a second guard behind `path_component`.
+        Checked on the path as written, not resolved: a symlink the user made inside the cache
+        (a dataset folder on another disk) is theirs to make."""
+        root, path = os.path.abspath(self.root), os.path.abspath(folder)
+        if os.path.commonpath([root, path]) != root:
+            raise CommitteeError(f"cache folder {folder} lies outside the cache root {self.root}: refused")
+        return folder
 
     @abc.abstractmethod
     def _open_member(self, folder: Path, fingerprint: str, description: Mapping[str, Any]) -> BaseMemberCache: ...
@@ -250,10 +535,14 @@ class BasePredictionCache(abc.ABC):
         return dict((self._dataset_info(dataset_folder) or {}).get("notes", {}))
 
     def record_dataset(self, dataset_folder: Path, fingerprint: str, skipped: Mapping[str, str],
-                       notes: Mapping[str, str] | None = None) -> None:
+                       notes: Mapping[str, str] | None = None, read_again: Iterable[str] = ()) -> None:
+        """Add ``skipped`` samples (id -> why) and ``notes``; samples skipped before that this run
+        ``read_again`` successfully are skipped no more."""
         with self._dataset_lock(dataset_folder):  # other writers add their skips too
             info = self._dataset_info(dataset_folder) or {"fingerprint": fingerprint, "skipped": {}}
-            info["skipped"].update(skipped)
+            info.setdefault("skipped", {}).update(skipped)
+            for sid in read_again:
+                info["skipped"].pop(sid, None)
             info.setdefault("notes", {}).update(notes or {})
             self._save_dataset_info(dataset_folder, info)
 
@@ -272,10 +561,10 @@ class PredictionCache(BasePredictionCache):
         return MemberCache(folder, fingerprint, description)
 
     def _dataset_info(self, dataset_folder: Path) -> dict | None:
-        return read_json(dataset_folder / "dataset.json")
+        return read_checked_json(dataset_folder / "dataset.json", _dataset_problem)
 
     def _save_dataset_info(self, dataset_folder: Path, info: dict) -> None:
-        atomic_write_json(dataset_folder / "dataset.json", info)
+        save_checked_json(dataset_folder / "dataset.json", info)
 
     def _dataset_lock(self, dataset_folder: Path):
         return locked(dataset_folder / "dataset.json")

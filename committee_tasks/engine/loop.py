@@ -24,7 +24,7 @@ from committee_tasks.committees.confidence import get_torch_confidence
 from committee_tasks.core.devices import Stopwatch, autocast, place_module, resolve_device, to_device, use_amp
 from committee_tasks.core.errors import CommitteeError, ShareDone
 from committee_tasks.engine.distributed import Rank, Share, join, rank_device, torchrun_rank, wait_for_every_rank
-from committee_tasks.engine.inputs import make_loader
+from committee_tasks.engine.inputs import declared_input_shapes, make_loader
 from committee_tasks.committees.subsets import member_subsets, subset_sums
 from committee_tasks.core.threads import default_workers
 from committee_tasks.core.member_spec import MemberSpec
@@ -137,6 +137,15 @@ def subset_indices(n: int, limit: int | None) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64))
 
 
+def member_cache_key(task: Task, member: Member | MemberSpec, output_dtype: str) -> str:
+    """The key of a member's cache folder: its fingerprint, and the output dtype where outputs are
+    cached and it is not the default float16 (so float16 caches written before keep their key,
+    and float32 outputs never share a folder with float16 ones)."""
+    if not task.caches_outputs or output_dtype == "float16":
+        return member.fingerprint
+    return hashlib.sha256(f"{member.fingerprint}|outputs:{output_dtype}".encode()).hexdigest()
+
+
 def member_description(member: Member | MemberSpec, output_dtype: str) -> dict:
     return {"member": member.name, "weights_sha256": member.weights_sha256,
             "preprocessing": member.transform_key, "num_classes": member.num_classes,
@@ -179,15 +188,21 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
     wanted = [all_ids[i] for i in indices]
     skipped = cache.skipped(folder)
 
-    pending, subsets = _open_caches(task, members, cache, folder, set(wanted) - set(skipped), options)
+    pending, subsets = _open_caches(task, members, cache, folder, set(wanted), options)
+    retry = _skips_to_retry(dataset, pending, subsets, indices, wanted, skipped)
     todo = [i for rank, (i, sid) in enumerate(zip(indices, wanted))
             if any(sid in p.needed for p in (*pending.values(), *subsets.values()))
             and (options.share is None or options.share.holds(rank, options.batch_size))]
     if todo:
         built = _build_needed(members, pending, every=bool(subsets))
         new_skips, new_notes = _run(task, built, dataset, todo, pending, options, subsets, phases)
+        read_again = retry & {all_ids[i] for i in todo} - set(new_skips)
+        for sid in read_again:
+            skipped.pop(sid)
+        if read_again:
+            log.info("%d samples skipped by an earlier run were read this time", len(read_again))
         skipped.update(new_skips)
-        cache.record_dataset(folder, dataset_fp, new_skips, new_notes)
+        cache.record_dataset(folder, dataset_fp, new_skips, new_notes, read_again)
     else:
         log.info("all %d samples of %d members are cached in %s", len(wanted), len(members), folder)
     if options.share is not None:  # every share's shards, skips and timings, read afresh
@@ -231,6 +246,35 @@ def _after_share(task: Task, members, cache: BasePredictionCache, folder, wanted
                     "the same command without --shard, after them, reads the union")
 
 
+def _skips_to_retry(dataset: SampleDataset, pending: dict[str, _Pending], subsets: dict, indices, wanted: list[str],
+                    skipped: dict[str, str]) -> set[str]:
+    """Which samples skipped by an earlier run this run tries again (a file unreadable then may
+    have been fixed since); the others leave every cache's ``needed``. When the run computes other
+    samples anyway, all of them (they are few); when all else is cached, only those the dataset
+    reads now (one read each, no model built), except wrong-size skips, which read fine but do not
+    fit the members (inputs.py), so a fully cached pool still builds nothing."""
+    everyone = (*pending.values(), *subsets.values())
+    before = [(i, sid) for i, sid in zip(indices, wanted) if sid in skipped]
+    if not before:
+        return set()
+    others = set().union(*(p.needed for p in everyone)) - set(skipped)
+    retry = set()
+    for i, sid in before:
+        if others:
+            retry.add(sid)
+        elif not skipped[sid].startswith("wrong size"):
+            try:
+                dataset[int(i)]
+            except Exception:  # still unreadable: stays skipped
+                continue
+            retry.add(sid)
+    if retry:
+        log.info("trying again %d samples skipped by an earlier run", len(retry))
+    for p in everyone:
+        p.needed -= set(skipped) - retry
+    return retry
+
+
 def _check_pool(members: Sequence[Member | MemberSpec], options: LoopOptions) -> None:
     output_dtype(options.output_dtype)
     check_same_classes({m.name: m.num_classes for m in members})
@@ -246,7 +290,8 @@ def _open_caches(task: Task, members: Sequence[Member | MemberSpec], cache: Base
     every member subset (computed while the members' outputs are in memory)."""
     pending = {}
     for m in members:
-        mc = cache.member(folder, m.name, m.fingerprint, member_description(m, options.output_dtype))
+        mc = cache.member(folder, m.name, member_cache_key(task, m, options.output_dtype),
+                          member_description(m, options.output_dtype))
         pending[m.name] = _Pending(mc, wanted - mc.cached_ids())
     subsets: dict[tuple[int, ...], _Pending] = {}
     if not task.caches_outputs:
@@ -375,14 +420,26 @@ class _Runner:
         p.added(len(rows), self.options)
 
     def finish(self) -> None:
-        """Flush every pending shard and record each member's timing."""
+        """Flush every pending shard and record each member's timing; one member's failure (a
+        full disk) does not keep the others' outputs from their caches: all are tried, then the
+        first error is raised."""
+        errors = []
+
+        def attempt(step, *args):
+            try:
+                step(*args)
+            except Exception as err:
+                errors.append(err)
+
         for p in (self.subsets or {}).values():
-            p.flush()
+            attempt(p.flush)
         for m in self.members:
-            self.pending[m.name].flush()
+            attempt(self.pending[m.name].flush)
             if self.timed[m.name]:
-                self.pending[m.name].cache.add_timing(self.timed[m.name], self.watches[m.name].seconds,
-                                                      str(self.device), self.options.batch_size)
+                attempt(self.pending[m.name].cache.add_timing, self.timed[m.name], self.watches[m.name].seconds,
+                        str(self.device), self.options.batch_size)
+        if errors:
+            raise errors[0]
 
 
 def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: list[int],
@@ -393,7 +450,8 @@ def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: li
     runner = _Runner(task, members, pending, options, subsets, phases)
     loader = make_loader(dataset, {m.transform_key: m.transform for m in members}, todo, options.batch_size,
                          options.num_workers, pin_memory=runner.device.type == "cuda",
-                         member_inputs=task.member_inputs, prefetch_batches=task.prefetch_batches)
+                         member_inputs=task.member_inputs, prefetch_batches=task.prefetch_batches,
+                         input_shapes=declared_input_shapes(members))
     skipped: dict[str, str] = {}
     notes: dict[str, str] = {}
     bar = tqdm(total=len(todo), desc=f"evaluating {len(members)} members", unit="sample",
