@@ -35,16 +35,21 @@ def _stamp(path: str) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
-def _read_index(path: Path) -> dict[str, list]:
+def read_index(path: Path, kind: str = "file-hash") -> dict:
+    """The ``files`` map of a hash index (this one, or `weight_hashes`'), or {} when it is missing,
+    unreadable or of another format: it is only a memo, rewritten on the next remembered hash."""
     try:
         index = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as err:
-        log.warning("ignoring the unreadable file-hash index %s (%s); it will be rewritten", path, err)
+        log.warning("ignoring the unreadable %s index %s (%s); it will be rewritten", kind, path, err)
         return {}
     files = index.get("files") if isinstance(index, dict) and index.get("format") == FORMAT_VERSION else None
-    return files if isinstance(files, dict) else {}
+    if not isinstance(files, dict):
+        log.warning("ignoring the %s index %s: not in format %d; it will be rewritten", kind, path, FORMAT_VERSION)
+        return {}
+    return files
 
 
 def _sha256(path: str) -> str:
@@ -60,7 +65,7 @@ def remembered_sha256s(paths: Sequence[str | os.PathLike]) -> list[str | None]:
     computed (and remembered, in one write); None for a file that cannot be read (its reader says
     why when it tries)."""
     index_file = index_path()
-    known = _read_index(index_file)
+    known = read_index(index_file)
     digests, new = [], {}
     for p in paths:
         name = os.path.abspath(p)  # symlinks kept as named: the stamp is of the file they point to
@@ -80,7 +85,7 @@ def remembered_sha256s(paths: Sequence[str | os.PathLike]) -> list[str | None]:
         if len(new) > 1000:
             log.info("hashed %d data files (remembered in %s: next time only changed files are read)",
                      len(new), index_file)
-        files = {k: v for k, v in _read_index(index_file).items() if os.path.exists(k)}  # re-read, forget deleted
+        files = {k: v for k, v in read_index(index_file).items() if os.path.exists(k)}  # re-read, forget deleted
         files.update(new)
         try:
             index = {"format": FORMAT_VERSION, "files": files}

@@ -7,18 +7,17 @@ never an error; concurrent writers each replace it whole, so the worst case is o
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Callable
 
+from committee_tasks.core.file_hashes import FORMAT_VERSION, read_index
 from committee_tasks.core.files import atomic_write_json, cache_home
 
 log = logging.getLogger(__name__)
 
 INDEX_NAME = "weight-hashes.json"
-FORMAT_VERSION = 1
 
 
 def index_path() -> Path:
@@ -32,18 +31,7 @@ def _stamp(path: Path) -> dict[str, int]:
 
 def _read_index(path: Path) -> dict[str, dict]:
     """The remembered files, or {} when the index is missing or unreadable."""
-    try:
-        index = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as err:
-        log.warning("ignoring the unreadable weight-hash index %s (%s); it will be rewritten", path, err)
-        return {}
-    files = index.get("files") if isinstance(index, dict) and index.get("format") == FORMAT_VERSION else None
-    if not isinstance(files, dict):
-        log.warning("ignoring the weight-hash index %s: not in format %d; it will be rewritten", path, FORMAT_VERSION)
-        return {}
-    return files
+    return read_index(path, "weight-hash")
 
 
 def _remember(name: str, record: dict) -> None:
