@@ -142,6 +142,9 @@ def test_module_names_what_is_missing(digits_members):
         module({"other": torch.zeros(2, 1, 8, 8)})
     with pytest.raises(CommitteeError, match=r"no samples given"):
         module.predict_samples([])
+    with pytest.raises(CommitteeError, match=r"sample 1 of 2: wrong size: its input has shape \(1, 16, 16\) but "
+                                             r"digits_cnn_s, digits_cnn_m take \(1, 8, 8\)"):
+        module.predict_samples([np.zeros((8, 8), np.float32), np.zeros((16, 16), np.float32)])  # never run at 16x16
     with pytest.raises(CommitteeError, match=r"the card is for task 'classification', not 'video'"):
         load_committee(module.card, task=type("Video", (), {"name": "video"})(), device="cpu")
 

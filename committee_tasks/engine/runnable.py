@@ -18,7 +18,7 @@ from committee_tasks.core.registry import get_task
 from committee_tasks.core.members import Member
 from committee_tasks.core.task import Task
 from committee_tasks.engine.executor import MemberRunner, run_early_exit
-from committee_tasks.engine.inputs import collate
+from committee_tasks.engine.inputs import collate, declared_input_shapes, wrong_shape
 
 if TYPE_CHECKING:
     from committee_tasks.committees.cards import CardMember, CommitteeCard
@@ -67,6 +67,11 @@ class CommitteeModule(torch.nn.Module):
             raise CommitteeError("no samples given: pass at least one")
         transforms = {m.transform_key: m.transform for m in self.members}
         items = [(str(i), None, *self.task.member_inputs(item, transforms)) for i, item in enumerate(raw_items)]
+        shapes = declared_input_shapes(self.members)
+        for i, (_, _, inputs, _) in enumerate(items):  # never run a member at another size than its own
+            reason = wrong_shape(inputs, shapes)
+            if reason:
+                raise CommitteeError(f"sample {i} of {len(items)}: {reason}")
         return self(collate(items).inputs)
 
     def _keyed(self, inputs: torch.Tensor | Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
