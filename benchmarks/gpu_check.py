@@ -36,7 +36,7 @@ from committee_tasks import (ArrayDataset, Cascade, CommitteeExecutor, LoopOptio
                              PredictionCache, Single, evaluate_pool, get_task)
 from committee_tasks.core.devices import resolve_device  # noqa: E402
 from committee_tasks.engine.executor import MemberRunner  # noqa: E402
-from committee_tasks.engine.inputs import preprocessed_batches  # noqa: E402
+from committee_tasks.engine.inputs import pinned, preprocessed_batches  # noqa: E402
 from committee_tasks.engine.loop import LoopPhases  # noqa: E402
 from committee_tasks.engine.timing import measure_interleaved  # noqa: E402
 
@@ -113,7 +113,7 @@ def loop_vs_bare(task, members, dataset, device, batch_size, samples, workers) -
         _, throughput = evaluate_pool(task, members, dataset, PredictionCache(Path(cache) / "timed"), limit=samples,
                                       options=options)
         loop_seconds = time.perf_counter() - start
-    batches = preprocessed_batches(dataset, members, dataset.ids, samples, batch_size)
+    batches = pinned(preprocessed_batches(dataset, members, dataset.ids, samples, batch_size), device)
     runner = MemberRunner(str(device))
     runner.place(members)
     bare = 0.0
@@ -150,7 +150,7 @@ def cascade_speedup(task, device, batch_size, samples, rounds, small) -> dict:
     cascade, reference = Cascade(list(names), threshold), Single(names[1])
     predicted = reference.evaluate(preds, task).macs_mean / cascade.evaluate(preds, task).macs_mean
     exits = cascade.evaluate(preds, task).exit_fractions
-    batches = preprocessed_batches(dataset, list(members.values()), preds.ids, samples, batch_size)
+    batches = pinned(preprocessed_batches(dataset, list(members.values()), preds.ids, samples, batch_size), device)
     executors = {c.name: CommitteeExecutor(c, members, task, device=str(device)) for c in (reference, cascade)}
     for ex in executors.values():
         ex.run(batches[:1], warmup=1)

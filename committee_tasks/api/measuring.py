@@ -32,13 +32,15 @@ def measure_rows(task: Task, request: EvalRequest, pool: Pool, ids: Sequence[str
     if n == 0:
         return {}
     from committee_tasks.engine.executor import CommitteeExecutor
-    from committee_tasks.engine.inputs import preprocessed_batches
+    from committee_tasks.core.devices import resolve_device
+    from committee_tasks.engine.inputs import pinned, preprocessed_batches
     from committee_tasks.engine.timing import measure_interleaved
 
     execution = request.execution
     members = {name: pool.member(name) for name in pool.members}
     batch_size = execution.batch_size or task.default_batch_size
-    batches = preprocessed_batches(pool.dataset, list(members.values()), ids, n, batch_size, task.member_inputs)
+    batches = pinned(preprocessed_batches(pool.dataset, list(members.values()), ids, n, batch_size, task.member_inputs),
+                     resolve_device(execution.device))
     runs = {}
     for spec in {spec.name: spec for spec in specs}.values():
         executor = CommitteeExecutor(spec, members, task, execution.device, execution.amp_mode,

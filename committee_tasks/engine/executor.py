@@ -49,7 +49,7 @@ class MemberRunner:
 
     def __call__(self, member: Member, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         with autocast(self.device, self.amp):
-            probs, macs = member.predict_with_cost(to_device(x, self.device))
+            probs, macs = member.predict_with_cost(to_device(x, self.device))  # no copy when already there
         rounded = probs.cpu().numpy().astype(self.out_dtype)  # as the cache stores them
         temperature = self.temperatures.get(member.name, 1.0)
         return (rounded if temperature == 1.0 else tempered_numpy(rounded, temperature)), macs
@@ -68,9 +68,13 @@ def run_early_exit(committee: Cascade | Ensemble | Single, task: Task, members: 
     macs = np.zeros(n, dtype=np.float64)
     combined_all = None
     cascade = isinstance(committee, Cascade)
+    on_device: dict[str, torch.Tensor] = {}  # each preprocessing's batch copied once, rows picked there
     for k, member in enumerate(members):
-        x = inputs[member.transform_key]
-        x = x if len(active) == n else x[torch.from_numpy(active)]
+        key = member.transform_key
+        if key not in on_device:
+            on_device[key] = to_device(inputs[key], runner.device)
+        x = on_device[key]
+        x = x if len(active) == n else x[torch.from_numpy(active).to(x.device)]
         probs, member_macs = runner(member, x)
         macs[active] += member_macs
         outputs.append(probs)
@@ -111,7 +115,8 @@ class CommitteeExecutor:
         return run_early_exit(self.committee, self.task, self.members, inputs, self.runner)
 
     def run(self, batches: Sequence[Mapping[str, torch.Tensor]], warmup: int = 1) -> ExecutionResult:
-        """Run over preprocessed batches; the first ``warmup`` batches run once untimed first."""
+        """Run over preprocessed batches (`pinned` ones on CUDA); the first ``warmup`` batches
+        run once untimed first."""
         for inputs in batches[:warmup]:
             self.run_batch(inputs)
         watch = Stopwatch(self.device)
