@@ -378,6 +378,28 @@ def test_the_tool_refuses_an_escaping_split_with_one_error_line(tmp_path, capsys
     assert code == 2 and err.startswith("error: --split '../S' is refused") and err.count("\n") == 1
 
 
+def test_an_unreadable_data_folder_is_one_error_line(tmp_path, capsys, monkeypatch):
+    """As root (this machine) chmod does not stop reading, so the listing is made to fail as it
+    does for another user: PermissionError naming the folder."""
+    from committee_tasks.cli.eval import main
+
+    write_image(tmp_path / "data" / "cat" / "x.png")
+    listing = Path.iterdir
+
+    def refused(self):
+        if self.name == "cat":
+            raise PermissionError(13, "Permission denied", str(self))
+        return listing(self)
+
+    monkeypatch.setattr(Path, "iterdir", refused)
+    monkeypatch.setattr(Path, "rglob", lambda self, pattern: refused(self) if self.name == "cat" else iter(()))
+    code = main(["--task", "classification", "--dataset", "folder", "--data-root", str(tmp_path / "data"),
+                 "--models", "resnet20", "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: dataset 'folder': cannot read {tmp_path / 'data' / 'cat'} (Permission denied)")
+
+
 # ---- 6. wrong-size samples are skipped, never run at the wrong size, never abort the run ---------
 def mixed_folder(root: Path, sizes) -> ImageFileDataset:
     for i, size in enumerate(sizes):

@@ -9,6 +9,7 @@ match the cascade's last member), then every row is scored on the evaluation spl
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
@@ -223,7 +224,21 @@ def build_dataset(task: Task, data: DataOptions):
     if dataset is None:
         raise CommitteeError(f"pass --dataset (one of {task.list_datasets()})")
     options = task.read_dataset_options(dataset, data.options)
-    return task.build_dataset(dataset, data.data_root, split=data.split, **options)
+    with unreadable_data_is_an_error(dataset):
+        return task.build_dataset(dataset, data.data_root, split=data.split, **options)
+
+
+@contextlib.contextmanager
+def unreadable_data_is_an_error(dataset: str):
+    """A folder or file of the dataset that cannot be listed or read while it is being indexed
+    (permissions, a stale network mount) is an error naming it, not a traceback. Samples that
+    cannot be read later, in the loop, are skipped and counted instead."""
+    try:
+        yield
+    except OSError as err:
+        where = err.filename or "its data root"
+        raise CommitteeError(f"dataset {dataset!r}: cannot read {where} ({err.strerror or err}): check that it "
+                             "exists and that this user may read it") from err
 
 
 def load_pool(task: Task, names: Sequence[str], data: DataOptions, models_from: ModelOptions,
@@ -241,8 +256,9 @@ def calibration_dataset(task: Task, data: DataOptions, calibration: CalibrationO
     (``--calibration-data-option``); its errors say they are about it."""
     options = task.read_dataset_options(calibration.dataset, calibration.options, "--calibration-data-option")
     try:
-        return task.build_dataset(calibration.dataset, calibration.data_root or data.data_root,
-                                  split=calibration.split, **options)
+        with unreadable_data_is_an_error(calibration.dataset):
+            return task.build_dataset(calibration.dataset, calibration.data_root or data.data_root,
+                                      split=calibration.split, **options)
     except CommitteeError as err:
         raise CommitteeError(f"calibration dataset {calibration.dataset!r} (--calibration-data-option gives its "
                              f"options): {err}") from err
