@@ -14,8 +14,9 @@ dataset lands in a new folder: stale results are never read. Every file is writt
 name and renamed (atomic on POSIX), so an interrupted run leaves only whole shards, and the next
 run computes only the sample ids no shard holds.
 
-Names become folder names only through `path_component` (letters, digits and ``._+=-``, no leading
-dot): a task, dataset or member name like ``../../x`` or ``/abs`` cannot reach outside the root.
+Names become folder names only through `core.names.path_component` (letters, digits and
+``._+=-``, no leading dot): a task, dataset or member name like ``../../x`` or ``/abs`` cannot
+reach outside the root.
 
 The cache verifies and heals what it reads. Each shard carries the sha256 of its arrays in its zip
 comment (shards of format 1 have none and are still read), manifest.json and dataset.json a
@@ -47,7 +48,6 @@ import json
 import logging
 import math
 import os
-import re
 import secrets
 import socket
 import time
@@ -60,24 +60,14 @@ import numpy as np
 
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.files import atomic_write, atomic_write_json, default_cache_root
+from committee_tasks.core.names import path_component
 from committee_tasks.core.task import as_float32
 
 FORMAT_VERSION = 1
 SHARD_FORMAT = 2  # 2: the sha256 of the arrays in the zip comment; 1 (no comment) is still read
 LOCK_TIMEOUT_S = 600  # a writer holds a lock for one small JSON rewrite; minutes mean a stuck one
 PROBABILITY_TOLERANCE = 1e-2  # |row sum - 1| allowed: float16 rounding stays far below this
-MAX_COMPONENT = 200  # as names.MAX_LENGTH: names the toolkit accepts keep their folders
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]")
 log = logging.getLogger(__name__)
-
-
-def path_component(name: str) -> str:
-    """``name`` as one safe folder name: characters other than letters, digits and ``._+=-``
-    (separators, NUL, spaces...) become ``_``, so does a leading dot (no ``.``, ``..`` or hidden
-    names), at most `MAX_COMPONENT` characters. Valid names pass unchanged (existing caches keep
-    their folders); two names that encode alike are kept apart by the fingerprint suffix."""
-    safe = _UNSAFE.sub("_", str(name))[:MAX_COMPONENT]
-    return ("_" + safe[1:] if safe.startswith(".") else safe) or "_"
 
 
 def write_error(path: Path, err: OSError) -> CommitteeError:

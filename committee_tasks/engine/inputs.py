@@ -26,6 +26,7 @@ class Skipped:
     reason: str
 
 
+WRONG_SIZE = "wrong size"  # how a wrong-size skip's reason starts (the loop does not re-probe those)
 InputShapes = Mapping[str, tuple[tuple[int, ...], str]]  # transform key -> (shape, the members taking it)
 
 
@@ -50,7 +51,7 @@ def wrong_shape(inputs: Mapping[str, torch.Tensor], shapes: InputShapes) -> str 
     """Why ``inputs`` (one sample's, keyed by transform key) do not fit ``shapes``; None if they do."""
     for key, (shape, names) in shapes.items():
         if key in inputs and tuple(inputs[key].shape) != shape:
-            return (f"wrong size: its input has shape {tuple(inputs[key].shape)} but {names} take "
+            return (f"{WRONG_SIZE}: its input has shape {tuple(inputs[key].shape)} but {names} take "
                     f"{shape} (resize the images, or use members made for this size)")
     return None
 
@@ -127,7 +128,7 @@ def _common_shape(items: list) -> tuple[list, list[Skipped]]:
             kept.append(it)
             continue
         key = next((k for k in found if found[k] != common.get(k)), next(iter(found), None))
-        off.append(Skipped(it[0], f"wrong size: its input has shape {found.get(key)} but the rest of its batch "
+        off.append(Skipped(it[0], f"{WRONG_SIZE}: its input has shape {found.get(key)} but the rest of its batch "
                                   f"{common.get(key)} (no member declares an input size; for images of different "
                                   "sizes use --batch-size 1)"))
     return kept, off

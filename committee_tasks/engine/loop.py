@@ -24,7 +24,7 @@ from committee_tasks.committees.confidence import get_torch_confidence
 from committee_tasks.core.devices import Stopwatch, autocast, place_module, resolve_device, to_device, use_amp
 from committee_tasks.core.errors import CommitteeError, ShareDone
 from committee_tasks.engine.distributed import Rank, Share, join, rank_device, torchrun_rank, wait_for_every_rank
-from committee_tasks.engine.inputs import declared_input_shapes, make_loader
+from committee_tasks.engine.inputs import WRONG_SIZE, declared_input_shapes, make_loader
 from committee_tasks.committees.subsets import member_subsets, subset_sums
 from committee_tasks.core.threads import default_workers
 from committee_tasks.core.member_spec import MemberSpec
@@ -262,7 +262,7 @@ def _skips_to_retry(dataset: SampleDataset, pending: dict[str, _Pending], subset
     for i, sid in before:
         if others:
             retry.add(sid)
-        elif not skipped[sid].startswith("wrong size"):
+        elif not skipped[sid].startswith(WRONG_SIZE):
             try:
                 dataset[int(i)]
             except Exception:  # still unreadable: stays skipped
@@ -270,8 +270,9 @@ def _skips_to_retry(dataset: SampleDataset, pending: dict[str, _Pending], subset
             retry.add(sid)
     if retry:
         log.info("trying again %d samples skipped by an earlier run", len(retry))
+    still_skipped = set(skipped) - retry
     for p in everyone:
-        p.needed -= set(skipped) - retry
+        p.needed -= still_skipped
     return retry
 
 
