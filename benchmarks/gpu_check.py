@@ -34,9 +34,9 @@ import torchvision  # noqa: E402
 
 from committee_tasks import (ArrayDataset, Cascade, CommitteeExecutor, LoopOptions, Member,  # noqa: E402
                              PredictionCache, Single, evaluate_pool, get_task)
-from committee_tasks.core.devices import resolve_device  # noqa: E402
+from committee_tasks.core.devices import cudnn_autotuner, resolve_device  # noqa: E402
 from committee_tasks.engine.executor import MemberRunner  # noqa: E402
-from committee_tasks.engine.inputs import pinned, preprocessed_batches  # noqa: E402
+from committee_tasks.engine.inputs import make_loader, pinned, preprocessed_batches  # noqa: E402
 from committee_tasks.engine.loop import LoopPhases  # noqa: E402
 from committee_tasks.engine.timing import measure_interleaved  # noqa: E402
 
@@ -61,8 +61,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--small", action="store_true", help="small inputs and models (a CPU smoke run)")
-    p.add_argument("--workers", type=int, default=4, help="the loop's DataLoader workers")
+    p.add_argument("--workers", default="4",
+                   help="the loop's DataLoader workers; a comma-separated list runs the loop once per count")
     p.add_argument("--parts", default="members,loop,cascade", help="which of the three checks to run")
+    p.add_argument("--cascade-autotune", choices=("both", "on", "off"), default="both",
+                   help="the cascade with cuDNN's autotuner on (the executor's default), off, or both (off first: "
+                        "a tuned run's cached kernel plans would serve the untuned one)")
     return p.parse_args(argv)
 
 
@@ -126,11 +130,23 @@ def loop_vs_bare(task, members, dataset, device, batch_size, samples, workers) -
             bare += time.perf_counter() - start
     phases = throughput.phases  # where the loop's wall time went; "setup" hashes the whole array (fingerprint)
     passed = loop_seconds - phases["setup"]
-    return {"loop": samples / loop_seconds, "bare": samples / bare, "ratio": bare / loop_seconds,
-            "pass": samples / passed, "pass_ratio": bare / passed, "phases": phases}
+    return {"workers": workers, "loop": samples / loop_seconds, "bare": samples / bare, "ratio": bare / loop_seconds,
+            "pass": samples / passed, "pass_ratio": bare / passed, "phases": phases,
+            "data_alone": data_alone(task, members, dataset, device, batch_size, samples, workers)}
 
 
-def cascade_speedup(task, device, batch_size, samples, rounds, small) -> dict:
+def data_alone(task, members, dataset, device, batch_size, samples, workers) -> float:
+    """Samples per second the loop's DataLoader delivers (pinned on CUDA) with no member running:
+    the most the loop can reach on these inputs."""
+    loader = make_loader(dataset, {m.transform_key: m.transform for m in members}, list(range(samples)), batch_size,
+                         workers, pin_memory=device.type == "cuda", member_inputs=task.member_inputs)
+    start = time.perf_counter()
+    for _ in loader:
+        pass
+    return samples / (time.perf_counter() - start)
+
+
+def cascade_speedup(task, device, batch_size, samples, rounds, small, autotune="both") -> dict:
     torch.manual_seed(1)
     models = torchvision.models
     # zero-initialised residual branches keep random deep ResNets' activations in float16's range
@@ -151,14 +167,17 @@ def cascade_speedup(task, device, batch_size, samples, rounds, small) -> dict:
     predicted = reference.evaluate(preds, task).macs_mean / cascade.evaluate(preds, task).macs_mean
     exits = cascade.evaluate(preds, task).exit_fractions
     batches = pinned(preprocessed_batches(dataset, list(members.values()), preds.ids, samples, batch_size), device)
-    executors = {c.name: CommitteeExecutor(c, members, task, device=str(device)) for c in (reference, cascade)}
-    for ex in executors.values():
-        ex.run(batches[:1], warmup=1)
-    measured = measure_interleaved({name: (lambda ex=ex: _run(ex, batches)) for name, ex in executors.items()},
-                                   reference.name, rounds)
-    realized = measured[cascade.name].speedup["median"]
-    return {"name": cascade.name.split("@")[0], "threshold": threshold, "exits": exits, "predicted": predicted, "realized": realized,
-            "ratio": realized / predicted, "reference_per_s": measured[reference.name].throughput["median"]}
+    realized = {}
+    for tuned in {"both": (False, True), "on": (True,), "off": (False,)}[autotune]:  # core/devices.py: cudnn_autotuner
+        executors = {c.name: CommitteeExecutor(c, members, task, device=str(device), autotune=tuned)
+                     for c in (reference, cascade)}
+        for ex in executors.values():
+            ex.run(batches, warmup=0)  # as api/measuring.py warms up: every stage's row count meets the autotuner
+        measured = measure_interleaved({name: (lambda ex=ex: _run(ex, batches)) for name, ex in executors.items()},
+                                       reference.name, rounds)
+        realized[tuned] = (measured[cascade.name].speedup["median"], measured[reference.name].throughput["median"])
+    return {"name": cascade.name.split("@")[0], "threshold": threshold, "exits": exits, "predicted": predicted,
+            "realized": realized}
 
 
 def _run(executor, batches) -> tuple[int, float]:
@@ -170,7 +189,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     device = resolve_device(args.device)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
         name = torch.cuda.get_device_name(device)
     else:
         name = "CPU"
@@ -185,8 +203,10 @@ def main(argv=None) -> int:
     pair = [Member.from_module(torchvision.models.resnet18(num_classes=10).eval(), name="loop_a"),
             Member.from_module(torchvision.models.resnet34(num_classes=10).eval(), name="loop_b")]
     data = ArrayDataset(torch.randn((args.samples, *shape)), torch.zeros(args.samples, dtype=torch.long), name="rand")
-    loop = loop_vs_bare(task, pair, data, device, args.batch_size, args.samples, args.workers) if "loop" in parts else None
-    cascade = cascade_speedup(task, device, args.batch_size, args.samples, args.rounds, args.small) \
+    with cudnn_autotuner(device):  # the loop's batches have one shape
+        loops = [loop_vs_bare(task, pair, data, device, args.batch_size, args.samples, int(w))
+                 for w in args.workers.split(",")] if "loop" in parts else []
+    cascade = cascade_speedup(task, device, args.batch_size, args.samples, args.rounds, args.small, args.cascade_autotune) \
         if "cascade" in parts else None
 
     ok = True
@@ -196,19 +216,22 @@ def main(argv=None) -> int:
         ok &= good
         print(f"{r['row']:52s} {r['max_abs_diff']:15.5f} {100 * r['argmax_agreement']:11.1f}% "
               f"{r['samples_per_s']:10.1f}{'' if good else '  FAILED'}")
-    if loop:
-        print(f"evaluation loop, resnet18 + resnet34, {args.samples} samples, {args.workers} workers: {loop['loop']:.0f} "
-              f"samples/s with set-up, {loop['pass']:.0f} samples/s in its pass over the data; bare forward passes "
-              f"of both on the same preprocessed inputs {loop['bare']:.0f} samples/s; pass / bare "
+    for loop in loops:
+        print(f"evaluation loop, resnet18 + resnet34, {args.samples} samples, {loop['workers']} workers: "
+              f"{loop['loop']:.0f} samples/s with set-up, {loop['pass']:.0f} samples/s in its pass over the data; "
+              f"bare forward passes of both on the same preprocessed inputs {loop['bare']:.0f} samples/s; pass / bare "
               f"{loop['pass_ratio']:.2f} (goal >= 0.95: {'met' if loop['pass_ratio'] >= 0.95 else 'MISSED'}), "
               f"with set-up {loop['ratio']:.2f}")
         print("  loop wall time by phase: " + ", ".join(f"{name.replace('_', ' ')} {loop['phases'][name]:.2f} s"
-                                                       for name in LoopPhases.NAMES))
+                                                       for name in LoopPhases.NAMES)
+              + f"; its data loading alone delivers {loop['data_alone']:.0f} samples/s")
     if cascade:
         print(f"{cascade['name']} @ {cascade['threshold']:.4f} (exits "
               f"{' / '.join(f'{100 * f:.0f}%' for f in cascade['exits'])}), batch {args.batch_size}: "
-              f"MACs-predicted speedup {cascade['predicted']:.2f}x, realized {cascade['realized']:.2f}x, realized / "
-              f"predicted {cascade['ratio']:.2f} (its last member alone {cascade['reference_per_s']:.0f} samples/s)")
+              f"MACs-predicted speedup {cascade['predicted']:.2f}x")
+        for tuned, (speedup, alone) in cascade["realized"].items():
+            print(f"  cuDNN autotuner {'on ' if tuned else 'off'}: realized {speedup:.2f}x, realized / predicted "
+                  f"{speedup / cascade['predicted']:.2f} (its last member alone {alone:.0f} samples/s)")
     print(f"tolerances: max |Δp| <= {TOLERANCE['max_abs_diff']}, argmax agreement >= "
           f"{100 * TOLERANCE['argmax_agreement']:.0f}%: {'met' if ok else 'FAILED'}")
     return 0 if ok else 1

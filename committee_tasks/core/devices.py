@@ -38,6 +38,25 @@ def autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+@contextlib.contextmanager
+def cudnn_autotuner(device: torch.device, on: bool = True):
+    """cuDNN's autotuner (``torch.backends.cudnn.benchmark``) on, for CUDA, inside the block, then
+    restored. A cascade's later stages see a different row count in each batch, for which cuDNN's
+    heuristics chose slower kernels: resnet18 -> resnet152 realized 1.11x on an H100 and 1.13x on
+    an H200 without the autotuner, 1.46x and 1.31x with it (benchmarks/gpu_check.py, both in one
+    process). Each new shape is tuned once, so a warm-up should pass every shape. Left off where
+    the user asked for deterministic cuDNN, which the autotuner would undo."""
+    if device.type != "cuda" or not on or torch.backends.cudnn.deterministic:
+        yield
+        return
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
 def memory_format_for(module: torch.nn.Module) -> torch.memory_format | None:
     """Channels-last for 2-D convnets, channels-last-3d for 3-D ones (video), None when the
     module mixes both (``Module.to(memory_format=...)`` converts every 4-D or 5-D parameter and

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from committee_tasks.committees.scoring import Cascade, Ensemble, Single
-from committee_tasks.core.devices import Stopwatch, autocast, place_module, resolve_device, to_device, use_amp
+from committee_tasks.core.devices import (Stopwatch, autocast, cudnn_autotuner, place_module, resolve_device,
+                                          to_device, use_amp)
 from committee_tasks.engine.loop import output_dtype as cached_dtype
 from committee_tasks.core.members import Member
 from committee_tasks.core.task import Task
@@ -102,8 +103,9 @@ class CommitteeExecutor:
 
     def __init__(self, committee: Cascade | Ensemble, members: Mapping[str, Member], task: Task,
                  device: str = "auto", amp: str | bool = "auto", output_dtype: str = "float16",
-                 temperatures: Mapping[str, float] | None = None):
+                 temperatures: Mapping[str, float] | None = None, autotune: bool = True):
         self.committee = committee
+        self.autotune = autotune  # cuDNN's autotuner on CUDA (core/devices.py: cudnn_autotuner)
         self.members = [members[name] for name in committee.members]
         self.task = task
         self.runner = MemberRunner(device, amp, output_dtype, temperatures)
@@ -112,11 +114,13 @@ class CommitteeExecutor:
 
     def run_batch(self, inputs: Mapping[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Committee output, exit stage and MACs of each sample of one batch."""
-        return run_early_exit(self.committee, self.task, self.members, inputs, self.runner)
+        with cudnn_autotuner(self.device, self.autotune):
+            return run_early_exit(self.committee, self.task, self.members, inputs, self.runner)
 
     def run(self, batches: Sequence[Mapping[str, torch.Tensor]], warmup: int = 1) -> ExecutionResult:
         """Run over preprocessed batches (`pinned` ones on CUDA); the first ``warmup`` batches
-        run once untimed first."""
+        run once untimed first (on CUDA, pass all of them to tune every stage's row count: see
+        `cudnn_autotuner`)."""
         for inputs in batches[:warmup]:
             self.run_batch(inputs)
         watch = Stopwatch(self.device)

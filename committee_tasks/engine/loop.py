@@ -371,11 +371,17 @@ class _Runner:
             m.module = place_module(m.module, self.device)
         self.watches = {m.name: Stopwatch(self.device) for m in self.members}
         self.timed = {m.name: 0 for m in self.members}
+        self.on_device: dict[str, torch.Tensor] = {}  # the batch's inputs by preprocessing, on the device
 
     def predict(self, m: Member, batch, rows: list[int]) -> tuple[torch.Tensor, np.ndarray]:
         self.phases.lap("outputs")
         x = batch.inputs[m.transform_key]
-        x = to_device(x[rows] if len(rows) < len(batch.ids) else x, self.device)
+        if len(rows) < len(batch.ids):
+            x = to_device(x[rows], self.device)
+        else:  # members sharing a preprocessing share one copy of the whole batch on the device
+            if m.transform_key not in self.on_device:
+                self.on_device[m.transform_key] = to_device(x, self.device)
+            x = self.on_device[m.transform_key]
         try:
             with self.watches[m.name].section(), autocast(self.device, self.amp):
                 probs, macs = m.predict_with_cost(x)
@@ -391,6 +397,12 @@ class _Runner:
         return probs, macs
 
     def run_batch(self, batch) -> None:
+        try:
+            self._run_batch(batch)
+        finally:
+            self.on_device.clear()  # the batch's device copies go before the next batch arrives
+
+    def _run_batch(self, batch) -> None:
         kept = {}  # statistics-caching tasks: every member's probabilities of the batch, on the device
         for m in self.members:
             p = self.pending[m.name]
