@@ -94,3 +94,26 @@ def test_array_dataset_checks_its_input():
     with pytest.raises(CommitteeError, match="3 inputs but 2 targets"):
         ArrayDataset(np.zeros((3, 2)), [0, 1])
     assert ArrayDataset(np.zeros((3, 2)), [0, 1, 2]).fingerprint() != ArrayDataset(np.ones((3, 2)), [0, 1, 2]).fingerprint()
+
+
+def test_an_array_is_hashed_in_chunks_in_parallel_to_the_same_digest_on_any_machine(monkeypatch):
+    """The fingerprint's chunked sha256: each chunk's sha256, concatenated, whatever the CPU
+    count; a byte changed in any chunk (or the last, short one) changes the fingerprint."""
+    import hashlib
+
+    from committee_tasks.core import in_memory, threads
+
+    monkeypatch.setattr(in_memory, "HASH_CHUNK", 1000)  # a small chunk, so a small array has many
+    data = np.random.default_rng(0).integers(0, 256, 10_500, dtype=np.uint8)
+    by_hand = b"".join(hashlib.sha256(data[s:s + 1000].tobytes()).digest() for s in range(0, 10_500, 1000))
+    assert in_memory.chunked_sha256(data) == by_hand
+    monkeypatch.setattr(threads, "available_cpus", lambda: 1)
+    assert in_memory.chunked_sha256(data) == by_hand
+    assert in_memory.chunked_sha256(data[:0]) == hashlib.sha256(b"").digest()
+    targets = np.zeros(len(data))
+    seen = {ArrayDataset(data, targets).fingerprint()}
+    for where in (0, 4_999, 10_499):
+        changed = data.copy()
+        changed[where] ^= 1
+        seen.add(ArrayDataset(changed, targets).fingerprint())
+    assert len(seen) == 4
