@@ -12,6 +12,9 @@
 3. A cascade resnet18 -> resnet152 (random weights), threshold set for an 80% first-stage exit,
    at batch 256: realized speedup against resnet152 alone vs the MACs-predicted one.
 
+After 2 and 3, `gpu_breakdown.py` takes the loop's data loading and the cascade apart per batch,
+so that one run says where the time goes.
+
 With ``--device cpu`` every step runs on the CPU (smaller sizes with ``--small``): the test suite
 runs it that way. Prints one summary table; exits 1 when a check fails.
 
@@ -39,6 +42,8 @@ from committee_tasks.engine.executor import MemberRunner  # noqa: E402
 from committee_tasks.engine.inputs import make_loader, pinned, preprocessed_batches  # noqa: E402
 from committee_tasks.engine.loop import LoopPhases  # noqa: E402
 from committee_tasks.engine.timing import measure_interleaved  # noqa: E402
+
+import gpu_breakdown  # noqa: E402  (beside this file)
 
 TOLERANCE = {"max_abs_diff": 0.02, "argmax_agreement": 0.95}  # float16 autocast vs float32
 
@@ -176,8 +181,11 @@ def cascade_speedup(task, device, batch_size, samples, rounds, small, autotune="
         measured = measure_interleaved({name: (lambda ex=ex: _run(ex, batches)) for name, ex in executors.items()},
                                        reference.name, rounds)
         realized[tuned] = (measured[cascade.name].speedup["median"], measured[reference.name].throughput["median"])
+    with cudnn_autotuner(device):
+        stages, going_on = gpu_breakdown.cascade_stages(members[names[0]], members[names[1]], cascade, task, batches,
+                                                       device)
     return {"name": cascade.name.split("@")[0], "threshold": threshold, "exits": exits, "predicted": predicted,
-            "realized": realized}
+            "realized": realized, "stages": stages, "going_on": going_on}
 
 
 def _run(executor, batches) -> tuple[int, float]:
@@ -206,6 +214,8 @@ def main(argv=None) -> int:
     with cudnn_autotuner(device):  # the loop's batches have one shape
         loops = [loop_vs_bare(task, pair, data, device, args.batch_size, args.samples, int(w))
                  for w in args.workers.split(",")] if "loop" in parts else []
+    data_path = gpu_breakdown.data_path(data, pair, range(min(args.samples, 16 * args.batch_size)), args.batch_size,
+                                        device) if "loop" in parts else None
     cascade = cascade_speedup(task, device, args.batch_size, args.samples, args.rounds, args.small, args.cascade_autotune) \
         if "cascade" in parts else None
 
@@ -225,6 +235,9 @@ def main(argv=None) -> int:
         print("  loop wall time by phase: " + ", ".join(f"{name.replace('_', ' ')} {loop['phases'][name]:.2f} s"
                                                        for name in LoopPhases.NAMES)
               + f"; its data loading alone delivers {loop['data_alone']:.0f} samples/s")
+    if data_path:
+        print(f"  data loading per batch of {args.batch_size}, step by step: "
+              + ", ".join(f"{name} {ms:.1f} ms" for name, ms in data_path.items()))
     if cascade:
         print(f"{cascade['name']} @ {cascade['threshold']:.4f} (exits "
               f"{' / '.join(f'{100 * f:.0f}%' for f in cascade['exits'])}), batch {args.batch_size}: "
@@ -232,6 +245,8 @@ def main(argv=None) -> int:
         for tuned, (speedup, alone) in cascade["realized"].items():
             print(f"  cuDNN autotuner {'on ' if tuned else 'off'}: realized {speedup:.2f}x, realized / predicted "
                   f"{speedup / cascade['predicted']:.2f} (its last member alone {alone:.0f} samples/s)")
+        print(f"  per batch, part by part (autotuner on; {cascade['going_on']:.0f} rows go on): "
+              + ", ".join(f"{name} {ms:.1f} ms" for name, ms in cascade["stages"].items()))
     print(f"tolerances: max |Δp| <= {TOLERANCE['max_abs_diff']}, argmax agreement >= "
           f"{100 * TOLERANCE['argmax_agreement']:.0f}%: {'met' if ok else 'FAILED'}")
     return 0 if ok else 1
