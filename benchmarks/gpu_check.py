@@ -117,7 +117,10 @@ def loop_vs_bare(task, members, dataset, device, batch_size, samples, workers) -
     timing on the GPU) against the sum of bare forward passes on the same preprocessed batches."""
     with tempfile.TemporaryDirectory() as cache:
         options = LoopOptions(batch_size=batch_size, device=str(device), progress=False, num_workers=workers)
-        evaluate_pool(task, members, dataset, PredictionCache(cache), limit=batch_size, options=options)  # warm-up
+        # warm-up: kernels, and enough batches that the pinned-memory pool has grown to what the
+        # pass keeps alive (each new 154 MB pinned block is pinned page by page, once per process)
+        evaluate_pool(task, members, dataset, PredictionCache(cache), limit=min(samples, 8 * batch_size),
+                      options=options)
         start = time.perf_counter()
         _, throughput = evaluate_pool(task, members, dataset, PredictionCache(Path(cache) / "timed"), limit=samples,
                                       options=options)
