@@ -117,3 +117,35 @@ def test_an_array_is_hashed_in_chunks_in_parallel_to_the_same_digest_on_any_mach
         changed[where] ^= 1
         seen.add(ArrayDataset(changed, targets).fingerprint())
     assert len(seen) == 4
+
+
+def test_arrays_in_memory_are_read_in_the_main_process_unless_the_user_names_workers(monkeypatch):
+    """An ArrayDataset has nothing to decode: the loop reads it without worker processes
+    (`preferred_workers`), unless ExecutionOptions(workers=...) says otherwise; file datasets
+    keep the thread policy's default."""
+    from committee_tasks.api import ExecutionOptions
+    from committee_tasks.core import threads
+    from committee_tasks.engine import loop
+
+    seen = []
+    real = loop.evaluate_pool
+
+    def spy(task, members, dataset, cache, limit, options):
+        seen.append(options.num_workers)
+        return real(task, members, dataset, cache, limit, options)
+
+    monkeypatch.setattr(loop, "evaluate_pool", spy)
+    monkeypatch.setattr(threads, "default_workers", lambda: 3)
+    torch.manual_seed(0)
+    member = Member.from_module(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3)), name="lin")
+    data = ArrayDataset(np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32), [0, 1, 2, 0, 1, 2])
+    Pool.evaluate([member], data, options=ExecutionOptions(cache_dir="memory", progress=False))
+    Pool.evaluate([member], data, options=ExecutionOptions(cache_dir="memory", progress=False, workers=1))
+    assert seen == [0, 1]
+
+    class FromFiles(ArrayDataset):
+        preferred_workers = None
+
+    Pool.evaluate([member], FromFiles(data.inputs, data.targets), options=ExecutionOptions(cache_dir="memory",
+                                                                                         progress=False))
+    assert seen == [0, 1, 3]

@@ -62,7 +62,7 @@ class ExecutionOptions:
     device: str = "auto"
     amp: str = "auto"  # "auto" (on CUDA), "on", "off"
     batch_size: int | None = None  # None: the task's default
-    workers: int | None = None  # None: the thread policy's default
+    workers: int | None = None  # None: the dataset's preferred_workers, else the thread policy's default
     cache_dir: Path | str | None = None  # None: the default cache root; "memory": nothing written
     output_dtype: str = "float16"
     progress: bool = True

@@ -124,8 +124,9 @@ class Pool:
         from committee_tasks.engine.loop import LoopOptions, evaluate_pool
 
         apply_thread_policy(options.threads)
+        workers = options.workers if options.workers is not None else dataset.preferred_workers
         loop = LoopOptions(batch_size=options.batch_size or task.default_batch_size, device=options.device,
-                           num_workers=default_workers() if options.workers is None else options.workers,
+                           num_workers=default_workers() if workers is None else workers,
                            amp=options.amp_mode, output_dtype=options.output_dtype, progress=options.progress,
                            share=None if options.shard is None else Share.parse(options.shard),
                            flush_seconds=options.flush_seconds)

@@ -66,6 +66,10 @@ class ArrayDataset(SampleDataset):
     """Samples from arrays (or tensors) in memory: ``inputs[i]`` with target ``targets[i]``, ids
     "0" .. "N-1". The fingerprint hashes the bytes of both, so other arrays get other cache keys."""
 
+    # Nothing to decode: worker processes only add a copy through shared memory. Measured on an
+    # H200 machine with 224x224 float inputs: 6,675 samples/s with 0 workers, 3,008 with 8.
+    preferred_workers = 0
+
     def __init__(self, inputs: Any, targets: Any, name: str = "arrays", title: str = ""):
         self.inputs = inputs.detach().cpu().numpy() if isinstance(inputs, torch.Tensor) else np.asarray(inputs)
         self.targets = np.asarray(targets.cpu() if isinstance(targets, torch.Tensor) else targets)

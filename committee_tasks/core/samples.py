@@ -37,6 +37,7 @@ class SampleDataset(torch.utils.data.Dataset, abc.ABC):
     title: str = ""  # the dataset in words for reports and plot titles ("CIFAR-10 test set")
     _ids: Sequence[str]  # what ``ids`` serves unless a subclass overrides it
     num_classes: int | None = None  # classes the targets index, when the dataset knows (its class names)
+    preferred_workers: int | None = None  # DataLoader workers when the user names none; None: the thread policy's
 
     def describe(self) -> str:
         return self.title or self.name
