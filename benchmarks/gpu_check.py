@@ -176,8 +176,9 @@ def cascade_speedup(task, device, batch_size, samples, rounds, small, autotune="
     exits = cascade.evaluate(preds, task).exit_fractions
     batches = pinned(preprocessed_batches(dataset, list(members.values()), preds.ids, samples, batch_size), device)
     realized = {}
-    for tuned in {"both": (False, True), "on": (True,), "off": (False,)}[autotune]:  # core/devices.py: cudnn_autotuner
-        executors = {c.name: CommitteeExecutor(c, members, task, device=str(device), autotune=tuned)
+    settings = {"both": (False, True), "on": (True,), "off": (False,)}[autotune] if device.type == "cuda" else (None,)
+    for tuned in settings:  # core/devices.py: cudnn_autotuner; None: the CPU, which has no cuDNN
+        executors = {c.name: CommitteeExecutor(c, members, task, device=str(device), autotune=bool(tuned))
                      for c in (reference, cascade)}
         for ex in executors.values():
             ex.run(batches, warmup=0)  # as api/measuring.py warms up: every stage's row count meets the autotuner
@@ -246,9 +247,11 @@ def main(argv=None) -> int:
               f"{' / '.join(f'{100 * f:.0f}%' for f in cascade['exits'])}), batch {args.batch_size}: "
               f"MACs-predicted speedup {cascade['predicted']:.2f}x")
         for tuned, (speedup, alone) in cascade["realized"].items():
-            print(f"  cuDNN autotuner {'on ' if tuned else 'off'}: realized {speedup:.2f}x, realized / predicted "
+            setting = "CPU" if tuned is None else f"cuDNN autotuner {'on ' if tuned else 'off'}"
+            print(f"  {setting}: realized {speedup:.2f}x, realized / predicted "
                   f"{speedup / cascade['predicted']:.2f} (its last member alone {alone:.0f} samples/s)")
-        print(f"  per batch, part by part (autotuner on; {cascade['going_on']:.0f} rows go on): "
+        print(f"  per batch, part by part ({'autotuner on; ' if device.type == 'cuda' else ''}"
+              f"{cascade['going_on']:.0f} rows go on): "
               + ", ".join(f"{name} {ms:.1f} ms" for name, ms in cascade["stages"].items()))
     print(f"tolerances: max |Δp| <= {TOLERANCE['max_abs_diff']}, argmax agreement >= "
           f"{100 * TOLERANCE['argmax_agreement']:.0f}%: {'met' if ok else 'FAILED'}")

@@ -35,7 +35,7 @@ def test_the_prepared_gpu_check_runs_on_the_cpu():
     assert done.returncode == 0, done.stdout + done.stderr
     for line in ("classification: ResNet", "video: VideoResNet", "segmentation: FCN", "evaluation loop",
                  "realized / predicted", "data loading per batch of 32, step by step: read samples",
-                 "part by part (autotuner on;", "resnet50 alone on the batch",
+                 "  CPU: realized", "rows go on): copy to the device", "resnet50 alone on the batch",
                  "tolerances: max |Δp| <= 0.02, argmax agreement >= 95%: met",
                  "2-GPU torchrun: skipped (--device cpu)"):
         assert line in done.stdout, line
