@@ -181,7 +181,7 @@ def cascade_speedup(task, device, batch_size, samples, rounds, small, autotune="
         executors = {c.name: CommitteeExecutor(c, members, task, device=str(device), autotune=bool(tuned))
                      for c in (reference, cascade)}
         for ex in executors.values():
-            ex.run(batches, warmup=0)  # as api/measuring.py warms up: every stage's row count meets the autotuner
+            ex.warm_up(batches)  # as api/measuring.py warms up: on CUDA every stage's row count meets the autotuner
         measured = measure_interleaved({name: (lambda ex=ex: _run(ex, batches)) for name, ex in executors.items()},
                                        reference.name, rounds)
         realized[tuned] = (measured[cascade.name].speedup["median"], measured[reference.name].throughput["median"])

@@ -45,10 +45,7 @@ def measure_rows(task: Task, request: EvalRequest, pool: Pool, ids: Sequence[str
     for spec in {spec.name: spec for spec in specs}.values():
         executor = CommitteeExecutor(spec, members, task, execution.device, execution.amp_mode,
                                      execution.output_dtype, temperatures)
-        # allocator, kernels, MACs counting per input shape; on CUDA every batch, so that cuDNN's
-        # autotuner meets each stage's row count before the timed rounds
-        warm = len(batches) if executor.device.type == "cuda" else 1
-        executor.run(batches[:warm], warmup=0)
+        executor.warm_up(batches)
 
         def run_once(executor=executor):
             result = executor.run(batches, warmup=0)

@@ -117,10 +117,16 @@ class CommitteeExecutor:
         with cudnn_autotuner(self.device, self.autotune):
             return run_early_exit(self.committee, self.task, self.members, inputs, self.runner)
 
+    def warm_up(self, batches: Sequence[Mapping[str, torch.Tensor]]) -> None:
+        """Run untimed before timing: the allocator, kernels, MACs counting per input shape; on
+        CUDA every batch, so that each row count a later stage meets is tuned (`cudnn_autotuner`)
+        and has its kernel plans before the timed rounds."""
+        for inputs in batches if self.device.type == "cuda" else batches[:1]:
+            self.run_batch(inputs)
+
     def run(self, batches: Sequence[Mapping[str, torch.Tensor]], warmup: int = 1) -> ExecutionResult:
         """Run over preprocessed batches (`pinned` ones on CUDA); the first ``warmup`` batches
-        run once untimed first (on CUDA, pass all of them to tune every stage's row count: see
-        `cudnn_autotuner`)."""
+        run once untimed first (see `warm_up` for a warm-up that suits timing)."""
         for inputs in batches[:warmup]:
             self.run_batch(inputs)
         watch = Stopwatch(self.device)

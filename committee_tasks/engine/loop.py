@@ -371,17 +371,19 @@ class _Runner:
             m.module = place_module(m.module, self.device)
         self.watches = {m.name: Stopwatch(self.device) for m in self.members}
         self.timed = {m.name: 0 for m in self.members}
-        self.on_device: dict[str, torch.Tensor] = {}  # the batch's inputs by preprocessing, on the device
 
-    def predict(self, m: Member, batch, rows: list[int]) -> tuple[torch.Tensor, np.ndarray]:
+    def predict(self, m: Member, batch, rows: list[int], on_device: dict[str, torch.Tensor]
+                ) -> tuple[torch.Tensor, np.ndarray]:
+        """``on_device``: the batch's whole inputs by preprocessing, copied to the device once and
+        shared by the members that take them."""
         self.phases.lap("outputs")
         x = batch.inputs[m.transform_key]
         if len(rows) < len(batch.ids):
             x = to_device(x[rows], self.device)
-        else:  # members sharing a preprocessing share one copy of the whole batch on the device
-            if m.transform_key not in self.on_device:
-                self.on_device[m.transform_key] = to_device(x, self.device)
-            x = self.on_device[m.transform_key]
+        else:
+            if m.transform_key not in on_device:
+                on_device[m.transform_key] = to_device(x, self.device)
+            x = on_device[m.transform_key]
         try:
             with self.watches[m.name].section(), autocast(self.device, self.amp):
                 probs, macs = m.predict_with_cost(x)
@@ -397,12 +399,7 @@ class _Runner:
         return probs, macs
 
     def run_batch(self, batch) -> None:
-        try:
-            self._run_batch(batch)
-        finally:
-            self.on_device.clear()  # the batch's device copies go before the next batch arrives
-
-    def _run_batch(self, batch) -> None:
+        on_device: dict[str, torch.Tensor] = {}  # freed with the batch, before the next one arrives
         kept = {}  # statistics-caching tasks: every member's probabilities of the batch, on the device
         for m in self.members:
             p = self.pending[m.name]
@@ -410,7 +407,7 @@ class _Runner:
                     else [i for i, sid in enumerate(batch.ids) if sid in p.needed])
             if not rows:
                 continue
-            probs, macs = self.predict(m, batch, rows)
+            probs, macs = self.predict(m, batch, rows, on_device)
             if self.subsets:
                 kept[m.name] = probs.float()
                 rows = [i for i in rows if batch.ids[i] in p.needed]
