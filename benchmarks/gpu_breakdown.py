@@ -1,9 +1,9 @@
 """Where the GPU check's time goes, per batch, for whoever runs it next (`benchmarks/gpu_check.py`).
 
 * `data_path`: the loop's data loading taken apart: reading the samples (`PoolInputs`), stacking
-  them into a batch the way the loop does on this device (pinned memory on CUDA, a new buffer
-  each batch, four batches alive as in the loop), stacking into one reused buffer (the copy
-  alone), and the copy to the device.
+  them into a batch the way the loop does on this device (pinned memory on CUDA, in slices on
+  several threads, a new buffer each batch, four batches alive as in the loop), stacking into one
+  reused buffer (the copy alone) in one call and in the loop's slices, and the copy to the device.
 * `cascade_stages`: a two-member cascade taken apart: the input's copy to the device, the first
   member, the decision on the host (outputs back, rounded, combined, thresholded, rows chosen),
   the second member on the rows that go on, and the second member alone on the whole batch.
@@ -22,7 +22,9 @@ import numpy as np
 import torch
 
 from committee_tasks.core.devices import autocast, to_device, use_amp
-from committee_tasks.engine.inputs import PoolInputs, Skipped, collate, pinned_empty
+from committee_tasks.core.threads import map_in_threads
+from committee_tasks.engine.inputs import PoolInputs, Skipped, collate
+from committee_tasks.engine.pinned import pinned_empty, row_slices
 
 
 def _timed(device: torch.device, fn: Callable[[], object]) -> tuple[object, float]:
@@ -55,14 +57,19 @@ def data_path(dataset, members: Sequence, indices: Sequence[int], batch_size: in
                                             if not isinstance(item, Skipped)])
         parts["read samples"].append(ms)
         batch, ms = _timed(device, lambda: collate(items, skip_mismatched=True, pin=pin))
-        parts["stack into a new batch" + (" (pinned)" if pin else "")].append(ms)
+        parts["stack into a new batch" + (" (pinned, in slices)" if pin else "")].append(ms)
         alive = [*alive[-3:], batch]
         tensors = [item[2] for item in items]
         for key, stacked in batch.inputs.items():
             if reused is None or reused.shape != stacked.shape:
                 reused = pinned_empty(tuple(stacked.shape), stacked.dtype) if pin else torch.empty_like(stacked)
-            _, ms = _timed(device, lambda: torch.stack([t[key] for t in tensors], out=reused))
-            parts["stack into a reused buffer"].append(ms)
+            rows = [t[key] for t in tensors]
+            _, ms = _timed(device, lambda: torch.stack(rows, out=reused))
+            parts["stack into a reused buffer, one call"].append(ms)
+            slices = row_slices(len(rows), reused.numel() * reused.element_size())
+            _, ms = _timed(device, lambda: map_in_threads(lambda r: torch.stack(rows[r], out=reused[r]), slices,
+                                                          workers=len(slices)))
+            parts[f"stack into a reused buffer, {len(slices)} slices in threads"].append(ms)
             _, ms = _timed(device, lambda: to_device(stacked, device))
             parts["copy to the device"].append(ms)
     return _means(parts)

@@ -71,7 +71,7 @@ def test_on_cuda_without_workers_the_loop_stacks_each_batch_into_pinned_memory_i
 
     from committee_tasks import ArrayDataset
     from committee_tasks.core import in_memory
-    from committee_tasks.engine import inputs
+    from committee_tasks.engine import inputs, pinned
 
     allocated = []
 
@@ -79,7 +79,7 @@ def test_on_cuda_without_workers_the_loop_stacks_each_batch_into_pinned_memory_i
         allocated.append((shape, threading.current_thread().name))
         return torch.empty(shape, dtype=dtype)
 
-    monkeypatch.setattr(inputs, "pinned_empty", stand_in)
+    monkeypatch.setattr(pinned, "pinned_empty", stand_in)
     data = ArrayDataset(torch.randn(10, 3, 8, 8), torch.arange(10), name="tiny")
     transforms = {"k": in_memory.AsTensor()}
     threaded = inputs.make_loader(data, transforms, list(range(10)), 4, 0, pin_memory=True)

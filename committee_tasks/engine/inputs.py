@@ -18,6 +18,7 @@ import torch
 
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.samples import Sample, SampleDataset
+from committee_tasks.engine import pinned as pinned_memory
 from committee_tasks.engine.background import BackgroundBatches
 
 
@@ -88,7 +89,7 @@ class Batch:
     notes: dict[str, str] = field(default_factory=dict)  # sample id -> how it was handled
 
     def pin_memory(self):  # called by the DataLoader's pin-memory thread on CUDA
-        self.inputs = {k: v.pin_memory() for k, v in self.inputs.items()}
+        self.inputs = {k: pinned_memory.pin(v) for k, v in self.inputs.items()}
         return self
 
 
@@ -115,25 +116,20 @@ def collate(items: Sequence, skip_mismatched: bool = False, pin: bool = False) -
                  {sid: "; ".join(n) for sid, n in zip(ids, notes) if n})
 
 
-def pinned_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    return torch.empty(shape, dtype=dtype, pin_memory=True)
-
-
 def _stack(tensors: list[torch.Tensor], pin: bool = False) -> torch.Tensor:
     """``torch.stack`` into the memory the batch will travel in, so it is written once (for 256
     ImageNet-sized float inputs, 154 MB per batch): in a DataLoader worker, shared memory, as
     torch's own ``default_collate`` does; with ``pin``, pinned memory, whose blocks torch's caching
-    host allocator reuses from batch to batch. Fresh pages cost a page fault each, which made
-    stacking into new memory about 3x slower than into reused memory, measured here."""
-    first = tensors[0]
+    host allocator reuses from batch to batch, written by several threads (`pinned.stack_pinned`).
+    Fresh pages cost a page fault each, which made stacking into new memory about 3x slower than
+    into reused memory, measured here."""
     if pin:
-        out = pinned_empty((len(tensors), *first.shape), first.dtype)
-    elif torch.utils.data.get_worker_info() is not None:
-        storage = first._typed_storage()._new_shared(len(tensors) * first.numel(), device=first.device)
-        out = first.new(storage).resize_(len(tensors), *first.shape)
-    else:
+        return pinned_memory.stack_pinned(tensors)
+    if torch.utils.data.get_worker_info() is None:
         return torch.stack(tensors)
-    return torch.stack(tensors, out=out)
+    first = tensors[0]
+    storage = first._typed_storage()._new_shared(len(tensors) * first.numel(), device=first.device)
+    return torch.stack(tensors, out=first.new(storage).resize_(len(tensors), *first.shape))
 
 
 def _common_shape(items: list) -> tuple[list, list[Skipped]]:
@@ -194,7 +190,7 @@ def pinned(batches: list[dict[str, torch.Tensor]], device: torch.device) -> list
     each copy to the device is then one DMA transfer, as the loop's DataLoader gives its batches."""
     if device.type != "cuda":
         return batches
-    return [{k: v if v.is_pinned() else v.pin_memory() for k, v in b.items()} for b in batches]
+    return [{k: pinned_memory.pin(v) for k, v in b.items()} for b in batches]
 
 
 def preprocessed_batches(dataset: SampleDataset, members: Sequence, ids: Sequence[str], limit: int,
