@@ -66,8 +66,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--small", action="store_true", help="small inputs and models (a CPU smoke run)")
-    p.add_argument("--workers", default="4",
-                   help="the loop's DataLoader workers; a comma-separated list runs the loop once per count")
+    p.add_argument("--workers", default="0",
+                   help="the loop's DataLoader workers (0: what the toolkit uses for arrays in memory, as here); "
+                        "a comma-separated list runs the loop once per count")
     p.add_argument("--parts", default="members,loop,cascade", help="which of the three checks to run")
     p.add_argument("--cascade-autotune", choices=("both", "on", "off"), default="both",
                    help="the cascade with cuDNN's autotuner on (the executor's default), off, or both (off first: "
