@@ -51,6 +51,12 @@ def test_slices_cover_every_row_once_in_order(monkeypatch, rows, cpus):
     assert pinned.row_slices(rows, pinned.MIN_BYTES_FOR_THREADS - 1) == [slice(0, rows)]  # small: one call
 
 
+def test_an_empty_tensor_is_one_empty_slice(monkeypatch, allocations):
+    assert pinned.row_slices(0, pinned.MIN_BYTES_FOR_THREADS) == [slice(0, 0)]
+    got = pinned.pin(torch.empty(0, 3, 4))
+    assert got.shape == (0, 3, 4) and allocations == [((0, 3, 4), torch.float32)]
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.uint8, torch.float16])
 def test_stacked_in_slices_on_threads_equals_torch_stack(monkeypatch, allocations, dtype):
     monkeypatch.setattr(pinned, "MIN_BYTES_FOR_THREADS", 0)  # threads even for these small tensors

@@ -30,7 +30,9 @@ def row_slices(rows: int, nbytes: int) -> list[slice]:
     """Contiguous slices covering ``rows`` rows once each: one per thread that writing ``nbytes``
     is worth (one below `MIN_BYTES_FOR_THREADS`, at most `MAX_THREADS` and the available CPUs)."""
     threads = min(MAX_THREADS, available_cpus(), rows) if nbytes >= MIN_BYTES_FOR_THREADS else 1
-    step = -(-rows // max(threads, 1))
+    if rows <= 1 or threads <= 1:
+        return [slice(0, rows)]
+    step = -(-rows // threads)
     return [slice(start, min(start + step, rows)) for start in range(0, rows, step)]
 
 
