@@ -22,7 +22,8 @@ def test_place_module_on_cpu_keeps_the_layout():
 
 
 def test_the_prepared_gpu_check_runs_on_the_cpu():
-    """benchmarks/gpu_check.sh --device cpu: every step of the GPU check, on small inputs."""
+    """benchmarks/gpu_check.sh --device cpu: every step of the GPU check, on small inputs, and its 2-GPU
+    torchrun step as 2 CPU processes (gloo)."""
     import os
     import subprocess
     import sys
@@ -37,5 +38,5 @@ def test_the_prepared_gpu_check_runs_on_the_cpu():
                  "realized / predicted", "data loading per batch of 32, step by step: read samples",
                  "  CPU: realized", "rows go on): copy to the device", "resnet50 alone on the batch",
                  "tolerances: max |Δp| <= 0.02, argmax agreement >= 95%: met",
-                 "2-GPU torchrun: skipped (--device cpu)"):
+                 "2-rank torchrun on the CPU (gloo) (digits, 4 rows, 599 samples): report equal to one process: yes"):
         assert line in done.stdout, line
