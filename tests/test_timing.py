@@ -96,6 +96,27 @@ def test_thread_policy_sets_passive_waiting_before_torch_loads():
     assert _python(code, {**env, "OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE ACTIVE"
 
 
+@pytest.mark.parametrize("affinity,machine,quota,ranks,want", [
+    (2, 2, None, "1", 2),      # one process: every CPU it may use
+    (2, 2, None, "2", 1),      # 2 unbound torchrun ranks on 2 cores: one each
+    (128, 128, None, "8", 16),  # 8 unbound ranks: a 16-CPU share each
+    (64, 128, None, "8", 16),   # ranks bound to a NUMA node's 64 CPUs, 4 ranks per node: still a 16-CPU share
+    (16, 128, None, "8", 16),   # each rank bound to 16 CPUs of its own: those
+    (128, 128, 32, "8", 4),     # a container's 32-CPU quota is shared by all of its ranks
+    (3, 3, None, "4", 1),       # more ranks than CPUs: at least one
+    (8, 8, None, "not a number", 8),
+])
+def test_torchrun_ranks_on_one_machine_split_its_cpus(monkeypatch, affinity, machine, quota, ranks, want):
+    from committee_tasks.core import threads
+
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(affinity)))
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: machine)
+    monkeypatch.setattr(threads, "_cgroup_cpu_quota", lambda: quota)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", ranks)
+    assert threads.available_cpus() == want
+    assert threads.default_workers() == min(4, want)
+
+
 def test_threads_follow_the_cpus_this_process_may_use():
     from committee_tasks.core.threads import apply_thread_policy, available_cpus
 

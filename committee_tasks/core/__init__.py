@@ -23,8 +23,8 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {  # module -> its public
     ".macs": "MacCount mac_counter count_macs",
     ".metrics": "Top1Statistics IntersectionUnionStatistics",
     ".splits": "calibration_mask",
-    ".threads": "apply_thread_policy available_cpus default_workers map_in_threads set_openmp_environment thread_settings "
-                 "torch_threads",
+    ".threads": "apply_thread_policy available_cpus default_workers local_ranks map_in_threads set_openmp_environment "
+                 "thread_settings torch_threads",
     ".provenance": "SCHEMA_VERSION check_schema provenance provenance_columns short_line",
     ".compat": "import_decord import_mmseg import_pytorchvideo MissingCompiledOpError NEEDS_FULL_MMCV",
 })
