@@ -22,9 +22,8 @@ import numpy as np
 import torch
 
 from committee_tasks.core.devices import autocast, to_device, use_amp
-from committee_tasks.core.threads import map_in_threads
 from committee_tasks.engine.inputs import PoolInputs, Skipped, collate
-from committee_tasks.engine.pinned import pinned_empty, row_slices
+from committee_tasks.engine.pinned import pinned_empty, row_slices, stack_into
 
 
 def _timed(device: torch.device, fn: Callable[[], object]) -> tuple[object, float]:
@@ -66,10 +65,9 @@ def data_path(dataset, members: Sequence, indices: Sequence[int], batch_size: in
             rows = [t[key] for t in tensors]
             _, ms = _timed(device, lambda: torch.stack(rows, out=reused))
             parts["stack into a reused buffer, one call"].append(ms)
-            slices = row_slices(len(rows), reused.numel() * reused.element_size())
-            _, ms = _timed(device, lambda: map_in_threads(lambda r: torch.stack(rows[r], out=reused[r]), slices,
-                                                          workers=len(slices)))
-            parts[f"stack into a reused buffer, {len(slices)} slices in threads"].append(ms)
+            _, ms = _timed(device, lambda: stack_into(rows, reused))
+            slices = len(row_slices(len(rows), reused.numel() * reused.element_size()))  # as stack_into splits
+            parts[f"stack into a reused buffer, {slices} slices in threads"].append(ms)
             _, ms = _timed(device, lambda: to_device(stacked, device))
             parts["copy to the device"].append(ms)
     return _means(parts)

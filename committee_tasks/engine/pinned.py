@@ -38,18 +38,19 @@ def row_slices(rows: int, nbytes: int) -> list[slice]:
 
 def _write(fill, out: torch.Tensor, rows: int) -> torch.Tensor:
     slices = row_slices(rows, out.numel() * out.element_size())
-    if len(slices) == 1:
-        fill(slices[0])
-    else:
-        map_in_threads(fill, slices, workers=len(slices))
+    map_in_threads(fill, slices, workers=len(slices))  # one slice: in the calling thread
     return out
+
+
+def stack_into(tensors: Sequence[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
+    """``torch.stack(tensors, out=out)``, in slices of rows on several threads."""
+    return _write(lambda rows: torch.stack(tensors[rows], out=out[rows]), out, len(tensors))
 
 
 def stack_pinned(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """``torch.stack(tensors)``, written into pinned memory, in slices on several threads."""
     first = tensors[0]
-    out = pinned_empty((len(tensors), *first.shape), first.dtype)
-    return _write(lambda rows: torch.stack(tensors[rows], out=out[rows]), out, len(tensors))
+    return stack_into(tensors, pinned_empty((len(tensors), *first.shape), first.dtype))
 
 
 def pin(tensor: torch.Tensor) -> torch.Tensor:
