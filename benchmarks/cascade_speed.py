@@ -16,8 +16,6 @@ Goals on CPU: realized / predicted >= 0.90 quiet and >= 0.85 with one competing 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +27,7 @@ from committee_tasks.engine.inputs import preprocessed_batches
 from committee_tasks.core.provenance import device_description
 from committee_tasks.core.threads import apply_thread_policy
 from committee_tasks.engine.timing import measure_interleaved
+from competing import competing_process  # benchmarks/competing.py
 
 REPO = Path(__file__).resolve().parents[1]
 GOALS = {"quiet": 0.90, "one competing process": 0.85}
@@ -48,21 +47,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--cache-dir", type=Path, default=None)
     return p.parse_args(argv)
-
-
-@contextlib.contextmanager
-def competing_process(active: bool):
-    """One CPU-bound process (a pure-Python busy loop) for as long as the block runs."""
-    if not active:
-        yield
-        return
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        time.sleep(0.5)  # let it reach the scheduler's steady state
-        yield
-    finally:
-        busy.kill()
-        busy.wait()
 
 
 def loop_throughput(task, members, dataset, samples: int, batch_size: int, device: str) -> float:

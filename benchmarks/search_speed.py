@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import resource
-import subprocess
 import sys
 import time
-from contextlib import contextmanager
 
 import numpy as np
 
 from committee_tasks import PoolPredictions, get_task
+from competing import competing_process  # benchmarks/competing.py
 from committee_tasks.search.exhaustive import SearchResult, search, subset_table
 
 # EfficientNet B0..B7 GMACs at their native resolutions (torchvision meta), used as member costs.
@@ -62,18 +61,6 @@ def synthetic_pool(samples: int, classes: int, members: int, seed: int = 0, chun
 
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux: KiB
-
-
-@contextmanager
-def competing_process():
-    """One CPU-bound process (a Python busy loop) running beside the block."""
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    time.sleep(0.5)  # let it start spinning
-    try:
-        yield
-    finally:
-        busy.kill()
-        busy.wait()
 
 
 def timed_search(pool, names, task, args, exact=True):

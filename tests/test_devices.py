@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from committee_tasks.core.devices import memory_format_for, place_module
+from committee_tasks.core.devices import memory_format_for, place_module, to_device
 
 
 def test_memory_format_fits_the_convolutions():
@@ -16,9 +16,23 @@ def test_memory_format_fits_the_convolutions():
         assert module.to(memory_format=fmt).weight.is_contiguous(memory_format=fmt)  # what CUDA placement does
 
 
-def test_place_module_on_cpu_keeps_the_layout():
-    conv = place_module(nn.Conv3d(3, 4, 3), torch.device("cpu"))
-    assert conv.weight.is_contiguous()
+def test_place_module_on_cpu_gives_the_channels_last_layouts_and_the_same_outputs():
+    """oneDNN's CPU convolutions run faster channels-last (benchmarks/channels_last.py); the
+    outputs must stay those of the contiguous layout, to float32 rounding."""
+    torch.manual_seed(0)
+    for make, fmt, shape in ((lambda: nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 3)),
+                              torch.channels_last, (2, 3, 12, 12)),
+                             (lambda: nn.Sequential(nn.Conv3d(3, 8, 3), nn.ReLU(), nn.Conv3d(8, 4, 3)),
+                              torch.channels_last_3d, (2, 3, 6, 12, 12))):
+        reference = make().eval()
+        x = torch.randn(*shape)
+        placed = place_module(make().eval(), torch.device("cpu"))
+        placed.load_state_dict(reference.state_dict())
+        assert placed[0].weight.is_contiguous(memory_format=fmt)
+        with torch.no_grad():
+            torch.testing.assert_close(placed(to_device(x, torch.device("cpu"))), reference(x))
+    mixed = place_module(nn.Sequential(nn.Conv3d(3, 4, 3), nn.Conv2d(4, 4, 1)), torch.device("cpu"))
+    assert mixed[0].weight.is_contiguous() and mixed[1].weight.is_contiguous()  # no layout fits both
 
 
 def test_the_prepared_gpu_check_runs_on_the_cpu():

@@ -71,17 +71,21 @@ def memory_format_for(module: torch.nn.Module) -> torch.memory_format | None:
 
 
 def place_module(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The module on ``device`` in the layout its convolutions run fastest in: channels-last on
+    CUDA (tensor cores) and on the CPU too (oneDNN's blocked kernels). Measured on this project's
+    2-core CPU, float32, contiguous -> channels-last: CIFAR resnet56 1.22x, resnet18 1.21x,
+    mobilenet_v3_small 1.38x, efficientnet_b0 1.65x, deeplabv3_resnet50 1.34x, r2plus1d_18 1.16x,
+    X3D-M 1.43x; the outputs agree to float32 rounding (benchmarks/channels_last.py)."""
     module = module.to(device)
-    if device.type == "cuda":  # channels-last speeds up convolutions with tensor cores
-        memory_format = memory_format_for(module)
-        if memory_format is not None:
-            module = module.to(memory_format=memory_format)
+    memory_format = memory_format_for(module)
+    if memory_format is not None:
+        module = module.to(memory_format=memory_format)
     return module
 
 
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     x = x.to(device, non_blocking=True)
-    if device.type == "cuda" and x.dim() == 4:
+    if x.dim() == 4:  # the layout place_module gives 2-D convnets' weights
         x = x.contiguous(memory_format=torch.channels_last)
     return x
 

@@ -38,8 +38,7 @@ class VideoClassifier(nn.Module):
             raise ValueError(f"this model takes clips of shape {self.expected} (channels, frames, crop, crop), "
                              f"got {tuple(clips.shape[1:])}: its head pools over a window fixed for that size")
         x = (clips.float() - self.mean) / self.std
-        if x.is_cuda:  # matches the channels-last-3d weights place_module gives 3-D convnets on CUDA
-            x = x.contiguous(memory_format=torch.channels_last_3d)
+        x = x.contiguous(memory_format=torch.channels_last_3d)  # as place_module lays out 3-D convnets' weights
         if self.alpha:  # SlowFast: the slow pathway sees every alpha-th frame (pytorchvideo's PackPathway)
             slow = torch.linspace(0, x.shape[2] - 1, x.shape[2] // self.alpha, device=x.device).long()
             x = [x.index_select(2, slow), x]  # a fresh list: pytorchvideo's MultiPathWay overwrites it
