@@ -119,8 +119,8 @@ def compare(name: str, rounds: int, scale: float) -> list[str]:
                                            "contiguous", rounds)
         ratio = measured["channels-last"].speedup
         verdict = "" if ratio["median"] >= 1 else " (MISSED)"
-        lines.append(f"  {condition:<22} contiguous {measured['contiguous'].throughput['median']:8.1f} samples/s, "
-                     f"channels-last {measured['channels-last'].throughput['median']:8.1f}: "
+        lines.append(f"  {condition:<22} contiguous {measured['contiguous'].throughput['median']:7.3g} samples/s, "
+                     f"channels-last {measured['channels-last'].throughput['median']:7.3g}: "
                      f"{ratio['median']:.2f}x ({ratio['q1']:.2f}–{ratio['q3']:.2f}){verdict}")
     return lines
 

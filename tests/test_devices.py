@@ -54,3 +54,23 @@ def test_the_prepared_gpu_check_runs_on_the_cpu():
                  "tolerances: max |Δp| <= 0.02, argmax agreement >= 95%: met",
                  "2-rank torchrun on the CPU (gloo) (digits, 4 rows, 599 samples): report equal to one process: yes"):
         assert line in done.stdout, line
+
+
+def test_channels_last_benchmark_runs_and_compares_both_layouts():
+    """benchmarks/channels_last.py on one small batch: both conditions timed, the layouts' outputs
+    compared (timings are the benchmark's business, so a missed speed goal does not fail here)."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "channels_last.py"
+    done = subprocess.run([sys.executable, str(script), "--models", "cifar_resnet56", "--rounds", "1",
+                           "--scale", "0.125"], capture_output=True, text=True, timeout=300)
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    out = done.stdout
+    assert re.search(r"cifar_resnet56 \(16, 3, 32, 32\): max \|Δp\| \S+\n", out), out
+    assert float(re.search(r"max \|Δp\| (\S+)", out).group(1)) <= 1e-4
+    for condition in ("quiet", "one competing process"):
+        assert re.search(rf"  {condition} +contiguous +[\d.]+ samples/s, channels-last +[\d.]+: [\d.]+x", out), out
+    assert "goal: channels-last >= contiguous" in out

@@ -11,6 +11,7 @@ and is rendered here, by the toolkit's own table code, from the JSON the README'
     cifar-search   tools/search.py on the four CIFAR ResNets, as tools/report.py --names prints it
     cascade-speed  benchmarks/cascade_speed.py (only with --benchmarks: minutes)
     cascade-speed-openmp-default  the same with OpenMP's default waiting (OMP_WAIT_POLICY empty)
+    channels-last  benchmarks/channels_last.py (only with --benchmarks)
     search-speed   benchmarks/search_speed.py (only with --benchmarks)
 
     .venv/bin/python tools/update_readme.py --write [--benchmarks]   # rerun and rewrite the README
@@ -144,6 +145,7 @@ BLOCKS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "cifar-search": ("cifar", render_cifar_search),
     "cascade-speed": ("benchmark", render_benchmark("cascade_speed.py")),
     "cascade-speed-openmp-default": ("benchmark", render_benchmark("cascade_speed.py", {"OMP_WAIT_POLICY": ""})),
+    "channels-last": ("benchmark", render_benchmark("channels_last.py")),
     "search-speed": ("benchmark", render_benchmark("search_speed.py")),
 }
 

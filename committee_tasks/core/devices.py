@@ -72,10 +72,10 @@ def memory_format_for(module: torch.nn.Module) -> torch.memory_format | None:
 
 def place_module(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """The module on ``device`` in the layout its convolutions run fastest in: channels-last on
-    CUDA (tensor cores) and on the CPU too (oneDNN's blocked kernels). Measured on this project's
-    2-core CPU, float32, contiguous -> channels-last: CIFAR resnet56 1.22x, resnet18 1.21x,
-    mobilenet_v3_small 1.38x, efficientnet_b0 1.65x, deeplabv3_resnet50 1.34x, r2plus1d_18 1.16x,
-    X3D-M 1.43x; the outputs agree to float32 rounding (benchmarks/channels_last.py)."""
+    CUDA (tensor cores) and on the CPU too (oneDNN's kernels): 1.1x-1.8x on this project's
+    2-core CPU across CIFAR and torchvision classifiers, DeepLabV3, R(2+1)D and X3D, quiet and
+    beside a busy process, with probabilities equal to float32 rounding
+    (benchmarks/channels_last.py; README "Channels-last on the CPU")."""
     module = module.to(device)
     memory_format = memory_format_for(module)
     if memory_format is not None:
