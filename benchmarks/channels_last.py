@@ -19,7 +19,6 @@ import copy
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import committee_tasks  # noqa: F401  (first: the thread policy is set before torch loads)
 import torch
@@ -29,10 +28,8 @@ from committee_tasks.core.devices import place_module, to_device
 from committee_tasks.core.provenance import device_description
 from committee_tasks.core.threads import apply_thread_policy
 from committee_tasks.engine.timing import measure_interleaved
+from committee_tasks_builtin.classification.cifar_resnet import CifarResNet
 from competing import competing_process  # benchmarks/competing.py
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tasks.classification.cifar_resnet import CifarResNet  # noqa: E402
 
 MAX_PROB_DIFFERENCE = 1e-4
 

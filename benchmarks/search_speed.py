@@ -21,8 +21,8 @@ import time
 import numpy as np
 
 from committee_tasks import PoolPredictions, get_task
-from competing import competing_process  # benchmarks/competing.py
 from committee_tasks.search.exhaustive import SearchResult, search, subset_table
+from competing import competing_process  # benchmarks/competing.py
 
 # EfficientNet B0..B7 GMACs at their native resolutions (torchvision meta), used as member costs.
 EFFICIENTNET_GMACS = [0.386, 0.687, 1.088, 1.827, 4.394, 10.266, 19.068, 37.746]
