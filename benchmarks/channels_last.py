@@ -28,6 +28,7 @@ from committee_tasks.core.devices import place_module, to_device
 from committee_tasks.core.provenance import device_description
 from committee_tasks.core.threads import apply_thread_policy
 from committee_tasks.engine.timing import measure_interleaved
+from committee_tasks.reporting.eval_table import format_rate
 from committee_tasks_builtin.classification.cifar_resnet import CifarResNet
 from competing import competing_process  # benchmarks/competing.py
 
@@ -116,8 +117,8 @@ def compare(name: str, rounds: int, scale: float) -> list[str]:
                                            "contiguous", rounds)
         ratio = measured["channels-last"].speedup
         verdict = "" if ratio["median"] >= 1 else " (MISSED)"
-        lines.append(f"  {condition:<22} contiguous {measured['contiguous'].throughput['median']:7.3g} samples/s, "
-                     f"channels-last {measured['channels-last'].throughput['median']:7.3g}: "
+        lines.append(f"  {condition:<22} contiguous {format_rate(measured['contiguous'].throughput['median']):>7} samples/s, "
+                     f"channels-last {format_rate(measured['channels-last'].throughput['median']):>7}: "
                      f"{ratio['median']:.2f}x ({ratio['q1']:.2f}–{ratio['q3']:.2f}){verdict}")
     return lines
 

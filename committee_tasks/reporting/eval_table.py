@@ -63,7 +63,7 @@ def unsatisfied_row(name: str, members: Sequence[str], metric_name: str, referen
             "fit_status": f"no threshold setting satisfies '{fit}' on the calibration split"}
 
 
-def _fmt_rate(value: float | None) -> str:
+def format_rate(value: float | None) -> str:
     """Samples/s: whole numbers, but three significant digits below 100 (videos on a CPU run < 1/s)."""
     if is_missing(value):
         return DASH
@@ -87,7 +87,7 @@ def _measured_cells(r: Mapping[str, Any]) -> list[str]:
     if r.get("measurement_flag"):
         return ["noise (see below)", "noise (see below)"]
     tp, sp = m["throughput"], m["speedup"]
-    return [f"{_fmt_rate(tp['median'])} ({_fmt_rate(tp['q1'])}–{_fmt_rate(tp['q3'])})",
+    return [f"{format_rate(tp['median'])} ({format_rate(tp['q1'])}–{format_rate(tp['q3'])})",
             f"{sp['median']:.2f}x ({sp['q1']:.2f}–{sp['q3']:.2f})"]
 
 
