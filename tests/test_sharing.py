@@ -278,7 +278,11 @@ def _rank_process(cache: Path, rank: int) -> int | None:
 def test_a_rank_killed_mid_run_then_a_rerun_computes_only_what_is_missing(tmp_path):
     """kill -9 of rank 1 while both ranks compute: torchrun stops rank 0 with SIGTERM, which
     writes what it computed (exit 143); rank 1 keeps the outputs it flushed (every 0.2 s). The
-    rerun computes only the missing samples, and its report and cache equal one process's."""
+    rerun computes only the missing samples, and its report and cache equal one process's.
+
+    Each rank is paused (SIGSTOP) at its first write until the other has written too: the ranks
+    start up to seconds apart on 2 busy cores and a share takes about a second, so without the
+    pause one rank sometimes finished its share before the other had begun."""
     import signal
     import time
 
@@ -291,14 +295,23 @@ def test_a_rank_killed_mid_run_then_a_rerun_computes_only_what_is_missing(tmp_pa
     env = {**os.environ, "COMMITTEE_TASKS_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
     job = subprocess.Popen([*launcher, str(REPO / "tools" / "eval.py"), *args], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
-    deadline, killed = time.monotonic() + 300, None
-    while killed is None and job.poll() is None and time.monotonic() < deadline:
-        pid = _rank_process(cache, 1)
-        writers = {s.name.split("-")[2] for s in cache.rglob("shard-*.npz")}
-        if pid and str(pid) in writers and len(writers) == 2:
-            os.kill(pid, signal.SIGKILL)  # both ranks have written outputs and are computing more
-            killed = pid
-        time.sleep(0.02)
+    deadline, paused, killed = time.monotonic() + 300, {}, None
+    try:
+        while killed is None and job.poll() is None and time.monotonic() < deadline:
+            writers = {s.name.split("-")[2] for s in cache.rglob("shard-*.npz")}
+            for rank in {0, 1} - set(paused):
+                if (pid := _rank_process(cache, rank)) and str(pid) in writers:
+                    os.kill(pid, signal.SIGSTOP)  # it has written outputs and has more to compute
+                    paused[rank] = pid
+            if len(paused) == 2:
+                os.kill(paused[1], signal.SIGKILL)
+                killed = paused[1]
+                os.kill(paused[0], signal.SIGCONT)  # torchrun's SIGTERM finds it computing
+            time.sleep(0.02)
+    finally:
+        if killed is None:
+            for pid in paused.values():  # never leave a stopped rank behind
+                os.kill(pid, signal.SIGKILL)
     output = job.communicate(timeout=300)[0]
     assert killed, f"rank 1 finished before it could be killed:\n{output}"
     assert job.returncode != 0 and "terminated (SIGTERM)" in output, output  # rank 0 stopped, its work written
