@@ -4,14 +4,24 @@ competing CPU-bound process that this benchmark starts itself, and the evaluatio
 under the same two conditions.
 
 Default: ResNet20 -> ResNet56 (threshold 0.9) on the real CIFAR-10 test set (../shared/data).
-Reference and cascade run on the same preprocessed batches in interleaved rounds (the toolkit's own
-`measure_interleaved`): each figure is the median over rounds with its interquartile range, and the
-realized speedup is the median of the per-round ratios. The MACs-predicted speedup comes from the
-prediction cache on the same samples with the same threshold.
+Reference, cascade and the cascade's earlier members on their own run on the same preprocessed
+batches in interleaved rounds (the toolkit's own `measure_interleaved`): each figure is the median
+over rounds with its interquartile range, and a realized speedup is the median of the per-round
+ratios. The MACs-predicted speedup comes from the prediction cache on the same samples with the
+same threshold. The cascade is timed twice in the same rounds: with its later stage on rows
+gathered across batches into full batches (the toolkit's default) and on each batch's remaining
+rows (``--later-stages per-batch``).
+
+The MACs-predicted speedup assumes every member does the same work per second; a small network
+does less (here ResNet20 runs about 2.8x as fast as ResNet56 for 3.1x fewer MACs), which no way of
+running the cascade can recover. So the goal compares the cascade with what its members' own
+speeds allow: each stage's share of the samples at its member's measured full-batch speed, per
+round. Realized / MACs-predicted is printed beside it.
 
     .venv/bin/python benchmarks/cascade_speed.py [--samples 2048] [--rounds 5] [--device cpu]
 
-Goals on CPU: realized / predicted >= 0.90 quiet and >= 0.85 with one competing process.
+Goals on CPU, for the default (gathered): realized / what the members' speeds allow >= 0.95 quiet
+and >= 0.90 with one competing process.
 """
 from __future__ import annotations
 
@@ -22,15 +32,16 @@ import time
 from pathlib import Path
 
 import committee_tasks  # noqa: F401  (first: the thread policy is set before torch loads)
+import numpy as np
 from committee_tasks import Cascade, CommitteeExecutor, LoopOptions, PredictionCache, Single, evaluate_pool, get_task
 from committee_tasks.engine.inputs import preprocessed_batches
 from committee_tasks.core.provenance import device_description
 from committee_tasks.core.threads import apply_thread_policy
-from committee_tasks.engine.timing import measure_interleaved
+from committee_tasks.engine.timing import measure_interleaved, spread
 from competing import competing_process  # benchmarks/competing.py
 
 REPO = Path(__file__).resolve().parents[1]
-GOALS = {"quiet": 0.90, "one competing process": 0.85}
+GOALS = {"quiet": 0.95, "one competing process": 0.90}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -76,7 +87,12 @@ def main(argv=None) -> int:
     macs_speedup = ref_result.macs_mean / predicted.macs_mean
 
     batches = preprocessed_batches(dataset, list(members.values()), preds.ids, len(preds.ids), args.batch_size)
-    executors = {c.name: CommitteeExecutor(c, members, task, device=args.device) for c in (reference, cascade)}
+    per_batch = f"{cascade.name} per-batch"
+    alone = [Single(n) for n in names[:-1]]  # the earlier members on their own: what an ideal cascade costs
+    executors = {reference.name: CommitteeExecutor(reference, members, task, device=args.device),
+                 cascade.name: CommitteeExecutor(cascade, members, task, device=args.device),
+                 per_batch: CommitteeExecutor(cascade, members, task, device=args.device, later_stages="per-batch"),
+                 **{m.name: CommitteeExecutor(m, members, task, device=args.device) for m in alone}}
     for ex in executors.values():  # warm-up: allocator, kernels, MACs counting per input shape
         ex.run(batches[:2], warmup=1)
 
@@ -97,20 +113,34 @@ def main(argv=None) -> int:
           f"{device['threads']['omp_wait_policy']}; {len(preds.ids)} samples of {dataset.name}, batch "
           f"{args.batch_size}; median (interquartile range) of {args.rounds} interleaved rounds")
     print(f"{'':34s} {'top-1':>6s} {'MACs/sample':>11s}   {'samples/s quiet':>19s}   {'with 1 competing process':>24s}")
-    for name, result in ((reference.name, ref_result), (cascade.name, predicted)):
+    results = [(m.name, m.evaluate(preds, task)) for m in alone]
+    for name, result in ((reference.name, ref_result), *results, (cascade.name, predicted), (per_batch, predicted)):
         exits = f"   exits {' / '.join(f'{100 * f:.1f}%' for f in result.exit_fractions)}" \
-            if result.exit_fractions else ""
+            if result.exit_fractions and name == cascade.name else ""
         print(f"{name:34s} {result.metric:6.2f} {result.macs_mean / 1e6:10.1f}M   "
               f"{_iqr(measured['quiet'][name].throughput):>19s}   "
               f"{_iqr(measured['one competing process'][name].throughput):>24s}{exits}")
-    print(f"MACs-predicted speedup   {macs_speedup:.2f}x")
+    # The speed a cascade would reach with no cost of its own: each stage's rows at its member's
+    # measured full-batch speed, taken round by round (the rounds interleave every row).
+    reach = 1 - np.concatenate([[0.0], np.cumsum(predicted.exit_fractions[:-1])])
+
+    def allowed(rows: dict, round_: int) -> float:
+        return 1 / sum(r / rows[n].throughputs[round_] for r, n in zip(reach, names))
+
     met = True
     for condition, goal in GOALS.items():
-        speedup = measured[condition][cascade.name].speedup
-        ratio = speedup["median"] / macs_speedup
-        met &= ratio >= goal
-        print(f"{condition:22s}   realized speedup {_iqr(speedup, 2)}x   realized / predicted {ratio:.2f} "
-              f"(goal >= {goal:.2f}: {'met' if ratio >= goal else 'MISSED'})")
+        rows = measured[condition]
+        speedup, split = rows[cascade.name].speedup, rows[per_batch].speedup
+        ideal = float(np.median([allowed(rows, i) / rows[reference.name].throughputs[i] for i in range(args.rounds)]))
+        ratio = spread([rows[cascade.name].throughputs[i] / allowed(rows, i) for i in range(args.rounds)])
+        ratio_split = spread([rows[per_batch].throughputs[i] / allowed(rows, i) for i in range(args.rounds)])
+        met &= ratio["median"] >= goal
+        print(f"{condition:22s}   realized speedup {_iqr(speedup, 2)}x (per-batch later stage {_iqr(split, 2)}x); "
+              f"MACs-predicted {macs_speedup:.2f}x, the members' own speeds allow {ideal:.2f}x")
+        print(f"{'':22s}   realized / allowed {_iqr(ratio, 2)} (goal >= {goal:.2f}: "
+              f"{'met' if ratio['median'] >= goal else 'MISSED'}), per-batch {_iqr(ratio_split, 2)}; "
+              f"realized / MACs-predicted {speedup['median'] / macs_speedup:.2f}, per-batch "
+              f"{split['median'] / macs_speedup:.2f}")
     cpus = device["threads"]["cpus_available"]
     fair = max(1.0, (threads + 1) / cpus)  # our threads and one competitor sharing the CPUs evenly
     slowdown = {name: measured["quiet"][name].throughput["median"] /

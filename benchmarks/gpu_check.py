@@ -181,11 +181,14 @@ def cascade_speedup(task, device, batch_size, samples, rounds, small, autotune="
     for tuned in settings:  # core/devices.py: cudnn_autotuner; None: the CPU, which has no cuDNN
         executors = {c.name: CommitteeExecutor(c, members, task, device=str(device), autotune=bool(tuned))
                      for c in (reference, cascade)}
+        executors["per-batch"] = CommitteeExecutor(cascade, members, task, device=str(device), autotune=bool(tuned),
+                                                   later_stages="per-batch")
         for ex in executors.values():
             ex.warm_up(batches)  # as api/measuring.py warms up: on CUDA every stage's row count meets the autotuner
         measured = measure_interleaved({name: (lambda ex=ex: _run(ex, batches)) for name, ex in executors.items()},
                                        reference.name, rounds)
-        realized[tuned] = (measured[cascade.name].speedup["median"], measured[reference.name].throughput["median"])
+        realized[tuned] = (measured[cascade.name].speedup["median"], measured["per-batch"].speedup["median"],
+                           measured[reference.name].throughput["median"])
     with cudnn_autotuner(device):
         stages, going_on = gpu_breakdown.cascade_stages(members[names[0]], members[names[1]], cascade, task, batches,
                                                        device)
@@ -247,10 +250,11 @@ def main(argv=None) -> int:
         print(f"{cascade['name']} @ {cascade['threshold']:.4f} (exits "
               f"{' / '.join(f'{100 * f:.0f}%' for f in cascade['exits'])}), batch {args.batch_size}: "
               f"MACs-predicted speedup {cascade['predicted']:.2f}x")
-        for tuned, (speedup, alone) in cascade["realized"].items():
+        for tuned, (speedup, split, alone) in cascade["realized"].items():
             setting = "CPU" if tuned is None else f"cuDNN autotuner {'on ' if tuned else 'off'}"
             print(f"  {setting}: realized {speedup:.2f}x, realized / predicted "
-                  f"{speedup / cascade['predicted']:.2f} (its last member alone {alone:.0f} samples/s)")
+                  f"{speedup / cascade['predicted']:.2f} (later stage gathered into full batches; per batch "
+                  f"{split:.2f}x, {split / cascade['predicted']:.2f}; its last member alone {alone:.0f} samples/s)")
         print(f"  per batch, part by part ({'autotuner on; ' if device.type == 'cuda' else ''}"
               f"{cascade['going_on']:.0f} rows go on): "
               + ", ".join(f"{name} {ms:.1f} ms" for name, ms in cascade["stages"].items()))

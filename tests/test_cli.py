@@ -42,11 +42,24 @@ def test_main_job_config(digits_members, tmp_path, capsys):
     assert reference["delta_ci"] == [0.0, 0.0] and reference["measurement"]["speedup"]["median"] == 1.0
     assert "| digits_cnn_l | member | " in printed and " | reference | " in printed
     assert report["interval"]["confidence"] == 0.95 and report["measurement"]["rounds"] == 5
+    assert report["measurement"]["later_stages"] == "gathered"
+    assert "later stages run on rows gathered across batches into full batches" in report["note"]
     # members get more accurate with size: the default is a real committee problem
     assert rows["digits_cnn_s"]["metric"] < rows["digits_cnn_m"]["metric"] < reference["metric"]
     with open(out_csv) as f:
         assert [r["name"] for r in csv.DictReader(f)] == [r["name"] for r in report["rows"]]
     assert out_md.read_text().startswith("| model / committee |")
+
+
+def test_later_stages_per_batch_is_measured_and_said(digits_members, tmp_path):
+    out = tmp_path / "r.json"
+    assert main(["--dataset", "digits", "--cascade", "digits_cnn_s,digits_cnn_l", "--thresholds", "0.9", "--workers",
+                 "0", "--no-progress", "--measure-samples", "256", "--measure-rounds", "1", "--later-stages",
+                 "per-batch", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["measurement"]["later_stages"] == "per-batch"
+    assert "later stages run on each batch's remaining rows (--later-stages per-batch)" in report["note"]
+    assert report["rows"][-1]["kind"] == "cascade" and report["rows"][-1]["measurement"]["throughput"]["median"] > 0
 
 
 def test_flags_override_config_and_limit(digits_members, tmp_path):

@@ -50,7 +50,8 @@ def test_the_prepared_gpu_check_runs_on_the_cpu():
     assert done.returncode == 0, done.stdout + done.stderr
     for line in ("classification: ResNet", "video: VideoResNet", "segmentation: FCN", "evaluation loop",
                  "realized / predicted", "data loading per batch of 32, step by step: read samples",
-                 "  CPU: realized", "rows go on): copy to the device", "resnet50 alone on the batch",
+                 "  CPU: realized", "(later stage gathered into full batches; per batch ", "rows go on): copy to the device",
+                 "resnet50 alone on the batch",
                  "tolerances: max |Δp| <= 0.02, argmax agreement >= 95%: met",
                  "2-rank torchrun on the CPU (gloo) (digits, 4 rows, 599 samples): report equal to one process: yes"):
         assert line in done.stdout, line

@@ -53,6 +53,7 @@ def _error(main, argv, capsys) -> str:
     ([*MODELS, "--threads", "0"], "--threads must be at least 1"),
     ([*MODELS, "--flush-seconds", "nan"], "--flush-seconds must be a number >= 0"),
     ([*MODELS, "--measure-rounds", "0"], "--measure-rounds must be at least 1"),
+    ([*MODELS, "--later-stages", "gather"], "--later-stages 'gather': choose one of gathered, per-batch"),
     ([*MODELS, "--interval-level", "nan"], "confidence level must be in (0, 1)"),
     ([*MODELS, "--resamples", "0"], "at least 100 resamples"),
     ([*MODELS, "--calibration-fraction", "nan"], "calibration fraction must be in (0, 1)"),

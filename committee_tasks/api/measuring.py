@@ -44,7 +44,7 @@ def measure_rows(task: Task, request: EvalRequest, pool: Pool, ids: Sequence[str
     runs = {}
     for spec in {spec.name: spec for spec in specs}.values():
         executor = CommitteeExecutor(spec, members, task, execution.device, execution.amp_mode,
-                                     execution.output_dtype, temperatures)
+                                     execution.output_dtype, temperatures, later_stages=request.measure.later_stages)
         executor.warm_up(batches)
 
         def run_once(executor=executor):

@@ -113,10 +113,17 @@ class MeasureOptions:
 
     samples: int | None = None  # None: the task's default; 0: do not measure
     rounds: int = 5
+    # A cascade's later stages: "gathered" into full batches across batches, or "per-batch"
+    # (engine/executor.py: CommitteeExecutor)
+    later_stages: str = "gathered"
 
     def __post_init__(self):
+        from committee_tasks.engine.executor import LATER_STAGES  # torch: measuring loads it anyway
+
         at_least(0, measure_samples=self.samples)
         at_least(1, measure_rounds=self.rounds)
+        if self.later_stages not in LATER_STAGES:
+            raise CommitteeError(f"--later-stages {self.later_stages!r}: choose one of {', '.join(LATER_STAGES)}")
 
 
 @dataclass(kw_only=True)

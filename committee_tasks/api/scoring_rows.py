@@ -149,7 +149,7 @@ def _report(task: Task, request: EvalRequest, pool: Pool, ev: Pool, rows: list, 
                   if (note := m.cost_note())}
     batch = request.execution.batch_size or task.default_batch_size
     measurement = {"samples": measure_n, "rounds": request.measure.rounds, "batch_size": batch,
-                   "noisy_spread": NOISY_SPREAD} if measure_n > 0 else None
+                   "later_stages": request.measure.later_stages, "noisy_spread": NOISY_SPREAD} if measure_n > 0 else None
     level = f"{100 * bootstrap.confidence:g}%"
     note = (f"{task.metric_name} and Δ with {level} intervals (percentile bootstrap over samples, paired, "
             f"{bootstrap.resamples} resamples); MACs are multiply-adds per sample")
@@ -157,6 +157,10 @@ def _report(task: Task, request: EvalRequest, pool: Pool, ev: Pool, rows: list, 
         note += (f"; throughput is samples/s of model execution (data already preprocessed) on "
                  f"{resolve_device(request.execution.device)}, batch {batch}, over the first {measure_n} samples: "
                  f"median (interquartile range) of {request.measure.rounds} rounds interleaved with {rows[0]['reference']}")
+        if any(r["kind"] == "cascade" for r in rows):
+            note += ("; a cascade's later stages run on rows gathered across batches into full batches"
+                     if request.measure.later_stages == "gathered" else
+                     "; a cascade's later stages run on each batch's remaining rows (--later-stages per-batch)")
     else:
         note += "; throughput not measured (--measure-samples 0)"
     return EvalReport(

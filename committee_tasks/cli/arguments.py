@@ -139,6 +139,10 @@ def add_measure_args(run) -> None:
                           "(0: do not measure; default: the task's, e.g. 2048 images, 8 videos)")
     run.add_argument("--measure-rounds", type=int, default=5,
                      help="timed rounds per row, interleaved with the reference (median and spread reported)")
+    run.add_argument("--later-stages", default="gathered",
+                     help="how a cascade's later stages run when measured: 'gathered' (default: the rows that go "
+                          "on wait until a full batch of them has gathered across batches, as a throughput-oriented "
+                          "deployment batches them) or 'per-batch' (each batch's remaining rows on their own)")
 
 
 def data_options(args: argparse.Namespace):

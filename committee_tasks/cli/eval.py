@@ -137,7 +137,7 @@ def eval_request(args: argparse.Namespace, command: list[str]):
         reference=args.reference, levels=args.levels, temperature=args.temperature, worst_case=args.worst_case,
         data=data_options(args), models_from=model_options(args), execution=execution_options(args),
         calibration=calibration_options(args), interval=bootstrap(args),
-        measure=MeasureOptions(args.measure_samples, args.measure_rounds), command=command,
+        measure=MeasureOptions(args.measure_samples, args.measure_rounds, args.later_stages), command=command,
         config=getattr(args, "config_data", None), cards=tuple(args.committee))
 
 

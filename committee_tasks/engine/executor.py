@@ -15,6 +15,8 @@ import torch
 from committee_tasks.committees.scoring import Cascade, Ensemble, Single
 from committee_tasks.core.devices import (Stopwatch, autocast, cudnn_autotuner, place_module, resolve_device,
                                           to_device, use_amp)
+from committee_tasks.core.errors import CommitteeError
+from committee_tasks.engine.gathered import GatheredCascade
 from committee_tasks.engine.loop import output_dtype as cached_dtype
 from committee_tasks.core.members import Member
 from committee_tasks.core.task import Task
@@ -98,13 +100,26 @@ def run_early_exit(committee: Cascade | Ensemble | Single, task: Task, members: 
     return combined_all, exit_stage, macs
 
 
+LATER_STAGES = ("gathered", "per-batch")
+
+
 class CommitteeExecutor:
-    """Runs an `Ensemble` or `Cascade` of built members on batches of preprocessed inputs, timed."""
+    """Runs an `Ensemble` or `Cascade` of built members on batches of preprocessed inputs, timed.
+
+    ``later_stages``: how `run` feeds a cascade's later stages. "gathered" (the default): the rows
+    that go on wait until a full batch of them has gathered across batches (`GatheredCascade`),
+    as a throughput-oriented deployment batches them; "per-batch": each batch's remaining rows run
+    on their own, as `run_batch` (and a loaded card) runs one batch. Outputs, exits and MACs are
+    the same either way."""
 
     def __init__(self, committee: Cascade | Ensemble, members: Mapping[str, Member], task: Task,
                  device: str = "auto", amp: str | bool = "auto", output_dtype: str = "float16",
-                 temperatures: Mapping[str, float] | None = None, autotune: bool = True):
+                 temperatures: Mapping[str, float] | None = None, autotune: bool = True,
+                 later_stages: str = "gathered"):
+        if later_stages not in LATER_STAGES:
+            raise CommitteeError(f"later stages {later_stages!r}: choose one of {', '.join(LATER_STAGES)}")
         self.committee = committee
+        self.gathered = later_stages == "gathered" and isinstance(committee, Cascade) and len(committee.members) > 1
         self.autotune = autotune  # cuDNN's autotuner on CUDA (core/devices.py: cudnn_autotuner)
         self.members = [members[name] for name in committee.members]
         self.task = task
@@ -121,8 +136,7 @@ class CommitteeExecutor:
         """Run untimed before timing: the allocator, kernels, MACs counting per input shape; on
         CUDA every batch, so that each row count a later stage meets is tuned (`cudnn_autotuner`)
         and has its kernel plans before the timed rounds."""
-        for inputs in batches if self.device.type == "cuda" else batches[:1]:
-            self.run_batch(inputs)
+        self.run(batches if self.device.type == "cuda" else batches[:1], warmup=0)
 
     def run(self, batches: Sequence[Mapping[str, torch.Tensor]], warmup: int = 1) -> ExecutionResult:
         """Run over preprocessed batches (`pinned` ones on CUDA); the first ``warmup`` batches
@@ -130,6 +144,12 @@ class CommitteeExecutor:
         for inputs in batches[:warmup]:
             self.run_batch(inputs)
         watch = Stopwatch(self.device)
+        if self.gathered:
+            rows = max(len(next(iter(b.values()))) for b in batches)
+            stream = GatheredCascade(self.committee, self.task, self.members, self.runner, rows)
+            with cudnn_autotuner(self.device, self.autotune), watch.section():
+                combined, stages, macs = stream.run(batches)
+            return ExecutionResult(combined, stages, macs, watch.seconds)
         parts = []
         for inputs in batches:
             with watch.section():
