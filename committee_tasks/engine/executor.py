@@ -65,39 +65,18 @@ def run_early_exit(committee: Cascade | Ensemble | Single, task: Task, members: 
     """Committee output, exit stage and MACs of each sample of one batch of preprocessed inputs
     (keyed by transform key); only the samples not yet confident go on to the next member."""
     n = len(next(iter(inputs.values())))
-    active = np.arange(n)  # rows still running
-    outputs: list[np.ndarray] = []  # per stage, rows of `active` at that stage
-    exit_stage = np.full(n, len(members) - 1, dtype=np.int64)
-    macs = np.zeros(n, dtype=np.float64)
-    combined_all = None
-    cascade = isinstance(committee, Cascade)
-    on_device: dict[str, torch.Tensor] = {}  # each preprocessing's batch copied once, rows picked there
-    for k, member in enumerate(members):
+    if isinstance(committee, Cascade):  # one batch is a stream of one, each stage on what is left of it
+        return GatheredCascade(committee, task, members, runner, rows=n).run([inputs])
+    on_device: dict[str, torch.Tensor] = {}  # each preprocessing's batch copied once
+    outputs, macs = [], np.zeros(n, dtype=np.float64)
+    for member in members:
         key = member.transform_key
         if key not in on_device:
             on_device[key] = to_device(inputs[key], runner.device)
-        x = on_device[key]
-        x = x if len(active) == n else x[torch.from_numpy(active).to(x.device)]
-        probs, member_macs = runner(member, x)
-        macs[active] += member_macs
+        probs, member_macs = runner(member, on_device[key])
+        macs += member_macs
         outputs.append(probs)
-        if cascade:
-            combined = committee.stage_output(task, outputs)
-            stop = committee.exits(k, combined)
-        else:
-            combined = task.combine(outputs) if k == len(members) - 1 else None
-            stop = np.full(len(active), k == len(members) - 1)
-        if stop.any():
-            if combined_all is None:
-                combined_all = np.zeros((n,) + combined.shape[1:], dtype=combined.dtype)
-            combined_all[active[stop]] = combined[stop]
-            exit_stage[active[stop]] = k
-        keep = ~stop
-        active = active[keep]
-        outputs = [o[keep] for o in outputs]
-        if not len(active):
-            break
-    return combined_all, exit_stage, macs
+    return task.combine(outputs), np.full(n, len(members) - 1, dtype=np.int64), macs
 
 
 LATER_STAGES = ("gathered", "per-batch")

@@ -37,12 +37,8 @@ class _Rows:
     def __len__(self) -> int:
         return len(self.places)
 
-    def split(self, count: int) -> tuple[_Rows, _Rows]:
-        head = _Rows(self.places[:count], {k: v[:count] for k, v in self.inputs.items()},
-                     [o[:count] for o in self.outputs])
-        tail = _Rows(self.places[count:], {k: v[count:] for k, v in self.inputs.items()},
-                     [o[count:] for o in self.outputs])
-        return head, tail
+    def rows(self, part: slice) -> _Rows:
+        return _Rows(self.places[part], {k: v[part] for k, v in self.inputs.items()}, [o[part] for o in self.outputs])
 
     @staticmethod
     def join(parts: list[_Rows]) -> _Rows:
@@ -57,7 +53,8 @@ class GatheredCascade:
     """Runs ``committee`` over a stream of batches (preprocessed inputs keyed by transform key),
     each stage on ``rows`` rows at a time where that many are waiting; ``runner`` is the
     executor's `MemberRunner`. Batches whose inputs differ in shape (images of different sizes)
-    are never mixed: every waiting row finishes before such a batch starts."""
+    are never mixed: every waiting row finishes before such a batch starts. A stream of one
+    batch with ``rows`` its size is the batch-by-batch cascade (`run_early_exit`)."""
 
     def __init__(self, committee: Cascade, task: Task, members: Sequence[Member], runner, rows: int):
         self.committee, self.task, self.members, self.runner = committee, task, list(members), runner
@@ -91,7 +88,7 @@ class GatheredCascade:
         """Run every stage, first to last, on full batches of its waiting rows (and on what is left
         when ``drain``)."""
         for k in range(len(self.members)):
-            while (waiting := sum(map(len, self.waiting[k]))) >= self.rows or (drain and waiting):
+            while (waiting := sum(map(len, self.waiting[k]))) and (waiting >= self.rows or drain):
                 self._run_stage(k, self._take(k, self.rows))
 
     def _take(self, stage: int, count: int) -> _Rows:
@@ -99,7 +96,7 @@ class GatheredCascade:
         while count and queue:
             head = queue.pop(0)
             if len(head) > count:
-                head, rest = head.split(count)
+                head, rest = head.rows(slice(None, count)), head.rows(slice(count, None))
                 queue.insert(0, rest)
             parts.append(head)
             count -= len(head)
