@@ -124,6 +124,16 @@ def test_gathering_never_mixes_inputs_of_different_shapes(classification):
     assert seen == [continuing[0] + continuing[1], continuing[2]] and continuing[2] > 0, (seen, continuing)
 
 
+def test_cpu_warm_up_runs_the_first_batch_of_each_input_shape(classification):
+    """Images of different sizes each count their MACs in the warm-up, not in a timed round."""
+    members, rows = _linear_members(classification, {"a": torch.nn.Identity(), "c": torch.nn.Identity()})
+    key = members["a"].transform_key
+    batches = [{key: torch.randn(n, 1, width)} for n, width in ((8, 12), (7, 12), (6, 9), (5, 12), (4, 9))]
+    CommitteeExecutor(Ensemble(["a", "c"]), members, classification, device="cpu").warm_up(batches)
+    assert rows == {"a": [8, 6], "c": [8, 6]}
+    assert all(set(m._macs_by_shape) == {(1, 12), (1, 9)} for m in members.values())
+
+
 def test_later_stages_must_be_named_right(classification, cached):
     members, _, _ = cached
     with pytest.raises(CommitteeError, match="later stages 'gather': choose one of gathered, per-batch"):

@@ -263,3 +263,55 @@ def test_the_generic_folder_reads_the_cityscapes_layout_as_mmseg_does(world):
     for i in (0, 5):
         mine, theirs = folder[i], reference[i]
         assert mine.id == theirs.id and torch.equal(mine.data, theirs.data) and torch.equal(mine.target, theirs.target)
+
+
+@pytest.fixture(scope="module")
+def mixed_sizes(world):
+    """Images of three sizes, as ADE20K's differ: two runs of 64x32, one of 48x40, one 40x24."""
+    root = world["folder"] / "mixed"
+    sizes = [(64, 32), (64, 32), (48, 40), (48, 40), (64, 32), (40, 24)]
+    for i, size in enumerate(sizes):
+        write_image(root, f"frankfurt_000001_{i:06d}", seed=10 + i, size=size)
+    return root, sizes
+
+
+def test_live_committees_keep_each_images_own_map_size(world, mixed_sizes):
+    """Run live over images of different sizes (batch 1), a cascade and an ensemble give one map
+    per image at that image's size, gathered or batch by batch, equal to running each image on its
+    own."""
+    from committee_tasks.committees.scoring import Cascade, Ensemble
+    from committee_tasks.engine.executor import CommitteeExecutor
+    from committee_tasks.engine.inputs import preprocessed_batches
+
+    root, sizes = mixed_sizes
+    task = task_with_zoo(world)
+    dataset = load_segmentation_dataset("cityscapes", root)
+    members = {m: task.build_member(m, world["weights"]) for m in (A, B)}
+    batches = preprocessed_batches(dataset, list(members.values()), dataset.ids, len(dataset.ids), 1)
+    with torch.no_grad():
+        first = [members[A].module(next(iter(b.values()))).numpy() for b in batches]
+    confidence = np.concatenate([Cascade([A, B], 0.0).confidence_fn(p) for p in first])
+    threshold = float(np.median(confidence))  # some images exit at the first member, some go on
+    for committee in (Cascade([A, B], threshold), Ensemble([A, B])):
+        alone = [CommitteeExecutor(committee, members, task, device="cpu").run_batch(b) for b in batches]
+        for mode in ("gathered", "per-batch"):
+            live = CommitteeExecutor(committee, members, task, device="cpu", later_stages=mode).run(batches, warmup=0)
+            assert [m.shape for m in live.combined] == [(C, h, w) for w, h in sizes]
+            for got, (combined, stage, macs) in zip(live.combined, alone):
+                np.testing.assert_array_equal(got, combined[0])
+            np.testing.assert_array_equal(live.exit_stage, np.concatenate([a[1] for a in alone]))
+            np.testing.assert_array_equal(live.macs, np.concatenate([a[2] for a in alone]))
+        if isinstance(committee, Cascade):
+            assert 0 < (live.exit_stage == 0).sum() < len(sizes)
+
+
+@pytest.mark.parametrize("later_stages", ["gathered", "per-batch"])
+def test_committees_are_measured_over_images_of_different_sizes(world, mixed_sizes, later_stages):
+    """The CLI times every row over images of different sizes (it failed putting their maps together)."""
+    root, sizes = mixed_sizes
+    report = run_eval(world, "--ensemble", f"{A},{B}", "--cascade", f"{A},{B}", "--thresholds", "0.5",
+                      "--measure-samples", "4", "--measure-rounds", "1", "--later-stages", later_stages,
+                      root=root, json_name=f"mixed-{later_stages}.json")
+    assert [r["kind"] for r in report["rows"]] == ["member", "member", "ensemble", "cascade"]
+    assert all(was_measured(r) for r in report["rows"])
+    assert report["measurement"]["later_stages"] == later_stages

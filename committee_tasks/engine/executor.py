@@ -16,7 +16,7 @@ from committee_tasks.committees.scoring import Cascade, Ensemble, Single
 from committee_tasks.core.devices import (Stopwatch, autocast, cudnn_autotuner, place_module, resolve_device,
                                           to_device, use_amp)
 from committee_tasks.core.errors import CommitteeError
-from committee_tasks.engine.gathered import GatheredCascade
+from committee_tasks.engine.gathered import GatheredCascade, join_outputs
 from committee_tasks.engine.loop import output_dtype as cached_dtype
 from committee_tasks.core.members import Member
 from committee_tasks.core.task import Task
@@ -25,7 +25,7 @@ from committee_tasks.committees.temperature import tempered_numpy
 
 @dataclass
 class ExecutionResult:
-    combined: np.ndarray  # per-sample committee output
+    combined: np.ndarray | list[np.ndarray]  # per-sample committee output (a list where shapes differ: join_outputs)
     exit_stage: np.ndarray  # per sample (ensembles: last stage)
     macs: np.ndarray  # per sample, members actually run
     seconds: float  # wall time of the timed batches (device work included)
@@ -114,8 +114,14 @@ class CommitteeExecutor:
     def warm_up(self, batches: Sequence[Mapping[str, torch.Tensor]]) -> None:
         """Run untimed before timing: the allocator, kernels, MACs counting per input shape; on
         CUDA every batch, so that each row count a later stage meets is tuned (`cudnn_autotuner`)
-        and has its kernel plans before the timed rounds."""
-        self.run(batches if self.device.type == "cuda" else batches[:1], warmup=0)
+        and has its kernel plans before the timed rounds; on the CPU the first batch of each input
+        shape (images of different sizes each count their MACs once, untimed)."""
+        if self.device.type != "cuda":
+            first_of_shape: dict[tuple, Mapping[str, torch.Tensor]] = {}
+            for b in batches:
+                first_of_shape.setdefault(tuple((k, tuple(v.shape[1:])) for k, v in b.items()), b)
+            batches = list(first_of_shape.values())
+        self.run(batches, warmup=0)
 
     def run(self, batches: Sequence[Mapping[str, torch.Tensor]], warmup: int = 1) -> ExecutionResult:
         """Run over preprocessed batches (`pinned` ones on CUDA); the first ``warmup`` batches
@@ -133,5 +139,5 @@ class CommitteeExecutor:
         for inputs in batches:
             with watch.section():
                 parts.append(self.run_batch(inputs))
-        combined, stages, macs = (np.concatenate(p) for p in zip(*parts))
-        return ExecutionResult(combined, stages, macs, watch.seconds)
+        combined, stages, macs = zip(*parts)
+        return ExecutionResult(join_outputs(combined), np.concatenate(stages), np.concatenate(macs), watch.seconds)

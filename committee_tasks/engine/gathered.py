@@ -24,6 +24,30 @@ from committee_tasks.core.members import Member
 from committee_tasks.core.task import Task
 
 
+def join_outputs(parts: Sequence[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+    """Per-sample outputs of consecutive parts, in order: one array where every sample's output has
+    one shape, else a list of one array per sample (segmentation maps of images of different
+    sizes, as ADE20K's are, cannot be stacked)."""
+    if len(parts) == 1:
+        return parts[0]
+    if len({p.shape[1:] for p in parts}) <= 1:
+        return np.concatenate(parts)
+    return [row for part in parts for row in part]
+
+
+def _runs_of_one_shape(batches: Sequence[Mapping[str, torch.Tensor]]) -> list[list[int]]:
+    """Indices of ``batches``, grouped into runs of consecutive batches whose inputs have one shape."""
+    runs: list[list[int]] = []
+    last = None
+    for i, batch in enumerate(batches):
+        shapes = {k: tuple(v.shape[1:]) for k, v in batch.items()}
+        if shapes != last:
+            runs.append([])
+        runs[-1].append(i)
+        last = shapes
+    return runs
+
+
 @dataclass
 class _Rows:
     """Rows waiting for one stage: their places in the stream, the inputs later members take (on
@@ -52,7 +76,8 @@ class GatheredCascade:
     """Runs ``committee`` over a stream of batches (preprocessed inputs keyed by transform key),
     each stage on ``rows`` rows at a time where that many are waiting; ``runner`` is the
     executor's `MemberRunner`. Batches whose inputs differ in shape (images of different sizes)
-    are never mixed: every waiting row finishes before such a batch starts. A stream of one
+    are never mixed: every waiting row finishes before such a batch starts, and each run of
+    batches of one shape keeps its own outputs (see `join_outputs`). A stream of one
     batch with ``rows`` its size is the batch-by-batch cascade (`run_early_exit`)."""
 
     def __init__(self, committee: Cascade, task: Task, members: Sequence[Member], runner, rows: int):
@@ -62,26 +87,27 @@ class GatheredCascade:
         self.keys_from = [{m.transform_key for m in self.members[k:]} for k in range(len(self.members))]
 
     @torch.no_grad()
-    def run(self, batches: Sequence[Mapping[str, torch.Tensor]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Committee output, exit stage and MACs of every sample of ``batches``, in their order."""
-        total = sum(len(next(iter(b.values()))) for b in batches)
-        self.exit_stage = np.full(total, len(self.members) - 1, dtype=np.int64)
-        self.macs = np.zeros(total, dtype=np.float64)
-        self.combined: np.ndarray | None = None
+    def run(self, batches: Sequence[Mapping[str, torch.Tensor]]
+            ) -> tuple[np.ndarray | list[np.ndarray], np.ndarray, np.ndarray]:
+        """Committee output (see `join_outputs`), exit stage and MACs of every sample of
+        ``batches``, in their order."""
+        sizes = [len(next(iter(b.values()))) for b in batches]
+        self.exit_stage = np.full(sum(sizes), len(self.members) - 1, dtype=np.int64)
+        self.macs = np.zeros(sum(sizes), dtype=np.float64)
         self.waiting: list[list[_Rows]] = [[] for _ in self.members]
-        start, shapes = 0, None
-        for batch in batches:
-            n = len(next(iter(batch.values())))
-            batch_shapes = {k: tuple(v.shape[1:]) for k, v in batch.items()}
-            if shapes is not None and batch_shapes != shapes:
-                self._advance(drain=True)
-            shapes = batch_shapes
-            inputs = {k: to_device(batch[k], self.runner.device) for k in self.keys_from[0]}
-            self.waiting[0].append(_Rows(np.arange(start, start + n), inputs, []))
-            start += n
-            self._advance(drain=False)
-        self._advance(drain=True)
-        return self.combined, self.exit_stage, self.macs
+        finished = []  # outputs of each run of consecutive batches of one input shape
+        start = 0
+        for run in _runs_of_one_shape(batches):
+            self.first, self.combined = start, None  # the run's outputs, once one of its rows exits
+            self.run_size = sum(sizes[i] for i in run)
+            for i in run:
+                inputs = {k: to_device(batches[i][k], self.runner.device) for k in self.keys_from[0]}
+                self.waiting[0].append(_Rows(np.arange(start, start + sizes[i]), inputs, []))
+                start += sizes[i]
+                self._advance(drain=False)
+            self._advance(drain=True)  # rows of another shape never join these
+            finished.append(self.combined)
+        return join_outputs(finished), self.exit_stage, self.macs
 
     def _advance(self, drain: bool) -> None:
         """Run every stage, first to last, on full batches of its waiting rows (and on what is left
@@ -110,8 +136,8 @@ class GatheredCascade:
         stop = self.committee.exits(k, combined)
         if stop.any():
             if self.combined is None:
-                self.combined = np.zeros((len(self.exit_stage),) + combined.shape[1:], dtype=combined.dtype)
-            self.combined[rows.places[stop]] = combined[stop]
+                self.combined = np.zeros((self.run_size,) + combined.shape[1:], dtype=combined.dtype)
+            self.combined[rows.places[stop] - self.first] = combined[stop]
             self.exit_stage[rows.places[stop]] = k
         if not stop.all():
             keep = np.flatnonzero(~stop)
