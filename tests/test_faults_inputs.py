@@ -427,29 +427,36 @@ def test_a_cifar_model_on_64x64_images_at_batch_size_1_skips_them(tmp_path):
     assert "wrong size" in skip.reason and "(3, 64, 64)" in skip.reason and "resnet20 take (3, 32, 32)" in skip.reason
 
 
-def test_images_of_different_sizes_in_one_batch_do_not_abort_the_run(tmp_path):
+def test_images_of_different_sizes_in_one_batch_run_in_parts_of_one_size(tmp_path):
     ds = mixed_folder(tmp_path, [(16, 16), (16, 16), (24, 24), (16, 16), (24, 24), (24, 24), (24, 24)])
-    transform = ImagePreprocessing()  # no declared size: the batch's most common shape is kept
+    transform = ImagePreprocessing()  # no declared size: every sample runs, in a part of its own size
     batches = list(make_loader(ds, {"k": transform}, range(7), 4, 0, False))
-    assert [b.ids for b in batches] == [["a/img0.png", "a/img1.png", "a/img3.png"],
-                                        ["a/img4.png", "a/img5.png", "a/img6.png"]]
-    assert [s.id for s in batches[0].skipped] == ["a/img2.png"] and batches[0].inputs["k"].shape == (3, 3, 16, 16)
-    assert "(3, 24, 24) but the rest of its batch (3, 16, 16)" in batches[0].skipped[0].reason
-    # a caller's own batch (CommitteeRunnable.predict_samples) must give back every row: an error there
+    parts = [[(p.ids, tuple(p.inputs["k"].shape)) for p in b.parts()] for b in batches]
+    assert parts == [[(["a/img0.png", "a/img1.png", "a/img3.png"], (3, 3, 16, 16)), (["a/img2.png"], (1, 3, 24, 24))],
+                     [(["a/img4.png", "a/img5.png", "a/img6.png"], (3, 3, 24, 24))]]
+    assert [len(b) for b in batches] == [4, 3] and not any(b.skipped for b in batches)
+    # a caller's own batch (CommitteeRunnable.predict_samples) must give back one tensor: an error there
     items = [PoolInputs(ds, {"k": transform})[i] for i in range(3)]
     with pytest.raises(CommitteeError, match="different shapes"):
         collate(items)
 
 
-def test_the_loop_skips_wrong_size_samples_and_counts_them(classification, tmp_path, monkeypatch):
-    ds = mixed_folder(tmp_path / "data", [(16, 16), (24, 24), (16, 16), (16, 16)])
-    member = tiny_member(classes=1)
+def test_the_loop_runs_every_size_and_skips_only_what_its_members_cannot_take(classification, tmp_path, monkeypatch):
+    write_image(tmp_path / "data" / "b" / "img3.png", 3, size=(16, 16))  # two classes, so outputs differ
+    ds = mixed_folder(tmp_path / "data", [(16, 16), (24, 24), (16, 16)])
+    member = tiny_member(classes=2)
     predictions, _ = evaluate_pool(classification, [member], ds, PredictionCache(tmp_path / "cache"),
                                    options=loop_options(batch_size=4))
-    assert sorted(predictions.ids) == ["a/img0.png", "a/img2.png", "a/img3.png"]
-    assert list(predictions.skipped) == ["a/img1.png"] and "wrong size" in predictions.skipped["a/img1.png"]
+    # no size declared: the 24x24 image runs in a part of its own, and equals a run at batch size 1
+    assert sorted(predictions.ids) == ["a/img0.png", "a/img1.png", "a/img2.png", "b/img3.png"]
+    assert not predictions.skipped
+    one_by_one, _ = evaluate_pool(classification, [member], ds, PredictionCache(tmp_path / "cache1"),
+                                  options=loop_options(batch_size=1))
+    order = [list(one_by_one.ids).index(i) for i in predictions.ids]
+    assert len({tuple(row) for row in predictions.outputs[member.name]}) == 4  # each image its own output
+    np.testing.assert_array_equal(predictions.outputs[member.name], one_by_one.outputs[member.name][order])
     # a member declaring 16x16 at batch size 1: the 24x24 image is skipped, not run at the wrong size
-    sized = tiny_member(classes=1, entry=types.SimpleNamespace(input_size=(3, 16, 16), variant=None), name="sized")
+    sized = tiny_member(classes=2, entry=types.SimpleNamespace(input_size=(3, 16, 16), variant=None), name="sized")
     shapes = declared_input_shapes([sized])
     real_make_loader = make_loader
     monkeypatch.setattr("committee_tasks.engine.loop.make_loader",  # what the loop passes (see test below)
@@ -457,6 +464,26 @@ def test_the_loop_skips_wrong_size_samples_and_counts_them(classification, tmp_p
     predictions, _ = evaluate_pool(classification, [sized], ds, PredictionCache(tmp_path / "cache2"),
                                    options=loop_options(batch_size=1))
     assert list(predictions.skipped) == ["a/img1.png"] and "sized take (3, 16, 16)" in predictions.skipped["a/img1.png"]
+
+
+def test_a_sample_an_earlier_version_skipped_for_its_batchs_size_runs_now(classification, tmp_path, monkeypatch):
+    """Earlier versions skipped a sample whose size differed from the rest of its batch; a cache
+    that remembers such a skip computes it on the next run, even with everything else cached."""
+    ds = mixed_folder(tmp_path / "data", [(16, 16), (24, 24), (16, 16)])
+    member, cache = tiny_member(classes=1), PredictionCache(tmp_path / "cache")
+    real_getitem = PoolInputs.__getitem__
+    old_reason = ("wrong size: its input has shape (3, 24, 24) but the rest of its batch (3, 16, 16) (no member "
+                  "declares an input size; for images of different sizes use --batch-size 1)")
+
+    def as_before(self, index):
+        return Skipped("a/img1.png", old_reason) if self.dataset.ids[index] == "a/img1.png" else real_getitem(self, index)
+
+    monkeypatch.setattr(PoolInputs, "__getitem__", as_before)
+    first, _ = evaluate_pool(classification, [member], ds, cache, options=loop_options())
+    assert list(first.skipped) == ["a/img1.png"]
+    monkeypatch.setattr(PoolInputs, "__getitem__", real_getitem)
+    again, _ = evaluate_pool(classification, [member], ds, cache, options=loop_options())
+    assert sorted(again.ids) == ["a/img0.png", "a/img1.png", "a/img2.png"] and not again.skipped
 
 
 def test_the_loop_passes_the_members_declared_input_sizes(classification, tmp_path, monkeypatch):

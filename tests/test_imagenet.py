@@ -287,7 +287,7 @@ def test_eval_skips_a_corrupt_image(tmp_path, weights_dir, unhashed_zoo, capsys)
     assert report["samples"] == len(WNIDS) * PER_CLASS  # 7 files, one unreadable
     assert len(report["rows"]) == 4
     printed = capsys.readouterr().out
-    assert "(1 skipped: unreadable)" in printed and f"skipped {bad_id}" in printed
+    assert "(1 skipped: 1 OSError)" in printed and f"skipped {bad_id}" in printed
     # the skip is remembered: a second run (all cached) reports it again without re-reading
     assert run_eval(root, out, weights_dir, tmp_path / "cache") == 0
     again = json.loads((out / "out.json").read_text())

@@ -315,3 +315,18 @@ def test_committees_are_measured_over_images_of_different_sizes(world, mixed_siz
     assert [r["kind"] for r in report["rows"]] == ["member", "member", "ensemble", "cascade"]
     assert all(was_measured(r) for r in report["rows"])
     assert report["measurement"]["later_stages"] == later_stages
+
+
+def test_a_batch_of_images_of_different_sizes_runs_in_parts_and_loses_none(world, mixed_sizes, tmp_path):
+    """At --batch-size 4 over images of three sizes every image is evaluated (in parts of one size)
+    and timed, with the figures of a run at batch size 1."""
+    root, sizes = mixed_sizes
+    reports = {batch: run_eval(world, "--ensemble", f"{A},{B}", "--cascade", f"{A},{B}", "--thresholds", "0.5",
+                               "--batch-size", str(batch), "--cache-dir", str(tmp_path / f"cache{batch}"),
+                               "--measure-samples", "6", "--measure-rounds", "1", root=root,
+                               json_name=f"parts-{batch}.json") for batch in (1, 4)}
+    for report in reports.values():
+        assert report["samples"] == len(sizes) and not report["skipped"]
+        assert all(was_measured(r) for r in report["rows"])
+    assert ([(r["name"], r["metric"], r["macs_mean"]) for r in reports[4]["rows"]]
+            == [(r["name"], r["metric"], r["macs_mean"]) for r in reports[1]["rows"]])

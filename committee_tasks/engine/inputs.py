@@ -4,13 +4,13 @@ Members whose preprocessing is identical share one tensor. A sample that fails t
 preprocess is returned as a `Skipped` marker and dropped by the collate function, so one corrupt
 file costs one sample, not the run. So does a sample of the wrong size: one whose input differs
 from the shape its members declare (a 64x64 image for a CIFAR model that takes 32x32, which would
-otherwise run silently at the wrong size), or, where no member declares one, from the batch's most
-common shape (which would otherwise make the whole batch impossible to stack).
+otherwise run silently at the wrong size). Where no member declares a size, samples of different
+sizes in one batch (ADE20K's images) cannot be stacked together: they run as parts of the batch,
+one per input shape, so none is lost.
 """
 from __future__ import annotations
 
 import functools
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -87,33 +87,48 @@ class Batch:
     inputs: dict[str, torch.Tensor]
     skipped: list[Skipped]
     notes: dict[str, str] = field(default_factory=dict)  # sample id -> how it was handled
+    others: list[Batch] = field(default_factory=list)  # the batch's samples of other input shapes
+
+    def parts(self) -> list[Batch]:
+        """The batch as parts that each stack into one tensor per preprocessing: its samples of
+        its first shape, then those of each other shape (skips and notes stay with the first)."""
+        return [Batch(self.ids, self.targets, self.inputs, self.skipped, self.notes), *self.others]
+
+    def __len__(self) -> int:  # samples run, in every part
+        return len(self.ids) + sum(len(o.ids) for o in self.others)
 
     def pin_memory(self):  # called by the DataLoader's pin-memory thread on CUDA
         self.inputs = {k: pinned_memory.pin(v) for k, v in self.inputs.items()}
+        for other in self.others:
+            other.pin_memory()
         return self
 
 
-def collate(items: Sequence, skip_mismatched: bool = False, pin: bool = False) -> Batch:
+def collate(items: Sequence, by_shape: bool = False, pin: bool = False) -> Batch:
     """One batch of `PoolInputs` items. Inputs of different shapes cannot be stacked: with
-    ``skip_mismatched`` (the loop's loader) the samples off the batch's most common shape are
-    skipped with the reason; without it (a caller's own batch, whose rows must all come back) that
-    is an error. ``pin``: stacked straight into pinned memory (for a CUDA device)."""
+    ``by_shape`` (the loop's loader) the samples of each shape after the first sample's are stacked
+    into their own part (`Batch.others`); without it (a caller's own batch, whose rows must come
+    back as one tensor) that is an error. ``pin``: stacked straight into pinned memory (for a
+    CUDA device)."""
     good = [it for it in items if not isinstance(it, Skipped)]
     skipped = [it for it in items if isinstance(it, Skipped)]
-    if skip_mismatched and good:
-        good, off = _common_shape(good)
-        skipped += off
-    if not good:
+    groups = _by_shape(good) if by_shape and good else [good]
+    first = _stacked(groups[0], skipped, pin)
+    first.others = [_stacked(group, [], pin) for group in groups[1:]]
+    return first
+
+
+def _stacked(items: Sequence, skipped: list[Skipped], pin: bool) -> Batch:
+    if not items:
         return Batch([], [], {}, skipped)
-    ids, targets, tensors, notes = zip(*good)
+    ids, targets, tensors, notes = zip(*items)
     try:
         inputs = {k: _stack([t[k] for t in tensors], pin) for k in tensors[0]}
     except RuntimeError as err:  # e.g. ADE20K images of different sizes in one batch
         shapes = sorted({tuple(t[k].shape) for t in tensors for k in t})[:4]
         raise CommitteeError(f"samples {list(ids)[:4]} have inputs of different shapes {shapes} and cannot share "
-                             "a batch: use --batch-size 1 for this dataset") from err
-    return Batch(list(ids), list(targets), inputs, skipped,
-                 {sid: "; ".join(n) for sid, n in zip(ids, notes) if n})
+                             "a batch: pass them in batches of one size, or one at a time") from err
+    return Batch(list(ids), list(targets), inputs, skipped, {sid: "; ".join(n) for sid, n in zip(ids, notes) if n})
 
 
 def _stack(tensors: list[torch.Tensor], pin: bool = False) -> torch.Tensor:
@@ -132,24 +147,12 @@ def _stack(tensors: list[torch.Tensor], pin: bool = False) -> torch.Tensor:
     return torch.stack(tensors, out=first.new(storage).resize_(len(tensors), *first.shape))
 
 
-def _common_shape(items: list) -> tuple[list, list[Skipped]]:
-    """``items`` whose inputs have the batch's most common shapes (ties: the first sample's), and
-    the others as skipped."""
-    def shapes(item) -> tuple:
-        return tuple((k, tuple(v.shape)) for k, v in item[2].items())
-
-    common = dict(Counter(shapes(it) for it in items).most_common(1)[0][0])
-    kept, off = [], []
+def _by_shape(items: list) -> list[list]:
+    """``items`` grouped by the shapes of their inputs, in the order each shape first appears."""
+    groups: dict[tuple, list] = {}
     for it in items:
-        found = dict(shapes(it))
-        if found == common:
-            kept.append(it)
-            continue
-        key = next((k for k in found if found[k] != common.get(k)), next(iter(found), None))
-        off.append(Skipped(it[0], f"{WRONG_SIZE}: its input has shape {found.get(key)} but the rest of its batch "
-                                  f"{common.get(key)} (no member declares an input size; for images of different "
-                                  "sizes use --batch-size 1)"))
-    return kept, off
+        groups.setdefault(tuple((k, tuple(v.shape)) for k, v in it[2].items()), []).append(it)
+    return list(groups.values())
 
 
 class ChunkedBatches(torch.utils.data.Sampler):
@@ -170,15 +173,15 @@ class ChunkedBatches(torch.utils.data.Sampler):
 def make_loader(dataset: SampleDataset, transforms: Mapping[str, Callable], indices: Sequence[int],
                 batch_size: int, num_workers: int, pin_memory: bool, member_inputs: Callable | None = None,
                 prefetch_batches: int = 4, input_shapes: InputShapes | None = None) -> Iterable[Batch]:
-    """The loop's batches. ``input_shapes``: `declared_input_shapes` of the members; samples of
-    another shape are skipped. With ``pin_memory`` (a CUDA device) and no worker processes, a
+    """The loop's batches (each in parts of one input shape: `Batch.parts`). ``input_shapes``:
+    `declared_input_shapes` of the members; samples of another shape are skipped. With ``pin_memory`` (a CUDA device) and no worker processes, a
     background thread stacks each batch straight into pinned memory while the device runs the
     previous one (`BackgroundBatches`); with workers, they stack into shared memory and the
     DataLoader's pin-memory thread copies each batch into pinned memory."""
     in_thread = pin_memory and num_workers == 0
     loader = torch.utils.data.DataLoader(
         PoolInputs(dataset, transforms, member_inputs, input_shapes), batch_sampler=ChunkedBatches(indices, batch_size),
-        num_workers=num_workers, collate_fn=functools.partial(collate, skip_mismatched=True, pin=in_thread),
+        num_workers=num_workers, collate_fn=functools.partial(collate, by_shape=True, pin=in_thread),
         pin_memory=pin_memory and not in_thread, persistent_workers=False,
         prefetch_factor=prefetch_batches if num_workers > 0 else None,
     )
@@ -201,6 +204,6 @@ def preprocessed_batches(dataset: SampleDataset, members: Sequence, ids: Sequenc
     inputs = PoolInputs(dataset, {m.transform_key: m.transform for m in members}, member_inputs,
                         declared_input_shapes(members))
     chosen = [index[sid] for sid in list(ids)[:limit]]
-    batches = [collate([inputs[i] for i in chosen[s:s + batch_size]], skip_mismatched=True).inputs
-               for s in range(0, len(chosen), batch_size)]
+    batches = [part.inputs for s in range(0, len(chosen), batch_size)
+               for part in collate([inputs[i] for i in chosen[s:s + batch_size]], by_shape=True).parts()]
     return [b for b in batches if b]  # a batch of skipped samples only has nothing to time

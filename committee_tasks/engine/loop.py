@@ -262,7 +262,8 @@ def _skips_to_retry(dataset: SampleDataset, pending: dict[str, _Pending], subset
     for i, sid in before:
         if others:
             retry.add(sid)
-        elif not skipped[sid].startswith(WRONG_SIZE):
+        # earlier versions also skipped a sample whose size differed from the rest of its batch: it runs now
+        elif not skipped[sid].startswith(WRONG_SIZE) or "rest of its batch" in skipped[sid]:
             try:
                 dataset[int(i)]
             except Exception:  # still unreadable: stays skipped
@@ -470,13 +471,14 @@ def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: li
     try:
         for batch in loader:
             phases.lap("waiting_for_data")
-            phases.samples += len(batch.ids)
+            phases.samples += len(batch)
             for s in batch.skipped:
                 skipped[s.id] = s.reason
                 log.warning("skipped sample %s: %s", s.id, s.reason)
-            notes.update(batch.notes)
-            runner.run_batch(batch)
-            bar.update(len(batch.ids) + len(batch.skipped))
+            for part in batch.parts():  # one per input shape (images of different sizes)
+                notes.update(part.notes)
+                runner.run_batch(part)
+            bar.update(len(batch) + len(batch.skipped))
             phases.lap("outputs")
     finally:  # keep what was computed, even when interrupted or failing
         bar.close()
@@ -484,7 +486,7 @@ def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: li
         phases.lap("outputs")
     log.info("loop: %s", ", ".join(f"{k} {v:.2f} s" for k, v in phases.seconds.items()))
     if skipped:
-        log.warning("skipped %d unreadable samples", len(skipped))
+        log.warning("skipped %d samples (each with its reason above)", len(skipped))
     return skipped, notes
 
 

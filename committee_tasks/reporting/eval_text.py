@@ -1,6 +1,7 @@
 """The evaluation report as a reader sees it in a terminal (`tools/eval.py`), and its files."""
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -10,6 +11,13 @@ NOISY_NOTE = ("the machine was noisy: the measured speedup of {names} varied by 
               "(interquartile range) between rounds; rerun on a quieter machine or with more --measure-rounds")
 
 
+def skip_kinds(skipped: Mapping[str, str]) -> str:
+    """How many samples were skipped for each kind of reason: what a reason says before its first
+    colon (the error's type for an unreadable file, "wrong size" for a sample its members cannot take)."""
+    kinds = Counter(reason.split(":", 1)[0] for reason in skipped.values())
+    return ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
+
+
 def render_eval_report(report: Mapping[str, Any]) -> str:
     """The table and every line under it, from an evaluation report's dict (``EvalReport.to_dict()``)."""
     rows = report["rows"]
@@ -17,7 +25,7 @@ def render_eval_report(report: Mapping[str, Any]) -> str:
     split = " (evaluation split)" if any("calibration" in r for r in rows) else ""
     skipped, notes = report["skipped"], report["notes"]
     lines = ["", f"{report['task']} on {report['dataset']}{split}: {report['samples']} samples"
-             + (f" ({len(skipped)} skipped: unreadable)" if skipped else ""), markdown_table(rows, confidence)]
+             + (f" ({len(skipped)} skipped: {skip_kinds(skipped)})" if skipped else ""), markdown_table(rows, confidence)]
     lines += fit_lines(rows, confidence)
     lines += [f"  {r['name']}: {r['measurement_flag']}" for r in rows if r.get("measurement_flag")]
     noisy = [r["name"] for r in rows if (r.get("measurement") or {}).get("noisy") and not r.get("measurement_flag")]
