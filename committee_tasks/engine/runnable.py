@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 import torch
 
@@ -17,7 +17,9 @@ from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.registry import get_task
 from committee_tasks.core.members import Member
 from committee_tasks.core.task import Task
+from committee_tasks.committees.scoring import Cascade
 from committee_tasks.engine.executor import MemberRunner, run_early_exit
+from committee_tasks.engine.gathered import GatheredCascade
 from committee_tasks.engine.inputs import collate, declared_input_shapes, wrong_shape
 
 if TYPE_CHECKING:
@@ -55,8 +57,6 @@ class CommitteeModule(torch.nn.Module):
         """``inputs``: preprocessed batches keyed by member transform key (as the executor gets
         them), or one tensor when every member shares one preprocessing."""
         batch = self._keyed(inputs)
-        if not len(next(iter(batch.values()))):
-            raise CommitteeError("the batch is empty: pass at least one sample")
         combined, exit_stage, macs = run_early_exit(self.committee, self.task, self.members, batch, self.runner)
         return CommitteeOutput(torch.from_numpy(combined), torch.from_numpy(exit_stage), torch.from_numpy(macs))
 
@@ -74,6 +74,22 @@ class CommitteeModule(torch.nn.Module):
                 raise CommitteeError(f"sample {i} of {len(items)}: {reason}")
         return self(collate(items).inputs)
 
+    def predict_stream(self, batches: Iterable[torch.Tensor | Mapping[str, torch.Tensor]],
+                       max_wait: int | None = None) -> Iterator[CommitteeOutput]:
+        """The output of each batch of ``batches`` (as `forward` takes them), in order, for
+        throughput over a stream such as a DataLoader: a cascade's later stages run on rows gathered
+        across batches until a full batch of them (the first batch's size) is waiting
+        (`GatheredCascade`), so a batch comes back once its last row has exited. Rows that reach
+        a late stage rarely may wait many batches; ``max_wait`` bounds that, in batches (0: each
+        batch on its own, as `forward`). Each sample's output, exit and MACs equal `forward`'s."""
+        keyed = (self._keyed(b) for b in batches)
+        if isinstance(self.committee, Cascade) and len(self.members) > 1:
+            results = GatheredCascade(self.committee, self.task, self.members, self.runner).stream(keyed, max_wait)
+        else:
+            results = (run_early_exit(self.committee, self.task, self.members, b, self.runner) for b in keyed)
+        for combined, exit_stage, macs in results:
+            yield CommitteeOutput(torch.from_numpy(combined), torch.from_numpy(exit_stage), torch.from_numpy(macs))
+
     def _keyed(self, inputs: torch.Tensor | Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
         keys = list(dict.fromkeys(m.transform_key for m in self.members))
         if isinstance(inputs, torch.Tensor):
@@ -81,12 +97,14 @@ class CommitteeModule(torch.nn.Module):
                 raise CommitteeError(f"the members of {self.committee.name} preprocess their inputs in {len(keys)} "
                                      f"ways ({keys}): pass a dict transform key -> batch, or raw data to "
                                      "predict_samples")
-            return {keys[0]: inputs}
+            inputs = {keys[0]: inputs}
         missing = [k for k in keys if k not in inputs]
         if missing:
             users = [m.name for m in self.members if m.transform_key == missing[0]]
             raise CommitteeError(f"no input batch for the preprocessing {missing[0]!r} of {users}; inputs hold "
                                  f"{list(inputs)}: pass one batch per key of {keys}, or raw data to predict_samples")
+        if not len(inputs[keys[0]]):
+            raise CommitteeError("the batch is empty: pass at least one sample")
         return inputs
 
 
