@@ -97,7 +97,7 @@ def main(argv=None) -> int:
         ex.run(batches[:2], warmup=1)
 
     def run_once(ex):
-        result = ex.run(batches, warmup=0)
+        result = ex.run(batches, warmup=0, keep_outputs=False)
         return len(result.exit_stage), result.seconds
 
     measured, loop = {}, {}

@@ -197,7 +197,7 @@ def cascade_speedup(task, device, batch_size, samples, rounds, small, autotune="
 
 
 def _run(executor, batches) -> tuple[int, float]:
-    result = executor.run(batches, warmup=0)
+    result = executor.run(batches, warmup=0, keep_outputs=False)
     return len(result.exit_stage), result.seconds
 
 

@@ -44,6 +44,11 @@ def test_executor_equals_cache_computation(classification, cached, committee, la
     np.testing.assert_array_equal(live.combined, expected.combined)
     np.testing.assert_array_equal(live.macs, expected.macs)
     assert live.throughput > 0
+    timed = CommitteeExecutor(committee, members, classification, device="cpu",
+                              later_stages=later_stages).run(batches, keep_outputs=False)
+    assert timed.combined is None  # timing only: outputs dropped batch by batch
+    np.testing.assert_array_equal(timed.exit_stage, live.exit_stage)
+    np.testing.assert_array_equal(timed.macs, live.macs)
 
 
 class _Scaled(torch.nn.Module):

@@ -48,7 +48,7 @@ def measure_rows(task: Task, request: EvalRequest, pool: Pool, ids: Sequence[str
         executor.warm_up(batches)
 
         def run_once(executor=executor):
-            result = executor.run(batches, warmup=0)
+            result = executor.run(batches, warmup=0, keep_outputs=False)
             return len(result.exit_stage), result.seconds
         runs[spec.name] = run_once
     return measure_interleaved(runs, reference, request.measure.rounds)

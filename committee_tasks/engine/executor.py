@@ -25,7 +25,8 @@ from committee_tasks.committees.temperature import tempered_numpy
 
 @dataclass
 class ExecutionResult:
-    combined: np.ndarray | list[np.ndarray]  # per-sample committee output (a list where shapes differ: join_outputs)
+    combined: np.ndarray | list[np.ndarray] | None  # per-sample committee output (a list where shapes
+    # differ: join_outputs; None when run without keeping outputs)
     exit_stage: np.ndarray  # per sample (ensembles: last stage)
     macs: np.ndarray  # per sample, members actually run
     seconds: float  # wall time of the timed batches (device work included)
@@ -121,23 +122,33 @@ class CommitteeExecutor:
             for b in batches:
                 first_of_shape.setdefault(tuple((k, tuple(v.shape[1:])) for k, v in b.items()), b)
             batches = list(first_of_shape.values())
-        self.run(batches, warmup=0)
+        self.run(batches, warmup=0, keep_outputs=False)
 
-    def run(self, batches: Sequence[Mapping[str, torch.Tensor]], warmup: int = 1) -> ExecutionResult:
+    def run(self, batches: Sequence[Mapping[str, torch.Tensor]], warmup: int = 1,
+            keep_outputs: bool = True) -> ExecutionResult:
         """Run over preprocessed batches (`pinned` ones on CUDA); the first ``warmup`` batches
-        run once untimed first (see `warm_up` for a warm-up that suits timing)."""
+        run once untimed first (see `warm_up` for a warm-up that suits timing). Without
+        ``keep_outputs`` (timing only), each batch's outputs are dropped once made and
+        ``combined`` is None: segmentation maps are large (8 Cityscapes images' are 1.3 GB)."""
         for inputs in batches[:warmup]:
             self.run_batch(inputs)
         watch = Stopwatch(self.device)
+        parts = []
+
+        def keep(result):
+            parts.append(result if keep_outputs else (None, *result[1:]))
+
         if self.gathered:
             rows = max(len(next(iter(b.values()))) for b in batches)
             stream = GatheredCascade(self.committee, self.task, self.members, self.runner, rows)
             with cudnn_autotuner(self.device, self.autotune), watch.section():
-                parts = list(stream.stream(batches))
+                for result in stream.stream(batches):
+                    keep(result)
         else:
-            parts = []
             for inputs in batches:
                 with watch.section():
-                    parts.append(self.run_batch(inputs))
+                    result = self.run_batch(inputs)
+                keep(result)
         combined, stages, macs = zip(*parts)  # joined untimed, as a deployment hands each batch's on
-        return ExecutionResult(join_outputs(combined), np.concatenate(stages), np.concatenate(macs), watch.seconds)
+        return ExecutionResult(join_outputs(combined) if keep_outputs else None, np.concatenate(stages),
+                               np.concatenate(macs), watch.seconds)
