@@ -55,7 +55,7 @@ def data_path(dataset, members: Sequence, indices: Sequence[int], batch_size: in
         items, ms = _timed(device, lambda: [item for item in (inputs[i] for i in chunk)
                                             if not isinstance(item, Skipped)])
         parts["read samples"].append(ms)
-        batch, ms = _timed(device, lambda: collate(items, by_shape=True, pin=pin))
+        batch, ms = _timed(device, lambda: collate(items, pin=pin))
         parts["stack into a new batch" + (" (pinned, in slices)" if pin else "")].append(ms)
         alive = [*alive[-3:], batch]
         tensors = [item[2] for item in items]

@@ -330,3 +330,36 @@ def test_a_batch_of_images_of_different_sizes_runs_in_parts_and_loses_none(world
         assert all(was_measured(r) for r in report["rows"])
     assert ([(r["name"], r["metric"], r["macs_mean"]) for r in reports[4]["rows"]]
             == [(r["name"], r["metric"], r["macs_mean"]) for r in reports[1]["rows"]])
+
+
+def test_a_loaded_card_predicts_images_of_different_sizes(world, mixed_sizes):
+    """`predict_samples` on decoded images of three sizes gives each image's own map, in the given
+    order, equal to running the images of its size together; a stream of single images gives
+    each image's output alone."""
+    from committee_tasks.committees.cards import CommitteeCard
+    from committee_tasks.committees.scoring import Cascade
+    from committee_tasks.engine.runnable import load_committee
+
+    root, sizes = mixed_sizes
+    task = task_with_zoo(world)
+    dataset = load_segmentation_dataset("cityscapes", root)
+    members = {m: task.build_member(m, world["weights"]) for m in (A, B)}
+    raw = [dataset[i].data for i in range(len(dataset))]
+    with torch.no_grad():
+        first = [members[A].module(torch.as_tensor(item)[None]).numpy() for item in raw]
+    threshold = float(np.median(np.concatenate([Cascade([A, B], 0.0).confidence_fn(p) for p in first])))
+    card = CommitteeCard.from_committee(Cascade([A, B], threshold), "segmentation", members)
+    module = load_committee(card, task=task, members=members, device="cpu")
+    together = module.predict_samples(raw)
+    assert [tuple(p.shape) for p in together.probs] == [(C, h, w) for w, h in sizes]
+    for group in ([0, 1, 4], [2, 3], [5]):  # the images of each size, as they ran
+        same_size = module.predict_samples([raw[i] for i in group])
+        for row, i in enumerate(group):
+            torch.testing.assert_close(together.probs[i], same_size.probs[row], rtol=0, atol=0)
+            assert together.exit_stage[i] == same_size.exit_stage[row] and together.macs[i] == same_size.macs[row]
+    assert 0 < int((together.exit_stage == 0).sum()) < len(sizes)
+    streamed = list(module.predict_stream(torch.as_tensor(item)[None] for item in raw))
+    for one, item in zip(streamed, raw):  # a stream of single images: as each image alone
+        alone = module.predict_samples([item])
+        torch.testing.assert_close(one.probs, alone.probs, rtol=0, atol=0)
+        assert one.exit_stage == alone.exit_stage and one.macs == alone.macs

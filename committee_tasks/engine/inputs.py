@@ -16,7 +16,6 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
-from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.samples import Sample, SampleDataset
 from committee_tasks.engine import pinned as pinned_memory
 from committee_tasks.engine.background import BackgroundBatches
@@ -104,30 +103,25 @@ class Batch:
         return self
 
 
-def collate(items: Sequence, by_shape: bool = False, pin: bool = False) -> Batch:
-    """One batch of `PoolInputs` items. Inputs of different shapes cannot be stacked: with
-    ``by_shape`` (the loop's loader) the samples of each shape after the first sample's are stacked
-    into their own part (`Batch.others`); without it (a caller's own batch, whose rows must come
-    back as one tensor) that is an error. ``pin``: stacked straight into pinned memory (for a
-    CUDA device)."""
+def collate(items: Sequence, pin: bool = False) -> Batch:
+    """One batch of `PoolInputs` items. Inputs of different shapes cannot be stacked together: the
+    samples of each shape after the first sample's are stacked into their own part
+    (`Batch.others`, `Batch.parts`). ``pin``: stacked straight into pinned memory (for a CUDA
+    device)."""
     good = [it for it in items if not isinstance(it, Skipped)]
     skipped = [it for it in items if isinstance(it, Skipped)]
-    groups = _by_shape(good) if by_shape and good else [good]
+    groups = _by_shape(good) or [[]]
     first = _stacked(groups[0], skipped, pin)
     first.others = [_stacked(group, [], pin) for group in groups[1:]]
     return first
 
 
 def _stacked(items: Sequence, skipped: list[Skipped], pin: bool) -> Batch:
+    """``items`` of one input shape as a batch."""
     if not items:
         return Batch([], [], {}, skipped)
     ids, targets, tensors, notes = zip(*items)
-    try:
-        inputs = {k: _stack([t[k] for t in tensors], pin) for k in tensors[0]}
-    except RuntimeError as err:  # e.g. ADE20K images of different sizes in one batch
-        shapes = sorted({tuple(t[k].shape) for t in tensors for k in t})[:4]
-        raise CommitteeError(f"samples {list(ids)[:4]} have inputs of different shapes {shapes} and cannot share "
-                             "a batch: pass them in batches of one size, or one at a time") from err
+    inputs = {k: _stack([t[k] for t in tensors], pin) for k in tensors[0]}
     return Batch(list(ids), list(targets), inputs, skipped, {sid: "; ".join(n) for sid, n in zip(ids, notes) if n})
 
 
@@ -181,7 +175,7 @@ def make_loader(dataset: SampleDataset, transforms: Mapping[str, Callable], indi
     in_thread = pin_memory and num_workers == 0
     loader = torch.utils.data.DataLoader(
         PoolInputs(dataset, transforms, member_inputs, input_shapes), batch_sampler=ChunkedBatches(indices, batch_size),
-        num_workers=num_workers, collate_fn=functools.partial(collate, by_shape=True, pin=in_thread),
+        num_workers=num_workers, collate_fn=functools.partial(collate, pin=in_thread),
         pin_memory=pin_memory and not in_thread, persistent_workers=False,
         prefetch_factor=prefetch_batches if num_workers > 0 else None,
     )
@@ -205,5 +199,5 @@ def preprocessed_batches(dataset: SampleDataset, members: Sequence, ids: Sequenc
                         declared_input_shapes(members))
     chosen = [index[sid] for sid in list(ids)[:limit]]
     batches = [part.inputs for s in range(0, len(chosen), batch_size)
-               for part in collate([inputs[i] for i in chosen[s:s + batch_size]], by_shape=True).parts()]
+               for part in collate([inputs[i] for i in chosen[s:s + batch_size]]).parts()]
     return [b for b in batches if b]  # a batch of skipped samples only has nothing to time

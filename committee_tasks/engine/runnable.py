@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class CommitteeOutput:
-    probs: torch.Tensor  # (N, C, ...) committee output, float32, on the CPU (combined as the cache is)
+    probs: torch.Tensor | list[torch.Tensor]  # (N, C, ...) committee output, float32, on the CPU (combined as
+    # the cache is); from predict_samples, a list of one (C, ...) tensor per sample where their shapes differ
     exit_stage: torch.Tensor  # (N,) int64: the stage (0-based) at which each sample stopped
     macs: torch.Tensor  # (N,) float64: the MACs each sample cost (members actually run)
 
@@ -62,7 +63,9 @@ class CommitteeModule(torch.nn.Module):
 
     def predict_samples(self, raw_items: Sequence[Any]) -> CommitteeOutput:
         """Run on decoded samples (what the task's dataset yields as ``Sample.data``), applying
-        each member's own preprocessing."""
+        each member's own preprocessing. Samples whose inputs differ in size (segmentation images)
+        run in batches of one size each; their outputs come back in the given order, ``probs`` a
+        list of one tensor per sample where their shapes differ."""
         if not len(raw_items):
             raise CommitteeError("no samples given: pass at least one")
         transforms = {m.transform_key: m.transform for m in self.members}
@@ -72,7 +75,18 @@ class CommitteeModule(torch.nn.Module):
             reason = wrong_shape(inputs, shapes)
             if reason:
                 raise CommitteeError(f"sample {i} of {len(items)}: {reason}")
-        return self(collate(items).inputs)
+        parts = collate(items).parts()
+        outs = [self(part.inputs) for part in parts]
+        if len(outs) == 1:
+            return outs[0]
+        order = torch.argsort(torch.tensor([int(sid) for part in parts for sid in part.ids]))  # back to given order
+        if len({tuple(o.probs.shape[1:]) for o in outs}) == 1:
+            probs = torch.cat([o.probs for o in outs])[order]
+        else:
+            rows = [row for o in outs for row in o.probs]
+            probs = [rows[i] for i in order.tolist()]
+        return CommitteeOutput(probs, torch.cat([o.exit_stage for o in outs])[order],
+                               torch.cat([o.macs for o in outs])[order])
 
     def predict_stream(self, batches: Iterable[torch.Tensor | Mapping[str, torch.Tensor]],
                        max_wait: int | None = None) -> Iterator[CommitteeOutput]:
