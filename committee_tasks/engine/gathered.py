@@ -132,8 +132,8 @@ class GatheredCascade:
         return join_outputs(combined), np.concatenate(stages), np.concatenate(macs)
 
     def _advance(self, drain: bool) -> None:
-        """Run every stage, first to last, on full batches of its waiting rows (and on what is left
-        when ``drain``)."""
+        """Run every stage, first to last, on full batches of its waiting rows, and on what is left
+        when ``drain`` or when its oldest row is overdue (`_overdue`)."""
         for k in range(len(self.members)):
             while (waiting := sum(map(len, self.waiting[k]))) and (waiting >= self.rows or drain or self._overdue(k)):
                 self._run_stage(k, self._take(k, self.rows))
