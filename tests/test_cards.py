@@ -182,6 +182,8 @@ def test_module_names_what_is_missing(digits_members):
     module = CommitteeModule(card_of(Ensemble(NAMES[:2]), digits_members), digits_members, device="cpu")
     with pytest.raises(CommitteeError, match=r"no input batch for the preprocessing 'DigitsTransform"):
         module({"other": torch.zeros(2, 1, 8, 8)})
+    with pytest.raises(CommitteeError, match=r"inputs of type tuple: pass a tensor, or a dict .* \(x for x, _ in loader\)"):
+        next(module.predict_stream([(torch.zeros(2, 1, 8, 8), torch.zeros(2))]))
     with pytest.raises(CommitteeError, match=r"no samples given"):
         module.predict_samples([])
     with pytest.raises(CommitteeError, match=r"sample 1 of 2: wrong size: its input has shape \(1, 16, 16\) but "

@@ -112,6 +112,9 @@ class CommitteeModule(torch.nn.Module):
                                      f"ways ({keys}): pass a dict transform key -> batch, or raw data to "
                                      "predict_samples")
             inputs = {keys[0]: inputs}
+        if not isinstance(inputs, Mapping):
+            raise CommitteeError(f"inputs of type {type(inputs).__name__}: pass a tensor, or a dict transform key -> "
+                                 "tensor (from a DataLoader of (inputs, targets) pairs: (x for x, _ in loader))")
         missing = [k for k in keys if k not in inputs]
         if missing:
             users = [m.name for m in self.members if m.transform_key == missing[0]]
