@@ -16,7 +16,7 @@ from committee_tasks.committees.scoring import Cascade, Ensemble, Single
 from committee_tasks.core.devices import (Stopwatch, autocast, cudnn_autotuner, place_module, resolve_device,
                                           to_device, use_amp)
 from committee_tasks.core.errors import CommitteeError
-from committee_tasks.engine.gathered import GatheredCascade, join_outputs
+from committee_tasks.engine.gathered import GatheredCascade, join_outputs, row_shapes
 from committee_tasks.engine.loop import output_dtype as cached_dtype
 from committee_tasks.core.members import Member
 from committee_tasks.core.task import Task
@@ -120,7 +120,7 @@ class CommitteeExecutor:
         if self.device.type != "cuda":
             first_of_shape: dict[tuple, Mapping[str, torch.Tensor]] = {}
             for b in batches:
-                first_of_shape.setdefault(tuple((k, tuple(v.shape[1:])) for k, v in b.items()), b)
+                first_of_shape.setdefault(row_shapes(b), b)
             batches = list(first_of_shape.values())
         self.run(batches, warmup=0, keep_outputs=False)
 

@@ -38,6 +38,12 @@ def join_outputs(parts: Sequence[np.ndarray]) -> np.ndarray | list[np.ndarray]:
     return [row for part in parts for row in part]
 
 
+def row_shapes(batch: Mapping[str, torch.Tensor]) -> tuple:
+    """The shape of one row of each of a batch's inputs, with its transform key (hashable): batches
+    with the same row shapes can share a forward pass."""
+    return tuple((k, tuple(v.shape[1:])) for k, v in batch.items())
+
+
 @dataclass
 class _Rows:
     """Rows waiting for one stage: the batch each came in and its row there, the inputs later
@@ -109,7 +115,7 @@ class GatheredCascade:
             self.current = index
             n = len(next(iter(batch.values())))
             self.rows = self.rows or n
-            batch_shapes = {k: tuple(v.shape[1:]) for k, v in batch.items()}
+            batch_shapes = row_shapes(batch)
             if shapes is not None and batch_shapes != shapes:
                 self._advance(drain=True)  # rows of another shape never join these
             shapes = batch_shapes

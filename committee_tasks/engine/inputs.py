@@ -168,10 +168,11 @@ def make_loader(dataset: SampleDataset, transforms: Mapping[str, Callable], indi
                 batch_size: int, num_workers: int, pin_memory: bool, member_inputs: Callable | None = None,
                 prefetch_batches: int = 4, input_shapes: InputShapes | None = None) -> Iterable[Batch]:
     """The loop's batches (each in parts of one input shape: `Batch.parts`). ``input_shapes``:
-    `declared_input_shapes` of the members; samples of another shape are skipped. With ``pin_memory`` (a CUDA device) and no worker processes, a
-    background thread stacks each batch straight into pinned memory while the device runs the
-    previous one (`BackgroundBatches`); with workers, they stack into shared memory and the
-    DataLoader's pin-memory thread copies each batch into pinned memory."""
+    `declared_input_shapes` of the members; samples of another shape are skipped. With
+    ``pin_memory`` (a CUDA device) and no worker processes, a background thread stacks each batch
+    straight into pinned memory while the device runs the previous one (`BackgroundBatches`); with
+    workers, they stack into shared memory and the DataLoader's pin-memory thread copies each
+    batch into pinned memory."""
     in_thread = pin_memory and num_workers == 0
     loader = torch.utils.data.DataLoader(
         PoolInputs(dataset, transforms, member_inputs, input_shapes), batch_sampler=ChunkedBatches(indices, batch_size),
