@@ -118,3 +118,20 @@ def test_a_cached_search_builds_no_model_and_reads_no_weight_file(digits_members
     assert main(["--pool", ",".join(DIGITS), *COMMON, "--json", str(again)]) == 0
     first, second = (json.loads(p.read_text()) for p in (out, again))
     assert first["references"] == second["references"] and first["points"] == second["points"]
+
+
+def test_search_writes_a_card_for_every_pick_members_included(digits_members, tmp_path):
+    """On 100 digits the cheapest model matching digits_cnn_m on calibration is digits_cnn_s on its
+    own: its card runs that member (this crashed with a KeyError, and no card was written)."""
+    from committee_tasks import load_committee
+
+    out, cards = tmp_path / "search.json", tmp_path / "cards"
+    assert main(["--pool", ",".join(DIGITS), *COMMON, "--limit", "100", "--json", str(out),
+                 "--cards", str(cards)]) == 0
+    picks = {e[k]["name"] for e in json.loads(out.read_text())["references"]
+             for k in ("similar_accuracy", "similar_cost") if e[k]}
+    assert "digits_cnn_s" in picks and any(p.startswith("cascade(") for p in picks)
+    written = {json.loads(f.read_text())["kind"]: f for f in cards.glob("*.json")}
+    assert len(list(cards.glob("*.json"))) == len(picks) and set(written) == {"member", "cascade"}
+    member = load_committee(written["member"])
+    assert member.card.members[0].name == "digits_cnn_s" and member.card.figures["exit_fractions"] == [1.0]

@@ -47,10 +47,14 @@ class SearchResult:
     def cards(self) -> dict[str, Any]:
         """A committee card of every committee chosen for a reference (similar accuracy or cost),
         with its figures on both splits, by committee name."""
-        from committee_tasks.committees.scoring import Cascade, Ensemble
+        from committee_tasks.committees.scoring import Cascade, Ensemble, Single
 
         report = self.report
         points = {p["name"]: p for p in report["points"]}
+        # a pick may be a member on its own (the cheapest model that matches is another member):
+        # its card runs that member, as `tools/eval.py --committee` and `load_committee` take
+        points |= {m["name"]: {"kind": "member", "members": [m["name"]], "macs_worst": m["macs_worst"],
+                               "exit_fractions": [1.0]} for m in report["members"]}
         cards = {}
         for entry in report["references"]:
             for key in ("similar_accuracy", "similar_cost"):
@@ -60,7 +64,8 @@ class SearchResult:
                 point = points[pick["name"]]
                 committee = (Cascade(point["members"], point["thresholds"], confidence=report["confidence"],
                                      combine=report["combine"]) if point["kind"] == "cascade"
-                             else Ensemble(point["members"]))
+                             else Ensemble(point["members"]) if point["kind"] == "ensemble"
+                             else Single(pick["name"]))
                 figures = {k: v for k, v in pick.items() if k != "name"} | {
                     "chosen_for": f"{key.replace('_', ' ')} to {entry['reference']}", "metric_name": report["metric_name"],
                     "macs_worst": point["macs_worst"], "exit_fractions": point["exit_fractions"],
