@@ -5,6 +5,7 @@ member at 1/8 resolution. Every member, an ensemble and a cascade equal a plain 
 reference computed here from the same models."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import textwrap
 from pathlib import Path
@@ -23,9 +24,10 @@ import torch
 from torch import nn
 
 
-def image_net(classes=3, width=6, seed=0):
+def image_net(classes=3, width=6, seed=0, pool="avg"):
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+    pooling = nn.AdaptiveAvgPool2d(1) if pool == "avg" else nn.AdaptiveMaxPool2d(1)  # no weights either way
+    return nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), pooling, nn.Flatten(),
                          nn.Linear(width, classes))
 
 
@@ -384,6 +386,28 @@ def test_a_base_model_with_new_weights_is_one_entry(tmp_path):
         expected = torch.softmax(tuned.eval()(x)[:, [4, 0]], dim=1)
     torch.testing.assert_close(member.predict(x), expected)
     assert member.fingerprint != get_task("classification").describe_member("resnet20").fingerprint
+
+
+def test_builder_kwargs_are_part_of_the_cache_key(tmp_path, image_world):
+    """The same weights with other kwargs (max pooling for average) are another member: a disk
+    cache written with one entry must not answer for the other (it did, with the old figures)."""
+    folder = image_world["zoo"].parent
+    entry = {"name": "pooled", "builder": "own_image_models:image_net", "kwargs": {"classes": 3, "width": 4},
+             "weights": "plain_a.pth", "num_classes": 3, "preprocessing": {"crop": 16}}
+    options = dataclasses.replace(OPTIONS, cache_dir=tmp_path / "cache")
+    outputs, fingerprints = {}, {}
+    for pool in ("avg", "max", "avg"):
+        zoo = folder / f"pooled_{pool}.json"
+        zoo.write_text(json.dumps({"models": [{**entry, "kwargs": {**entry["kwargs"], "pool": pool}}]}))
+        task = get_task("classification")
+        task.add_zoo_file(zoo)
+        fingerprints.setdefault(pool, task.describe_member("pooled").fingerprint)
+        cached = Pool.evaluate(["pooled"], image_world["data"], task, cache=tmp_path / "cache", options=options)
+        fresh = Pool.evaluate(["pooled"], image_world["data"], task, options=OPTIONS)  # in memory
+        np.testing.assert_array_equal(cached.predictions.outputs["pooled"], fresh.predictions.outputs["pooled"])
+        outputs.setdefault(pool, fresh.predictions.outputs["pooled"])
+    assert fingerprints["avg"] != fingerprints["max"]
+    assert not np.array_equal(outputs["avg"], outputs["max"])
 
 
 @pytest.mark.parametrize("task_name", ["classification", "video", "segmentation"])

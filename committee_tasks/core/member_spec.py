@@ -35,11 +35,12 @@ def transform_key(member: str, transform: Any) -> str:
 def member_fingerprint(weights_sha256: str, transform_key: str, num_classes: int,
                        variant: Mapping[str, Any] | None = None) -> str:
     """The prediction cache's key of a member: its weights, preprocessing and classes, and what
-    else changes its outputs (``ZooEntry.variant``: a state-dict key, a class map)."""
+    else changes its outputs (``ZooEntry.variant``: a state-dict key, a class map, a zoo file's
+    builder and kwargs)."""
     fields: dict[str, Any] = {"weights": weights_sha256, "preprocessing": transform_key, "num_classes": num_classes}
     if variant:  # left out when empty: the keys of members without one stay what they were
         fields["variant"] = variant
-    blob = json.dumps(fields, sort_keys=True)
+    blob = json.dumps(fields, sort_keys=True, default=repr)  # repr: a zoo file's non-JSON kwargs (YAML dates)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

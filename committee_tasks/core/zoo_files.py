@@ -190,6 +190,9 @@ class ZooFileModel:
         weights, loader, variant = self.weights(base, checkpoint_format)
         if self.outputs is not None:
             variant["outputs"] = self.outputs.key()
+        built = {k: self.get(k) for k in ("builder", "kwargs") if self.get(k)}
+        if built:  # the same weights in another architecture (``pool: max`` for ``avg``) predict otherwise
+            variant["builder"] = built
         same_weights = base is not None and self.get("weights") is None
         published = {k: self.get(k, getattr(base, k) if same_weights else None) for k in ("macs", "params")}
         metrics = self.get("metrics", dict(base.metrics) if same_weights else {})
