@@ -55,6 +55,33 @@ def test_from_module_fingerprints_the_weights():
     assert Member.from_module(again.module, name="small").fingerprint != small.fingerprint
 
 
+def test_a_module_changed_in_place_is_not_read_from_the_cache_nor_run_under_an_old_card(tmp_path):
+    """A notebook trains a member's module further after making the Member: the disk cache must
+    not answer with the old module's predictions, a card made before must refuse it, and the pool
+    evaluated before must not make a card of it (each of these held the old figures)."""
+    from committee_tasks import Cascade, load_committee
+
+    small, large = _members()
+    before = Pool.evaluate([small, large], _data(), cache=tmp_path)
+    card = before.card(Cascade(["small", "large"], [0.9]))
+    fingerprint = small.fingerprint
+    small.module.to(memory_format=torch.channels_last)  # a move of layout is no change
+    assert small.fingerprint == fingerprint
+    with torch.no_grad():
+        for p in small.module.parameters():
+            p.mul_(-1.0)
+    assert small.fingerprint != fingerprint
+    after = Pool.evaluate([small, large], _data(), cache=tmp_path)
+    fresh = Pool.evaluate([small, large], _data())  # in memory: what the changed module predicts
+    np.testing.assert_array_equal(after.predictions.outputs["small"], fresh.predictions.outputs["small"])
+    assert not np.array_equal(after.predictions.outputs["small"], before.predictions.outputs["small"])
+    with pytest.raises(CommitteeError, match="member 'small' has fingerprint .* its weights changed"):
+        load_committee(card, members=[small, large])
+    with pytest.raises(CommitteeError, match="member 'small' changed since this pool was evaluated"):
+        before.card(Cascade(["small", "large"], [0.9]))
+    after.card(Cascade(["small", "large"], [0.9]))
+
+
 def test_from_module_takes_batchnorm_models():
     """BatchNorm keeps a 0-d buffer (num_batches_tracked), which the fingerprint must hash too."""
     import torchvision
@@ -62,9 +89,10 @@ def test_from_module_takes_batchnorm_models():
     torch.manual_seed(0)
     net = torchvision.models.resnet18(num_classes=3).eval()
     member = Member.from_module(net, name="bn")
-    assert member.num_classes == 3 and member.fingerprint == Member.from_module(net, name="bn").fingerprint
+    before = member.fingerprint
+    assert member.num_classes == 3 and before == Member.from_module(net, name="bn").fingerprint
     net.bn1.num_batches_tracked += 1
-    assert Member.from_module(net, name="bn").fingerprint != member.fingerprint
+    assert Member.from_module(net, name="bn").fingerprint == member.fingerprint != before
 
 
 def test_memory_and_disk_caches_agree_and_disk_is_reused(tmp_path):

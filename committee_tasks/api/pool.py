@@ -190,6 +190,12 @@ class Pool:
         from committee_tasks.committees.cards import CommitteeCard
 
         used = {m: self.members[m] for m in committee.members}
+        evaluated_with = self.predictions.fingerprints.get("members", {})
+        for name, member in used.items():
+            if name in evaluated_with and member.fingerprint != evaluated_with[name]:
+                raise CommitteeError(f"member {name!r} changed since this pool was evaluated (its weights were "
+                                     "written in place, e.g. trained further): the pool's figures are not its "
+                                     "figures; evaluate the pool again (Pool.evaluate) and fit on that")
         fingerprints = dict(self.predictions.fingerprints.get("dataset", {}))
         return CommitteeCard.from_committee(committee, self.task.name, used, temperatures=temperatures,
                                             figures=dict(figures or {}), output_dtype=self.options.output_dtype,

@@ -21,10 +21,19 @@ if TYPE_CHECKING:
     from committee_tasks.core.task import Task
 
 
+def weights_state(module: torch.nn.Module) -> tuple:
+    """What changes when a module's weights do: each parameter's and buffer's identity and version
+    counter, which every in-place write bumps (an optimizer step, ``load_state_dict``, ``mul_``).
+    Moving the module to a device or memory format keeps it."""
+    return tuple((name, id(t), t._version) for name, t in (*module.named_parameters(), *module.named_buffers()))
+
+
 class Member:
     """A built, loaded member: the module, its own preprocessing, and its cost.
 
-    ``fingerprint`` hashes the weights and the preprocessing: it keys the prediction cache.
+    ``fingerprint`` hashes the weights and the preprocessing: it keys the prediction cache. Weights
+    changed after the member was made (a notebook fine-tuning the module further) are hashed again
+    when next asked for, so a changed module never reads the predictions of the one it was.
     """
 
     def __init__(self, name: str, module: torch.nn.Module, transform: Callable[[Any], torch.Tensor],
@@ -51,6 +60,20 @@ class Member:
         task = get_task(task) if isinstance(task, str) else task
         return cls(name, module, transform or in_memory.AsTensor(), in_memory.state_dict_sha256(module),
                    num_classes or in_memory.infer_num_classes(module), task.to_probs)
+
+    @property
+    def weights_sha256(self) -> str:
+        """The sha256 of the weights loaded (a file's), or of the state dict once changed in place."""
+        state = weights_state(self.module)
+        if state != self._weights_state:
+            from committee_tasks.core.in_memory import state_dict_sha256
+
+            self._weights_sha256, self._weights_state = state_dict_sha256(self.module), state
+        return self._weights_sha256
+
+    @weights_sha256.setter
+    def weights_sha256(self, digest: str) -> None:
+        self._weights_sha256, self._weights_state = digest, weights_state(self.module)
 
     @property
     def transform_key(self) -> str:
