@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from committee_tasks import ArrayDataset, Budget, CommitteeError, Ensemble, Match, Member, Pool
+from committee_tasks.api.options import ExecutionOptions
 from tests.conftest import REPO
 
 
@@ -177,3 +178,34 @@ def test_arrays_in_memory_are_read_in_the_main_process_unless_the_user_names_wor
     Pool.evaluate([member], FromFiles(data.inputs, data.targets), options=ExecutionOptions(cache_dir="memory",
                                                                                          progress=False))
     assert seen == [0, 1, 3]
+
+
+def test_a_card_of_a_tempered_pool_carries_its_temperatures():
+    """``pool.tempered(pool.fit_temperatures())``: the card runs the committee as that pool scored
+    it (the card's temperatures were all 1, so its exits and MACs differed)."""
+    from committee_tasks import Cascade, load_committee
+
+    small, large = _members()
+    data = _data()
+    pool = Pool.evaluate([small, large], data, options=ExecutionOptions(output_dtype="float32", progress=False))
+    tempered = pool.tempered({"small": 3.0, "large": 0.5})
+    cascade = Cascade(["small", "large"], [0.6])
+    scored = tempered.score(cascade)
+    assert scored.macs_mean != pool.score(cascade).macs_mean  # the temperatures matter here
+    card = tempered.split(0.5)[0].card(cascade)  # views of the pool keep them
+    assert card.temperatures == {"small": 3.0, "large": 0.5}
+    out = load_committee(card, members=[small, large])(torch.as_tensor(data.inputs))
+    np.testing.assert_array_equal(out.exit_stage.numpy(), scored.exit_stage)
+    assert tempered.tempered({"small": 2.0}).temperatures == {"small": 6.0, "large": 0.5}
+    with pytest.raises(CommitteeError, match="this pool is tempered with .* leave temperatures= out"):
+        tempered.card(cascade, temperatures={"small": 1.0})
+    with pytest.raises(CommitteeError, match=r"temperatures for \['tiny'\], which are not members"):
+        pool.tempered({"tiny": 2.0})
+
+
+def test_card_takes_a_member_name_and_refuses_none():
+    small, large = _members()
+    pool = Pool.evaluate([small, large], _data())
+    assert pool.card("large").kind == "member"
+    with pytest.raises(CommitteeError, match=r"no committee to make a card of: fit\(\) returns None"):
+        pool.card(pool.fit(["small", "large"], Budget(macs=1)))

@@ -104,6 +104,7 @@ class Pool:
     loop_throughput: dict[str, float | None] = field(default_factory=dict)
     cache: Any = None
     options: ExecutionOptions = field(default_factory=ExecutionOptions)
+    temperatures: dict[str, float] = field(default_factory=dict)  # `tempered`: what its predictions were scaled by
 
     @classmethod
     def evaluate(cls, members: Sequence[str | Member], dataset: SampleDataset, task: str | Task = "classification",
@@ -136,7 +137,7 @@ class Pool:
     # ---- views of the same pool ----------------------------------------------------------
     def _with(self, predictions: PoolPredictions, dataset: SampleDataset | None = None) -> Pool:
         return Pool(self.task, self.members, predictions, dataset or self.dataset, self.loop_throughput,
-                    self.cache, self.options)
+                    self.cache, self.options, dict(self.temperatures))
 
     def split(self, fraction: float = 0.5) -> tuple[Pool, Pool]:
         """(calibration, evaluation): a split deterministic by sample id (see core/splits.py)."""
@@ -156,7 +157,16 @@ class Pool:
         return calib, self
 
     def tempered(self, temperatures: Mapping[str, float]) -> Pool:
-        return self._with(self.predictions.tempered(temperatures))
+        """This pool with each member's predictions temperature-scaled (``fit_temperatures()``);
+        its cards carry the temperatures, so a loaded committee exits as this pool scores it.
+        Tempering a tempered pool multiplies the temperatures."""
+        unknown = sorted(set(temperatures) - set(self.members))
+        if unknown:
+            raise CommitteeError(f"temperatures for {unknown}, which are not members of this pool ({list(self.members)})")
+        pool = self._with(self.predictions.tempered(temperatures))
+        for name, value in temperatures.items():
+            pool.temperatures[name] = pool.temperatures.get(name, 1.0) * float(value)
+        return pool
 
     def fit_temperatures(self) -> dict[str, float]:
         """Per-member temperatures minimising the NLL of this pool's targets."""
@@ -186,9 +196,22 @@ class Pool:
 
     def card(self, committee, figures: Mapping[str, Any] | None = None,
              temperatures: Mapping[str, float] | None = None) -> CommitteeCard:
-        """A committee card: what `load_committee` needs to run ``committee`` on new batches."""
+        """A committee card: what `load_committee` needs to run ``committee`` (a member's name, or
+        a Single / Ensemble / Cascade) on new batches. ``temperatures``: the members' temperature scaling (a `tempered` pool's own by default)."""
         from committee_tasks.committees.cards import CommitteeCard
 
+        from committee_tasks.committees.scoring import Single
+
+        if committee is None:
+            raise CommitteeError("no committee to make a card of: fit() returns None when no setting meets its "
+                                 "objective (check before making a card)")
+        committee = Single(committee) if isinstance(committee, str) else committee
+        if temperatures is None:
+            temperatures = self.temperatures
+        elif self.temperatures and dict(temperatures) != self.temperatures:
+            raise CommitteeError(f"this pool is tempered with {self.temperatures}, which its committees were scored "
+                                 f"and fitted with; a card with temperatures {dict(temperatures)} would exit "
+                                 "otherwise: leave temperatures= out")
         used = {m: self.members[m] for m in committee.members}
         evaluated_with = self.predictions.fingerprints.get("members", {})
         for name, member in used.items():
