@@ -209,3 +209,33 @@ def test_card_takes_a_member_name_and_refuses_none():
     assert pool.card("large").kind == "member"
     with pytest.raises(CommitteeError, match=r"no committee to make a card of: fit\(\) returns None"):
         pool.card(pool.fit(["small", "large"], Budget(macs=1)))
+
+
+@pytest.mark.parametrize("targets, message", [
+    (lambda y: [str(v) for v in y], r"top-1 needs class indices \(integers\), but the targets are <U1 values such as "
+                                    r"'\d' \(sample '0'\): map class names to indices 0..2"),
+    (lambda y: y[:, None], r"the targets have shape \(200, 1\): pass a 1-D array"),
+    (lambda y: np.eye(3)[y], r"the targets have shape \(200, 3\): one-hot rows: pass targets.argmax\(1\)"),
+    (lambda y: np.where(np.arange(len(y)) == 7, 3, y), r"1 targets are not class indices 0..2 of the members' 3 "
+                                                       r"classes \(sample '7': 3\)"),
+    (lambda y: np.where(np.arange(len(y)) < 2, -1, y), r"2 targets are not class indices 0..2 .*sample '0': -1"),
+])
+def test_targets_that_are_not_class_indices_are_refused_before_anything_runs(targets, message, monkeypatch):
+    """They were scored anyway: strings and out-of-range indices as wrong, an (N, 1) column as an
+    array of metrics, one-hot rows with a numpy broadcasting error."""
+    from committee_tasks.engine import loop
+
+    small, large = _members()
+    data = _data()
+    monkeypatch.setattr(loop, "_run", lambda *a, **k: pytest.fail("the loop ran"))
+    with pytest.raises(CommitteeError, match=message):
+        Pool.evaluate([small, large], ArrayDataset(data.inputs, targets(data.targets)))
+
+
+def test_float_targets_holding_indices_are_taken_and_an_empty_pool_is_refused():
+    small, large = _members()
+    data = _data()
+    as_float = Pool.evaluate([small], ArrayDataset(data.inputs, data.targets.astype(np.float32)))
+    assert as_float.score("small").metric == Pool.evaluate([small], data).score("small").metric
+    with pytest.raises(CommitteeError, match="no members to evaluate"):
+        Pool.evaluate([], data)

@@ -21,6 +21,30 @@ class Top1Statistics:
     metric_name = "top-1"
     score_range = 100.0
 
+    def check_targets(self, targets: np.ndarray, ids, num_classes: int) -> None:
+        """One class index in 0..C-1 per sample: strings, one-hot rows, (N, 1) columns and indices
+        out of range would otherwise be scored (as wrong, or as an array of metrics)."""
+        from committee_tasks.core.errors import CommitteeError
+
+        targets = np.asarray(targets)
+        if targets.ndim != 1:
+            fix = ("one-hot rows: pass targets.argmax(1)" if targets.ndim == 2 and targets.shape[1] == num_classes
+                   else "pass a 1-D array (targets.reshape(-1) for an (N, 1) column)")
+            raise CommitteeError(f"top-1 needs one class index per sample, but the targets have shape "
+                                 f"{targets.shape}: {fix}")
+        integral = np.issubdtype(targets.dtype, np.integer) or (
+            np.issubdtype(targets.dtype, np.floating) and np.all(np.isfinite(targets) & (targets == np.round(targets))))
+        if not integral:
+            first = targets[0].item() if len(targets) else None
+            raise CommitteeError(f"top-1 needs class indices (integers), but the targets are {targets.dtype} values "
+                                 f"such as {first!r} (sample {ids[0]!r}): map class names to indices 0..{num_classes - 1}")
+        bad = np.flatnonzero((targets < 0) | (targets >= num_classes))
+        if len(bad):
+            examples = ", ".join(f"sample {ids[i]!r}: {targets[i].item()}" for i in bad[:3])
+            raise CommitteeError(f"{len(bad)} targets are not class indices 0..{num_classes - 1} of the members' "
+                                 f"{num_classes} classes ({examples}): fix the labels, or use members that "
+                                 "predict those classes")
+
     def sample_statistics(self, combined: np.ndarray, targets: np.ndarray) -> np.ndarray:
         return self.statistics_of_top_class(combined.argmax(axis=1), targets)
 

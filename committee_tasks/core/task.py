@@ -190,6 +190,10 @@ class Task(abc.ABC):
             total += as_float32(out)
         return total / np.float32(len(outputs))
 
+    def check_targets(self, targets: np.ndarray, ids: Sequence[str], num_classes: int) -> None:
+        """Refuse targets this task cannot score (``ids``: their samples'), before they are scored
+        as if they were right; the default takes any."""
+
     @abc.abstractmethod
     def sample_statistics(self, combined: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """Per-sample additive statistics, shape (N, K): summing rows gives the dataset's."""

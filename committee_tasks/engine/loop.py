@@ -181,6 +181,9 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
     _check_pool(members, options)
     if members:
         dataset.check_classes(members[0].num_classes)
+        known = getattr(dataset, "targets", None)  # an ArrayDataset's: checked before anything runs
+        if isinstance(known, np.ndarray):
+            task.check_targets(known, dataset.ids, members[0].num_classes)
     dataset_fp = dataset.fingerprint()
     folder = cache.dataset_folder(task.name, dataset.name, dataset_fp)
     all_ids = list(dataset.ids)
@@ -217,6 +220,8 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
     preds = PoolPredictions.from_members(loaded, {sid: skipped[sid] for sid in wanted if sid in skipped},
                                          {sid: notes[sid] for sid in kept if sid in notes},
                                          subsets=records or None, num_classes=members[0].num_classes)
+    if getattr(preds, "targets", None) is not None:  # what the dataset gave for the samples kept
+        task.check_targets(preds.targets, preds.ids, members[0].num_classes)
     preds.fingerprints = {"dataset": {"name": dataset.name, "fingerprint": dataset_fp},
                           "members": {m.name: m.fingerprint for m in members}}
     return preds, LoopThroughput({m.name: pending[m.name].cache.throughput() for m in members},
@@ -278,6 +283,8 @@ def _skips_to_retry(dataset: SampleDataset, pending: dict[str, _Pending], subset
 
 
 def _check_pool(members: Sequence[Member | MemberSpec], options: LoopOptions) -> None:
+    if not members:
+        raise CommitteeError("no members to evaluate: give at least one (a zoo model's name or a Member)")
     output_dtype(options.output_dtype)
     check_same_classes({m.name: m.num_classes for m in members})
     names = [m.name for m in members]
