@@ -21,13 +21,24 @@ def _reference_line(r: Mapping[str, Any]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def spread(count: int, shown: int) -> list[int]:
+    """Up to ``shown`` of ``count`` positions, evenly spread, the first and the last among them (the
+    cheapest and the most accurate point of a front)."""
+    if count <= shown:
+        return list(range(count))
+    if shown <= 1:
+        return [count - 1][:shown]
+    return sorted({round(i * (count - 1) / (shown - 1)) for i in range(shown)})
+
+
 def _front_lines(report: Mapping[str, Any], shown: int) -> list[str]:
     points = {p["name"]: p for p in report["points"]}
     members = {m["name"]: m for m in report["members"]}
     front = report["front"]
-    lines = [f"\nPareto front chosen on the calibration split ({len(front)} models and committees; {shown} shown, "
-             "cheapest first; MACs and figures calibration / evaluation):"]
-    for name in front[:: max(1, -(-len(front) // shown))]:
+    chosen = [front[i] for i in spread(len(front), shown)]
+    lines = [f"\nPareto front chosen on the calibration split ({len(front)} models and committees; {len(chosen)} "
+             "shown, cheapest first; MACs and figures calibration / evaluation):"]
+    for name in chosen:
         p = points.get(name) or members[name]
         lines.append(f"  {format_macs(p['macs_mean']['calibration']):>8s}  {p['metric']['calibration']:.2f} / "
                      f"{p['metric']['evaluation']:.2f}  {name}")
