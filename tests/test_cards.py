@@ -240,3 +240,23 @@ def test_card_holds_only_json_and_named_confidences(digits_members):
     custom = Cascade(NAMES[:2], 0.9, confidence=lambda probs: probs.max(1))
     with pytest.raises(CommitteeError, match=r"cascade's confidence, one of max_prob, .*custom confidence function"):
         card_of(custom, digits_members)
+
+
+def test_module_takes_batches_as_the_pool_did_and_refuses_other_sizes_and_dtypes(cached):  # noqa: F811
+    members, dataset, preds = cached
+    module = load_committee(card_of(Cascade(NAMES, [0.95, 0.9]), members), members=members, device="cpu")
+    (batch,) = preprocessed_batches(dataset, list(members.values()), preds.ids, 16, batch_size=16)
+    (x,) = batch.values()
+    with pytest.raises(CommitteeError, match=r"a torch.float64 batch for .*: its members' preprocessing gives float32 "
+                                             r"tensors: pass batch.float\(\)"):
+        module(x.double())
+    bigger = torch.nn.functional.interpolate(x, scale_factor=2)
+    with pytest.raises(CommitteeError, match=r"the batch does not fit: wrong size: each input has shape \(1, 16, 16\) "
+                                             r"but digits_cnn_s, digits_cnn_m, digits_cnn_l take \(1, 8, 8\)"):
+        module(bigger)
+    # members made from modules without a transform took float32 of any array (AsTensor): so does the card
+    torch.manual_seed(0)
+    own = {n: Member.from_module(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)), name=n)
+           for n in ("a", "b")}
+    mine = load_committee(card_of(Cascade(["a", "b"], [0.5]), own), members=own, device="cpu")
+    torch.testing.assert_close(mine(x.double()).probs, mine(x).probs, rtol=0, atol=0)

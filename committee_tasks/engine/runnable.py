@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 import torch
 
 from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.in_memory import AsTensor
 from committee_tasks.core.registry import get_task
 from committee_tasks.core.members import Member
 from committee_tasks.core.task import Task
@@ -122,7 +123,24 @@ class CommitteeModule(torch.nn.Module):
                                  f"{list(inputs)}: pass one batch per key of {keys}, or raw data to predict_samples")
         if not len(inputs[keys[0]]):
             raise CommitteeError("the batch is empty: pass at least one sample")
+        inputs = {k: self._as_evaluated(k, inputs[k]) for k in keys}
+        reason = wrong_shape({k: v[0] for k, v in inputs.items()}, declared_input_shapes(self.members))
+        if reason:  # never run a member at another size than its own (predict_samples refuses it too)
+            raise CommitteeError(f"the batch does not fit: {reason.replace('its input has', 'each input has')}")
         return inputs
+
+    def _as_evaluated(self, key: str, batch: torch.Tensor) -> torch.Tensor:
+        """``batch`` as the pool's evaluation gave it to the members of ``key``: `AsTensor` (a
+        `Member.from_module` without a transform) made float32 of any numeric array, so here too;
+        other preprocessing made the tensors the members take, and another floating dtype is refused
+        by name where it would fail inside a convolution."""
+        transform = next(m.transform for m in self.members if m.transform_key == key)
+        if isinstance(transform, AsTensor):
+            return batch.to(torch.float32)
+        if batch.is_floating_point() and batch.dtype != torch.float32:
+            raise CommitteeError(f"a {batch.dtype} batch for {key!r}: its members' preprocessing gives float32 "
+                                 "tensors: pass batch.float()")
+        return batch
 
 
 def check_members(card: CommitteeCard, members: Mapping[str, Member]) -> None:
