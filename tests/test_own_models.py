@@ -366,6 +366,30 @@ def test_weights_that_do_not_fit_list_missing_and_unexpected_keys_and_the_fix(tm
         member.predict(member.transform(np.zeros((16, 16, 3), np.uint8))[None])
 
 
+def test_weight_file_mistakes_name_the_model_and_the_fix(image_world):
+    """A missing file is not said to ship with the package, a sha256 without a URL is not to be
+    downloaded again, and a prefix stripped without its dot gets the dot."""
+    folder = image_world["zoo"].parent
+    base = {"builder": "own_image_models:image_net", "preprocessing": {"crop": 16}, "num_classes": 3,
+            "kwargs": {"classes": 4, "width": 6}}
+    zoo = folder / "weight_mistakes.json"
+    zoo.write_text(json.dumps({"models": [
+        {**base, "name": "missing", "weights": "nothere.pth"},
+        {**base, "name": "wrong_sha", "weights": {"path": "prefixed_c.pth", "strip_prefix": "module.", "sha256": "0" * 64}},
+        {**base, "name": "no_dot", "weights": {"path": "prefixed_c.pth", "strip_prefix": "module"}}]}))
+    task = get_task("classification")
+    task.add_zoo_file(zoo)
+    with pytest.raises(CommitteeError, match=r"model 'missing' \(zoo file .*weight_mistakes.json\): weights file "
+                                             r"'nothere.pth' not found in .*\(or pass --weights-dir DIR\)$"):
+        task.describe_member("missing")
+    with pytest.raises(CommitteeError, match=r"model 'wrong_sha' .* another release; if it is the right file, correct "
+                                             r"the sha256 written for it \(or leave the sha256 out\)$"):
+        task.build_member("wrong_sha")
+    with pytest.raises(CommitteeError, match=r"Every key starts with '.': the strip_prefix removed a prefix but not "
+                                             r"its dot; end it with the dot \(\"strip_prefix\": \"module.\""):
+        task.build_member("no_dot")
+
+
 def test_a_base_model_with_new_weights_is_one_entry(tmp_path):
     """A fine-tuned copy of a zoo architecture: ``base`` and its kwargs, new weights and class map."""
     from committee_tasks_builtin.classification.cifar_resnet import CifarResNet

@@ -100,6 +100,9 @@ def _fix(state: Mapping[str, Any], expected: Iterable[str]) -> str:
         return (f" The file holds a dict with entries {sorted(state)[:SHOWN_KEYS]}: set the weights' key to the one "
                 f"holding the state dict (e.g. \"weights\": {{\"path\": ..., \"key\": {json.dumps(nested[0])}}}).")
     prefix = _common_prefix(state)
+    if prefix == "." and {k.removeprefix(prefix) for k in state} & expected:  # "module" stripped from "module.x"
+        return (" Every key starts with '.': the strip_prefix removed a prefix but not its dot; end it with the dot "
+                "(\"strip_prefix\": \"module.\", not \"module\").")
     if prefix and {k.removeprefix(prefix) for k in state} & expected:
         return (f" Every key starts with {prefix!r} (e.g. a model saved from nn.DataParallel): set "
                 f"\"strip_prefix\": {json.dumps(prefix)} in the weights.")

@@ -37,7 +37,8 @@ class WeightsSource:
 
     ``sha256`` is the full hex digest when the publisher gives one, or the prefix that torch.hub
     file names carry (``resnet50-0676ba61.pth``), which is what torchvision publishes.
-    ``path`` is a file shipped with a package (the embedded default's checkpoints);
+    ``path`` is where the file is expected: one a zoo file names, or, with ``shipped``, a file that
+    ships with a package (the embedded default's checkpoints);
     ``trainer`` makes the file on first use (a plugin's own small models).
     ``locations(weights_dir)`` lists more places the file may already be (other names in the
     weights dir, a library's download cache), searched before the torch.hub cache; ``fetch()``
@@ -52,6 +53,7 @@ class WeightsSource:
     path: Path | None = None
     locations: Callable[[Path | None], Sequence[Path]] | None = None
     fetch: Callable[[], Path] | None = None
+    shipped: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,8 +120,9 @@ def _check_hash(path: Path, source: WeightsSource) -> str:
     actual = sha256_of(path)
     if source.sha256 and not actual.startswith(source.sha256):
         raise WeightsUnavailableError(
-            f"{path} has sha256 {actual}, expected {source.sha256}: the file is corrupt or another "
-            "release; delete it and download it again" + (f" from {source.url}" if source.url else "")
+            f"{path} has sha256 {actual}, expected {source.sha256}: the file is corrupt or another release; "
+            + (f"delete it and download it again from {source.url}" if source.url else
+               "if it is the right file, correct the sha256 written for it (or leave the sha256 out)")
         )
     return actual
 
@@ -169,7 +172,7 @@ def resolve_weights(source: WeightsSource, weights_dir: str | os.PathLike | None
             + " or ".join(str(p.parent) for p in candidates)
             + "; put it in one of these folders (or pass --weights-dir DIR)"
             + (f". It ships with the package at {source.path}: is the checkout or install complete?"
-               if source.path is not None else "")
+               if source.shipped else "")
         )
     import torch
 

@@ -60,7 +60,8 @@ def _digits_entries() -> dict[str, ZooEntry]:
         file_name = shipped.get("file", f"{name}.pt")
         entries[name] = ZooEntry(
             name=name, task=TASK, builder=lazy_call(f"{DIGITS_MODULE}:DigitsCNN", widths),
-            weights=WeightsSource(file_name, sha256=shipped.get("sha256"), path=WEIGHTS_DIR / file_name),
+            weights=WeightsSource(file_name, sha256=shipped.get("sha256"), path=WEIGHTS_DIR / file_name,
+                                  shipped=True),
             num_classes=10, dataset="digits", input_size=(1, 8, 8),
             preprocessing=lazy_call(f"{DIGITS_MODULE}:DigitsTransform"),
             params=shipped.get("params"), metrics={"top-1": shipped["top-1"]} if "top-1" in shipped else {},
