@@ -66,9 +66,22 @@ def _error(main, argv, capsys) -> str:
     ([*MODELS, "--ensemble", "digits_cnn_s,digits_cnn_m", "--cards", "/dev/null/cards"], "--cards /dev/null/cards: "
                                                                                           "cannot write in"),
     ([*MODELS, "--weights-dir", "/dev/null"], "--weights-dir /dev/null is a file, not a folder"),
+    ([*MODELS, "--shard", "0/2", "--cache-dir", "memory"], "--shard 0/2 with --cache-dir memory: shares meet only "
+                                                          "in a cache on disk"),
 ])
 def test_bad_eval_options_exit_2_before_work(argv, message, capsys):
     assert message in _error(eval_main, [*RUN, *argv], capsys)
+
+
+def test_a_torchrun_job_with_a_memory_cache_is_refused_before_its_ranks_meet(monkeypatch, capsys):
+    """Each rank would compute its share and throw it away; rank 0 then said a rank had failed."""
+    from committee_tasks.engine import loop
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setattr(loop, "join", lambda *a: pytest.fail("the ranks met"))
+    assert "a torchrun job with --cache-dir memory" in _error(eval_main, [*RUN, *MODELS, "--cache-dir", "memory"],
+                                                             capsys)
 
 
 POOL = ["--pool", "digits_cnn_s,digits_cnn_m", *RUN[:-2]]

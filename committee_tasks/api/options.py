@@ -84,6 +84,10 @@ class ExecutionOptions:
             from committee_tasks.engine.distributed import Share
 
             Share.parse(self.shard)  # refused before any work
+            if self.cache_dir == MEMORY:
+                raise CommitteeError(f"--shard {self.shard} with --cache-dir memory: shares meet only in a cache "
+                                     "on disk, where a later run reads their union; give a --cache-dir folder "
+                                     "(shared by every share), or drop --shard")
 
     @property
     def amp_mode(self) -> str | bool:

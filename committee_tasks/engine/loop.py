@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from committee_tasks.engine.cache import BaseMemberCache, BasePredictionCache
+from committee_tasks.engine.cache import BaseMemberCache, BasePredictionCache, MemoryPredictionCache
 from committee_tasks.committees.predictions import PoolPredictions, SubsetRecord
 from committee_tasks.committees.confidence import get_torch_confidence
 from committee_tasks.core.devices import Stopwatch, autocast, place_module, resolve_device, to_device, use_amp
@@ -176,6 +176,9 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
         if options.share is not None:
             raise CommitteeError(f"--shard {options.share} inside a torchrun job: torchrun already shares the "
                                  "samples between its ranks; drop --shard")
+        if isinstance(cache, MemoryPredictionCache):
+            raise CommitteeError("a torchrun job with --cache-dir memory: its ranks' shares meet only in a cache on "
+                                 "disk (one folder every rank writes); give a --cache-dir folder, or run one process")
         options = replace(options, device=rank_device(rank, options.device), share=rank.share)
         join(rank, options.device)
     _check_pool(members, options)
