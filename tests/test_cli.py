@@ -177,6 +177,35 @@ def test_cards_written_by_eval_are_evaluated_again(digits_members, tmp_path, cap
     assert again["thresholds"] == fitted["thresholds"] and again["name"] == fitted["name"]
 
 
+def test_a_card_chosen_with_temperatures_is_evaluated_with_them(digits_members, tmp_path, capsys):
+    """eval --temperature --cards wrote a card that eval --committee refused; it is now scored
+    with its temperatures, as the committee module runs it (load_committee)."""
+    from committee_tasks import load_committee
+
+    base = ["--dataset", "digits", "--workers", "0", "--no-progress", "--measure-samples", "0"]
+    assert main([*base, "--cascade", "digits_cnn_s,digits_cnn_m", "--temperature", "--cards", str(tmp_path / "cards")]) == 0
+    (card,) = (tmp_path / "cards").glob("*.json")
+    temperatures = json.loads(card.read_text())["members"][0]["temperature"]
+    assert temperatures != 1.0
+    assert main([*base, "--committee", str(card), "--json", str(tmp_path / "card.json")]) == 0
+    report = json.loads((tmp_path / "card.json").read_text())
+    row = next(r for r in report["rows"] if r["kind"] == "cascade")
+    assert report["temperatures"]["digits_cnn_s"] == temperatures
+    # the module with the card's temperatures gives these exits on the same 599 digits
+    from committee_tasks.core.registry import get_task
+    from committee_tasks.engine.inputs import preprocessed_batches
+
+    task = get_task("classification")
+    dataset = task.build_dataset("digits", None, split="test")
+    module = load_committee(card, device="cpu")
+    (batch,) = preprocessed_batches(dataset, module.members, dataset.ids, 599, 599)
+    exits = module(batch).exit_stage.numpy()
+    assert row["exit_fractions"] == pytest.approx([(exits == 0).mean(), (exits == 1).mean()])
+    capsys.readouterr()
+    assert main([*base, "--committee", str(card), "--temperature"]) == 2
+    assert "--temperature with card(s) chosen with their own temperatures" in capsys.readouterr().err
+
+
 def test_a_card_whose_member_changed_is_refused(digits_members, tmp_path, capsys):
     base = ["--dataset", "digits", "--workers", "0", "--no-progress", "--measure-samples", "0"]
     assert main([*base, "--ensemble", "digits_cnn_s,digits_cnn_m", "--cards", str(tmp_path)]) == 0

@@ -66,6 +66,8 @@ def _error(main, argv, capsys) -> str:
     ([*MODELS, "--ensemble", "digits_cnn_s,digits_cnn_m", "--cards", "/dev/null/cards"], "--cards /dev/null/cards: "
                                                                                           "cannot write in"),
     ([*MODELS, "--weights-dir", "/dev/null"], "--weights-dir /dev/null is a file, not a folder"),
+    ([*MODELS, "--limit", "20", "--measure-samples", "30"], "--measure-samples 30 is more than the 20 samples "
+                                                             "--limit evaluates"),
     ([*MODELS, "--shard", "0/2", "--cache-dir", "memory"], "--shard 0/2 with --cache-dir memory: shares meet only "
                                                           "in a cache on disk"),
 ])

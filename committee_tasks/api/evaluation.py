@@ -175,7 +175,7 @@ def card_figures(row: dict[str, Any]) -> dict[str, Any]:
 
 def evaluate(request: EvalRequest, task: Task | None = None) -> EvalReport:
     """Evaluate the request's pool (cached), fit and score its committees, measure them."""
-    from committee_tasks.api.scoring_rows import score_rows
+    from committee_tasks.api.scoring_rows import card_temperatures, score_rows
 
     task = task or prepare_task(request.task, request.models_from)
     objectives = request.fit_objectives()
@@ -185,9 +185,11 @@ def evaluate(request: EvalRequest, task: Task | None = None) -> EvalReport:
 
     for card in request.cards:
         task_of(card, task)
-        if card.temperatures and any(t != 1.0 for t in card.temperatures.values()):
-            raise CommitteeError(f"card {card.name} was chosen with temperature-scaled members; evaluate it with "
-                                 "load_committee (tools/eval.py scores cards without temperatures)")
+    card_temperatures(request)  # cards that disagree, or --temperature with theirs: refused before any work
+    limit, timed = request.data.limit, request.measure.samples
+    if limit is not None and timed is not None and timed > limit:  # known now, not after the evaluation pass
+        raise CommitteeError(f"--measure-samples {timed} is more than the {limit} samples --limit evaluates: pass "
+                             f"at most {limit}, or leave it out to time on all of them")
     pool = load_pool(task, pool_names, request.data, request.models_from, request.execution)
     for card in request.cards:  # a card runs only on the members it was chosen with
         check_members(card, pool.members)

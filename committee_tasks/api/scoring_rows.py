@@ -45,17 +45,42 @@ def fixed_committees(request: EvalRequest) -> list:
     return committees + [card.committee() for card in request.cards]
 
 
+def card_temperatures(request: EvalRequest) -> dict[str, float]:
+    """The temperatures the request's cards were chosen with ({} when all are 1): the whole run
+    is scored and timed with them, so each card's committee exits as it did when it was chosen."""
+    temperatures: dict[str, float] = {}
+    chosen_by: dict[str, str] = {}
+    for card in request.cards:
+        for member, value in card.temperatures.items():
+            if temperatures.setdefault(member, value) != value:
+                raise CommitteeError(f"cards {chosen_by[member]} and {card.name} scale member {member!r} by other "
+                                     f"temperatures ({temperatures[member]:g}, {value:g}): evaluate them in separate "
+                                     "runs")
+            chosen_by.setdefault(member, card.name)
+    if all(value == 1.0 for value in temperatures.values()):
+        return {}
+    if request.temperature:
+        raise CommitteeError(f"--temperature with card(s) chosen with their own temperatures ({temperatures}): drop "
+                             "--temperature (the cards' temperatures are used)")
+    return temperatures
+
+
 def split_pool(task: Task, request: EvalRequest, pool: Pool, fitting: bool) -> _Split:
-    """Calibration and evaluation pools (temperature-scaled when asked); no split when nothing is fitted."""
+    """Calibration and evaluation pools (temperature-scaled when asked, or with the temperatures of
+    the cards evaluated); no split when nothing is fitted."""
+    temperatures = card_temperatures(request)
+    if temperatures:
+        log.info("scored with the temperatures the cards were chosen with: %s",
+                 ", ".join(f"{m}={t:.3f}" for m, t in temperatures.items()))
     if not (fitting or request.temperature):
-        return _Split(None, pool)
+        return _Split(None, pool.tempered(temperatures) if temperatures else pool, temperatures)
     calib, evaluation = pool.calibration_and_evaluation(
         request.calibration, lambda c: calibration_dataset(task, request.data, c))
-    temperatures: dict[str, float] = {}
     if request.temperature:
         temperatures = calib.fit_temperatures()
         log.info("temperatures fitted on the calibration split: %s",
                  ", ".join(f"{m}={t:.3f}" for m, t in temperatures.items()))
+    if temperatures:
         calib, evaluation = calib.tempered(temperatures), evaluation.tempered(temperatures)
     return _Split(calib, evaluation, temperatures)
 
