@@ -115,6 +115,9 @@ def test_objectives_are_objects():
     within = calib.fit(["small", "large"], Budget("large"))
     assert within is not None and calib.score(within).macs_mean <= calib.score("large").macs_mean * (1 + 1e-9)
     assert Budget.parse("2.5e6") == Budget(macs=2.5e6) and Budget.parse("large") == Budget(reference="large")
+    # MACs as the tables print them ("50M" was looked up as a model name), in the API too
+    assert Budget.parse("50M") == Budget(macs=5e7) == Budget("50M") == Budget("5e7")
+    assert Budget.parse("4.09G") == Budget(macs=4.09e9) and Budget.parse("115.4K") == Budget(macs=115400.0)
     with pytest.raises(CommitteeError, match="a reference model or a number of MACs"):
         Budget()
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence, Union
 
 from committee_tasks.core.errors import CommitteeError, require
+from committee_tasks.core.units import parse_macs
 
 if TYPE_CHECKING:
     from committee_tasks.committees.predictions import PoolPredictions
@@ -82,6 +83,9 @@ class Budget(_Objective):
     macs: float | None = None
 
     def __post_init__(self):
+        if self.reference is not None and self.macs is None and parse_macs(self.reference) is not None:
+            object.__setattr__(self, "macs", parse_macs(self.reference))  # Budget("50M"): MACs, as --budget reads it
+            object.__setattr__(self, "reference", None)
         if (self.reference is None) == (self.macs is None):
             raise CommitteeError("a budget is a reference model or a number of MACs per sample: give one of the two")
         if self.macs is not None and not 0 < self.macs < float("inf"):
@@ -89,11 +93,12 @@ class Budget(_Objective):
 
     @classmethod
     def parse(cls, text: str) -> Budget:
-        """``--budget MODEL`` or ``--budget 2.5e8`` (MACs per sample)."""
+        """``--budget MODEL``, or MACs per sample: ``--budget 2.5e8``, ``--budget 50M``."""
         try:
-            return cls(macs=float(text))
+            return cls(macs=float(text))  # "inf" and "nan" too: refused as MACs, not looked up as models
         except ValueError:
-            return cls(reference=text)
+            macs = parse_macs(text)
+            return cls(reference=text) if macs is None else cls(macs=macs)
 
     @property
     def label(self) -> str:

@@ -40,7 +40,7 @@ def build_parser(prog: str = "tools/eval.py") -> argparse.ArgumentParser:
     fit.add_argument("--match", metavar="MODEL", help="fit each --cascade to the cheapest setting whose metric "
                      "is at least MODEL's on the calibration split")
     fit.add_argument("--budget", metavar="MODEL|MACS", help="fit each --cascade to the most accurate setting "
-                     "whose mean MACs are at most MODEL's (or this number)")
+                     "whose mean MACs are at most MODEL's (or this number of MACs per sample: 2.5e8, 250M, 4.1G)")
     fit.add_argument("--guarantee", type=floats, metavar="EPS,DELTA", help="fit each --cascade so that, with "
                      "probability >= 1-DELTA, its metric is at most EPS below --match MODEL's (or --reference's) "
                      "on new data (Learn-then-Test)")

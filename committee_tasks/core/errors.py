@@ -43,7 +43,7 @@ def unknown_name(kind: str, name: str, options: Iterable[str], fix: str = "") ->
     else:
         message += f" ({len(options)} are registered)"
     if fix:
-        message += f" {fix}"
+        message += f"{'' if message.endswith(('?', '.')) else '.'} {fix}"
     return UnknownNameError(message)
 
 
