@@ -110,3 +110,16 @@ def test_bad_committees(classification):
     bad = dict(preds.outputs, c=np.zeros((len(preds.ids), 5), np.float16))
     with pytest.raises(CommitteeError, match="different numbers of classes .*c: 5"):
         PoolPredictions(preds.ids, preds.targets, bad, preds.macs)
+
+
+def test_a_threshold_outside_the_confidence_range_is_refused_where_a_cascade_is_made():
+    """Cascade(..., [1.5]) with max_prob (in the API or an edited card) lets no sample exit; the CLI
+    refused it but the API took it. +inf (a stage the search found no sample should exit at) and -inf
+    (every sample exits) stay."""
+    from committee_tasks import Cascade
+
+    with pytest.raises(CommitteeError, match=r"threshold 1.5 is refused: thresholds of max_prob must be in \[0, 1\]"):
+        Cascade(["a", "b"], [1.5])
+    with pytest.raises(CommitteeError, match=r"threshold 0.5 is refused: thresholds of neg_entropy must be <= 0"):
+        Cascade(["a", "b"], 0.5, confidence="neg_entropy")
+    assert Cascade(["a", "b", "c"], [float("inf"), -np.inf]).thresholds == [float("inf"), -np.inf]

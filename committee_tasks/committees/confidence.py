@@ -130,14 +130,18 @@ def confidence_range(name: str) -> tuple[float, float]:
     return _RANGES.get(name, (-np.inf, np.inf)) if isinstance(name, str) else (-np.inf, np.inf)
 
 
-def check_thresholds(thresholds, confidence, where: str = "--thresholds") -> list[float]:
+def check_thresholds(thresholds, confidence, where: str = "--thresholds", infinite: bool = False) -> list[float]:
     """``thresholds`` as floats when each is a finite number in the confidence's range, else a
-    `CommitteeError` naming ``where`` they came from and the range."""
+    `CommitteeError` naming ``where`` they came from and the range. ``infinite``: +inf and -inf
+    are taken too (a stage no sample exits at, as the search may find; one every sample exits at)."""
     low, high = confidence_range(confidence)
     shown = "any finite number" if np.isinf(low) and np.isinf(high) else \
         f"in [{low:g}, {high:g}]" if np.isfinite(low) else f"<= {high:g}"
     values = []
     for t in thresholds if isinstance(thresholds, (list, tuple, np.ndarray)) else [thresholds]:
+        if infinite and isinstance(t, numbers.Real) and not isinstance(t, bool) and np.isinf(t):
+            values.append(float(t))
+            continue
         if isinstance(t, bool) or not isinstance(t, numbers.Real) or not np.isfinite(t) or not low <= t <= high:
             name = confidence if isinstance(confidence, str) else "a custom confidence"
             raise CommitteeError(f"{where}: threshold {t!r} is refused: thresholds of {name} must be {shown} (a "

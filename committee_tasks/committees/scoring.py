@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from committee_tasks.committees.confidence import get_confidence
+from committee_tasks.committees.confidence import check_thresholds, get_confidence
 from committee_tasks.committees.predictions import PoolPredictions
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.task import Task
@@ -121,6 +121,9 @@ class Cascade:
             )
         if combine not in ("mean", "last"):
             raise CommitteeError(f"unknown cascade combine rule {combine!r}; valid: 'mean', 'last'")
+        # outside the confidence's range a finite threshold lets every sample exit, or none, which
+        # says so better as -inf or +inf (+inf: a stage the search found no sample should exit at)
+        thresholds = check_thresholds(thresholds, confidence, f"cascade of {members}", infinite=True)
         self.members = members
         self.thresholds = thresholds
         self.confidence = confidence
