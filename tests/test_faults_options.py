@@ -286,3 +286,15 @@ def test_binary_video_class_and_list_files_are_named(tmp_path, option):
     binary.write_bytes(bytes(range(128, 256)) * 4)
     with pytest.raises(CommitteeError, match=rf"(class|list) file {binary}: cannot read it \('utf-8' codec"):
         load_kinetics(tmp_path, **{option: binary})
+
+
+def test_ctrl_c_ends_a_tool_with_one_line_and_exit_130(capsys):
+    """An 89-line KeyboardInterrupt traceback ended a run; the loop's `finally` has written its work."""
+    from committee_tasks.core.errors import run_tool
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    assert run_tool(interrupted) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["interrupted (Ctrl-C): every output computed so far is in the cache; the same command resumes"]

@@ -49,7 +49,8 @@ def unknown_name(kind: str, name: str, options: Iterable[str], fix: str = "") ->
 
 def run_tool(run: Callable[..., int], *args) -> int:
     """Run a command-line tool: bad input prints ``error: ...`` on stderr and exits 2, no traceback;
-    SIGTERM ends it after the loop has written what it computed (exit 143)."""
+    SIGTERM (exit 143) and Ctrl-C (exit 130, 128 + SIGINT) end it after the loop has written what
+    it computed, with one line saying so instead of a traceback."""
     from committee_tasks.core.signals import Terminated, terminate_as_exception
 
     try:
@@ -59,6 +60,10 @@ def run_tool(run: Callable[..., int], *args) -> int:
         print("terminated (SIGTERM): every output computed so far is in the cache; the same command resumes",
               file=sys.stderr)
         return 143
+    except KeyboardInterrupt:  # Ctrl-C: the loop's `finally` has written its work, as for SIGTERM
+        print("\ninterrupted (Ctrl-C): every output computed so far is in the cache; the same command resumes",
+              file=sys.stderr)
+        return 130
     except ShareDone as done:
         if str(done):
             print(done)
