@@ -412,6 +412,21 @@ def test_a_base_model_with_new_weights_is_one_entry(tmp_path):
     assert member.fingerprint != get_task("classification").describe_member("resnet20").fingerprint
 
 
+def test_a_card_of_zoo_file_models_loads_with_the_task_that_read_the_file(image_world):
+    """get_task makes a new task each call, so load_committee(card) does not know the zoo file: the
+    error says to pass the task (it said only to build the members by hand)."""
+    from committee_tasks import load_committee
+
+    task, names, pool = evaluated("classification", image_world)
+    card = pool.card(Ensemble(names[:2]))
+    with pytest.raises(CommitteeError, match=r"member 'plain_a' of the card cannot be built: it is not in the zoo "
+                                             r"of task 'classification'. A model of a zoo file: pass the task that read "
+                                             r"it, load_committee\(card, task=task\) after task.add_zoo_file\(path\)"):
+        load_committee(card)
+    out = load_committee(card, task=task, device="cpu").predict_samples([image_world["data"][i].data for i in range(4)])
+    np.testing.assert_allclose(out.probs.numpy(), pool.score(Ensemble(names[:2])).combined[:4], atol=1e-6)
+
+
 def test_builder_kwargs_are_part_of_the_cache_key(tmp_path, image_world):
     """The same weights with other kwargs (max pooling for average) are another member: a disk
     cache written with one entry must not answer for the other (it did, with the old figures)."""

@@ -197,7 +197,9 @@ def task_of(card: CommitteeCard, task: Task | None = None) -> Task:
 def _build(task: Task, chosen: CardMember, weights_dir: str | Path | None) -> Member:
     if chosen.name not in task.entries():
         why = ("the card holds its full zoo entry, which load_committee does not build yet" if chosen.entry is not None
-               else f"it is not in task {task.name!r}'s zoo")
-        raise CommitteeError(f"member {chosen.name!r} of the card cannot be built: {why}; build it yourself and pass "
-                             f"it: load_committee(card, members={{{chosen.name!r}: member}})")
+               else f"it is not in the zoo of task {task.name!r}")
+        raise CommitteeError(f"member {chosen.name!r} of the card cannot be built: {why}. A model of a zoo file: pass "
+                             "the task that read it, load_committee(card, task=task) after task.add_zoo_file(path) "
+                             "(get_task makes a new task each call); or build it yourself and pass it: "
+                             f"load_committee(card, members={{{chosen.name!r}: member}})")
     return task.build_member(chosen.name, weights_dir)
