@@ -147,3 +147,24 @@ def test_the_printed_front_shows_as_many_points_as_it_says_the_cheapest_and_the_
     assert "(16 models and committees; 12 shown" in lines[0] and len(lines) == 13
     assert lines[1].endswith(" c0") and lines[-1].endswith(" c15")
     assert len(_front_lines({**report, "front": report["front"][:5]}, 12)) == 6
+
+
+def test_a_greedy_search_picks_and_fronts_as_the_exhaustive_one_does(digits_members, tmp_path):
+    """--greedy printed a "Pareto front" of dominated points, no similar-cost committee, and as a
+    reference's match a cascade costlier than the reference itself."""
+    out = tmp_path / "greedy.json"
+    assert main(["--pool", ",".join(DIGITS), *COMMON, "--greedy", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    figures = {p["name"]: (p["macs_mean"]["calibration"], p["metric"]["calibration"])
+               for p in [*report["points"], *report["members"]]}
+    front = [figures[n] for n in report["front"]]
+    assert front and all(not (c <= fc and m >= fm and (c, m) != (fc, fm)) for fc, fm in front for c, m in front)
+    for ref in report["references"]:
+        ref_macs, ref_metric = figures[ref["reference"]]
+        if ref["similar_accuracy"]:
+            macs, metric = figures[ref["similar_accuracy"]["name"]]
+            assert macs <= ref_macs and metric >= ref_metric - 1e-9
+        if ref["similar_cost"]:
+            macs, metric = figures[ref["similar_cost"]["name"]]
+            assert macs <= ref_macs * (1 + 1e-9) and metric >= ref_metric
+    assert any(ref["similar_cost"] for ref in report["references"])

@@ -106,12 +106,32 @@ def _committee(c: Candidate, confidence: str, combine: str):
     return Cascade(c.members, c.thresholds, confidence=confidence, combine=combine)
 
 
-def _greedy_picks(task: Task, cal: PoolPredictions, s: SearchSettings, confidence: str, timings: dict) -> dict:
+def _greedy_picks(task: Task, cal: PoolPredictions, s: SearchSettings, confidence: str, timings: dict,
+                  figures: _Figures) -> tuple[dict, list]:
+    """Picks per reference and the front among what the greedy construction considers: the members
+    and one cascade built per reference. Like the exhaustive search, a pick is the cheapest
+    candidate matching the reference's calibration metric (within ``alpha``, the construction's
+    slack) and the most accurate within its MACs, so a greedy cascade costlier than its reference
+    is not its match (the reference is), and the front holds only points none dominates."""
     t0 = time.perf_counter()
-    picks = {ref: {"similar_accuracy": greedy_cascade(cal, task, s.pool, ref, s.alpha, confidence, s.levels),
-                   "similar_cost": None} for ref in s.references}
+    built = [greedy_cascade(cal, task, s.pool, ref, s.alpha, confidence, s.levels) for ref in s.references]
     timings["greedy"] = time.perf_counter() - t0
-    return picks
+    candidates = list({c.name: c for c in [*(Single(m) for m in s.pool), *built]}.values())
+    figs = {c.name: figures(c) for c in candidates}
+    cost = {n: f["macs_mean"]["calibration"] for n, f in figs.items()}
+    metric = {n: f["metric"]["calibration"] for n, f in figs.items()}
+    picks = {}
+    for ref in s.references:  # the reference itself is always a candidate: both picks exist
+        allowed = [c for c in candidates if not s.worst_case  # --worst-case: within its worst-case MACs too
+                   or figs[c.name]["macs_worst"] <= figs[ref]["macs_worst"] * (1 + 1e-9)]
+        matching = [c for c in allowed if metric[c.name] >= metric[ref] - s.alpha - 1e-9]
+        within = [c for c in allowed if cost[c.name] <= cost[ref] * (1 + 1e-9)]
+        picks[ref] = {"similar_accuracy": min(matching, key=lambda c: (cost[c.name], -metric[c.name])),
+                      "similar_cost": max(within, key=lambda c: (metric[c.name], -cost[c.name]))}
+    front = [c for c in candidates if not any(
+        cost[o.name] <= cost[c.name] and metric[o.name] >= metric[c.name]
+        and (cost[o.name], metric[o.name]) != (cost[c.name], metric[c.name]) for o in candidates)]
+    return picks, front
 
 
 def _exhaustive(task: Task, cal: PoolPredictions, ev: PoolPredictions, s: SearchSettings, confidence: str,
@@ -169,8 +189,7 @@ def search_variant(task: Task, cal: PoolPredictions, ev: PoolPredictions, confid
     timings: dict[str, float] = {}
     points: dict[str, dict[str, Any]] = {}
     if s.uses_greedy:
-        picks = _greedy_picks(task, cal, s, confidence, timings)
-        front_specs = [p["similar_accuracy"] for p in picks.values() if p["similar_accuracy"] is not None]
+        picks, front_specs = _greedy_picks(task, cal, s, confidence, timings, figures)
         configurations = len(s.pool)
     else:
         picks, front_specs, configurations, points = _exhaustive(task, cal, ev, s, confidence, figures, timings)
