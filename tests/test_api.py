@@ -242,3 +242,11 @@ def test_float_targets_holding_indices_are_taken_and_an_empty_pool_is_refused():
     assert as_float.score("small").metric == Pool.evaluate([small], data).score("small").metric
     with pytest.raises(CommitteeError, match="no members to evaluate"):
         Pool.evaluate([], data)
+
+
+def test_a_member_declaring_other_classes_than_it_outputs_is_refused():
+    """Member.from_module(net, num_classes=5) of a 3-output net was scored as a 5-class member."""
+    small, _ = _members()
+    wrong = Member.from_module(small.module, name="wrong", num_classes=5)
+    with pytest.raises(CommitteeError, match=r"member 'wrong' declares 5 classes but outputs shape \(\d+, 3\)"):
+        Pool.evaluate([wrong], ArrayDataset(_data().inputs, np.zeros(200, dtype=np.int64)))

@@ -404,6 +404,10 @@ class _Runner:
                 f"(samples {[batch.ids[i] for i in rows][:3]}...): {type(err).__name__}: {err}"
             ) from err
         self.timed[m.name] += len(rows)
+        if probs.dim() < 2 or probs.shape[1] != m.num_classes:  # scored as if it had the classes it declares
+            raise CommitteeError(f"member {m.name!r} declares {m.num_classes} classes but outputs shape "
+                                 f"{tuple(probs.shape)} (classes on dimension 1): give its num_classes as the "
+                                 "module's output width, or a class map selecting the dataset's classes")
         if self.subsets:  # kept on the device; otherwise checked on the host copy (one wait per member)
             _check_finite(probs, m.name, [batch.ids[i] for i in rows])
         self.phases.lap("members")
