@@ -112,6 +112,8 @@ def test_objectives_are_objects():
     calib, _ = Pool.evaluate([small, large], _data()).split(0.5)
     matched = calib.fit(["small", "large"], Match("large"))
     assert matched is None or calib.score(matched).metric >= calib.score("large").metric - 1e-9
+    again = calib.fit("small, large", Match("large"))  # "a,b", as the command line takes it
+    assert (again and again.name) == (matched and matched.name)
     within = calib.fit(["small", "large"], Budget("large"))
     assert within is not None and calib.score(within).macs_mean <= calib.score("large").macs_mean * (1 + 1e-9)
     assert Budget.parse("2.5e6") == Budget(macs=2.5e6) and Budget.parse("large") == Budget(reference="large")

@@ -68,6 +68,8 @@ def _error(main, argv, capsys) -> str:
     ([*MODELS, "--weights-dir", "/dev/null"], "--weights-dir /dev/null is a file, not a folder"),
     ([*MODELS, "--limit", "20", "--measure-samples", "30"], "--measure-samples 30 is more than the 20 samples "
                                                              "--limit evaluates"),
+    ([*MODELS, "--json", "/tmp/same.out", "--csv", "/tmp/same.out"], "--json and --csv both name /tmp/same.out: "
+                                                                     "the second would overwrite the first"),
     ([*MODELS, "--shard", "0/2", "--cache-dir", "memory"], "--shard 0/2 with --cache-dir memory: shares meet only "
                                                           "in a cache on disk"),
 ])

@@ -182,10 +182,11 @@ class Pool:
 
         return (Single(committee) if isinstance(committee, str) else committee).evaluate(self.predictions, self.task)
 
-    def fit(self, members: Sequence[str], objective: Objective, settings: FitSettings | None = None):
-        """The cascade ``members`` (in this order) with thresholds fitted on this pool for
-        ``objective``; None when no setting meets it."""
-        return objective.fit(self.predictions, self.task, list(members), settings or FitSettings())
+    def fit(self, members: Sequence[str] | str, objective: Objective, settings: FitSettings | None = None):
+        """The cascade ``members`` (in this order; a list, or "a,b" as the command line takes it)
+        with thresholds fitted on this pool for ``objective``; None when no setting meets it."""
+        names = members.split(",") if isinstance(members, str) else list(members)  # not "a,b" letter by letter
+        return objective.fit(self.predictions, self.task, [n.strip() for n in names], settings or FitSettings())
 
     def member(self, name: str) -> Member:
         """The built member (building it now if it was only described)."""

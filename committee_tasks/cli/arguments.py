@@ -116,6 +116,12 @@ def check_outputs(files: dict, folders: dict | None = None) -> None:
 
     wanted = [(flag, Path(p), True) for flag, p in files.items() if p is not None]
     wanted += [(flag, Path(p), False) for flag, p in (folders or {}).items() if p is not None]
+    seen: dict[Path, str] = {}
+    for flag, path, _ in wanted:  # one would overwrite the other, silently
+        other = seen.setdefault(path.resolve(), flag)
+        if other != flag:
+            raise CommitteeError(f"{other} and {flag} both name {path}: the second would overwrite the first; give "
+                                 "each its own file")
     for flag, path, is_file in wanted:
         if is_file and path.is_dir():
             raise CommitteeError(f"{flag} {path} is a folder: name a file in it")
