@@ -352,3 +352,11 @@ def test_decord_does_not_break_opencv_png_decoding(tmp_path):
             f"assert cv2.imread({str(png)!r}) is not None")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-1000:]
+
+
+def test_cost_notes_are_kept_when_everything_is_cached(world):
+    """A run that reads every output from the cache builds no member: the notes on how each
+    member's cost is made up came from built members only, so they vanished."""
+    first = run_eval(world, "--models", f"{A},{B}", json_name="notes1.json")
+    again = run_eval(world, "--models", f"{A},{B}", json_name="notes2.json")
+    assert first["cost_notes"] and again["cost_notes"] == first["cost_notes"]

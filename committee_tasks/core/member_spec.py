@@ -61,6 +61,7 @@ class MemberSpec:
     entry: ZooEntry | None
     builder: Callable[[], "Member"] = field(repr=False, compare=False)
     _built: "Member | None" = field(default=None, init=False, repr=False, compare=False)
+    cached_cost_note: str | None = field(default=None, init=False, repr=False, compare=False)  # from its cache
 
     @property
     def is_built(self) -> bool:
@@ -79,9 +80,9 @@ class MemberSpec:
         return self._built
 
     def cost_note(self) -> str | None:
-        """The built member's note on how its cost is made up; None while unbuilt (the note may
-        need the model, e.g. a video member's MACs per view)."""
-        return self._built.cost_note() if self._built is not None else None
+        """The built member's note on how its cost is made up; while unbuilt (the note may need
+        the model, e.g. a video member's MACs per view), the note its cache recorded."""
+        return self._built.cost_note() if self._built is not None else self.cached_cost_note
 
 
 def describe_entry(name: str, entry: ZooEntry, weights_dir: Any, builder: Callable[[], "Member"]) -> MemberSpec:

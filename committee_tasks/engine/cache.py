@@ -352,6 +352,15 @@ class BaseMemberCache(abc.ABC):
             mine.update(device=device, batch_size=batch_size)
             self._save_manifest(self.manifest)
 
+    def record_cost_note(self, note: str) -> None:
+        """The member's note on how its cost is made up, for runs that read it without building it."""
+        if self.manifest.get("cost_note") == note:
+            return
+        with self._manifest_lock():
+            self.manifest = self._read_manifest() or self.manifest
+            self.manifest["cost_note"] = note
+            self._save_manifest(self.manifest)
+
     writer = "memory"  # the name of this process's shards and timing (MemberCache: host-pid-random)
 
     def throughput(self) -> float | None:  # timing is validated where the manifest is read (clean_timing)

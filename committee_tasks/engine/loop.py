@@ -225,6 +225,9 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
     preds = PoolPredictions.from_members(loaded, {sid: skipped[sid] for sid in wanted if sid in skipped},
                                          {sid: notes[sid] for sid in kept if sid in notes},
                                          subsets=records or None, num_classes=members[0].num_classes)
+    for m in members:  # a member read from the cache alone still says how its cost is made up
+        if isinstance(m, MemberSpec) and not m.is_built:
+            m.cached_cost_note = pending[m.name].cache.manifest.get("cost_note")
     if getattr(preds, "targets", None) is not None:  # what the dataset gave for the samples kept
         task.check_targets(preds.targets, preds.ids, members[0].num_classes)
     preds.fingerprints = {"dataset": {"name": dataset.name, "fingerprint": dataset_fp},
@@ -465,6 +468,8 @@ class _Runner:
             if self.timed[m.name]:
                 attempt(self.pending[m.name].cache.add_timing, self.timed[m.name], self.watches[m.name].seconds,
                         str(self.device), self.options.batch_size)
+                if m.cost_note():
+                    attempt(self.pending[m.name].cache.record_cost_note, m.cost_note())
         if errors:
             raise errors[0]
 
