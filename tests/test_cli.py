@@ -183,7 +183,8 @@ def test_a_card_chosen_with_temperatures_is_evaluated_with_them(digits_members, 
     from committee_tasks import load_committee
 
     base = ["--dataset", "digits", "--workers", "0", "--no-progress", "--measure-samples", "0"]
-    assert main([*base, "--cascade", "digits_cnn_s,digits_cnn_m", "--temperature", "--cards", str(tmp_path / "cards")]) == 0
+    assert main([*base, "--cascade", "digits_cnn_s,digits_cnn_m", "--temperature",
+                 "--cards", str(tmp_path / "cards")]) == 0
     (card,) = (tmp_path / "cards").glob("*.json")
     temperatures = json.loads(card.read_text())["members"][0]["temperature"]
     assert temperatures != 1.0

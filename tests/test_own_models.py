@@ -375,7 +375,8 @@ def test_weight_file_mistakes_name_the_model_and_the_fix(image_world):
     zoo = folder / "weight_mistakes.json"
     zoo.write_text(json.dumps({"models": [
         {**base, "name": "missing", "weights": "nothere.pth"},
-        {**base, "name": "wrong_sha", "weights": {"path": "prefixed_c.pth", "strip_prefix": "module.", "sha256": "0" * 64}},
+        {**base, "name": "wrong_sha",
+         "weights": {"path": "prefixed_c.pth", "strip_prefix": "module.", "sha256": "0" * 64}},
         {**base, "name": "no_dot", "weights": {"path": "prefixed_c.pth", "strip_prefix": "module"}}]}))
     task = get_task("classification")
     task.add_zoo_file(zoo)

@@ -141,8 +141,11 @@ def test_the_printed_front_shows_as_many_points_as_it_says_the_cheapest_and_the_
     """16 points with 12 to show printed 8 (every second one) and never the last, most accurate one."""
     from committee_tasks.reporting.search_text import _front_lines
 
-    figures = lambda i: {"macs_mean": {"calibration": 1e6 * (i + 1)}, "metric": {"calibration": 80 + i, "evaluation": 80 + i}}
-    report = {"points": [{"name": f"c{i}", **figures(i)} for i in range(16)], "members": [], "front": [f"c{i}" for i in range(16)]}
+    def figures(i):
+        return {"macs_mean": {"calibration": 1e6 * (i + 1)}, "metric": {"calibration": 80 + i, "evaluation": 80 + i}}
+
+    report = {"points": [{"name": f"c{i}", **figures(i)} for i in range(16)], "members": [],
+              "front": [f"c{i}" for i in range(16)]}
     lines = _front_lines(report, 12)
     assert "(16 models and committees; 12 shown" in lines[0] and len(lines) == 13
     assert lines[1].endswith(" c0") and lines[-1].endswith(" c15")

@@ -162,7 +162,8 @@ class Pool:
         Tempering a tempered pool multiplies the temperatures."""
         unknown = sorted(set(temperatures) - set(self.members))
         if unknown:
-            raise CommitteeError(f"temperatures for {unknown}, which are not members of this pool ({list(self.members)})")
+            raise CommitteeError(f"temperatures for {unknown}, which are not members of this pool "
+                                 f"({list(self.members)})")
         pool = self._with(self.predictions.tempered(temperatures))
         for name, value in temperatures.items():
             pool.temperatures[name] = pool.temperatures.get(name, 1.0) * float(value)
@@ -198,7 +199,8 @@ class Pool:
     def card(self, committee, figures: Mapping[str, Any] | None = None,
              temperatures: Mapping[str, float] | None = None) -> CommitteeCard:
         """A committee card: what `load_committee` needs to run ``committee`` (a member's name, or
-        a Single / Ensemble / Cascade) on new batches. ``temperatures``: the members' temperature scaling (a `tempered` pool's own by default)."""
+        a Single / Ensemble / Cascade) on new batches. ``temperatures``: the members' temperature
+        scaling (a `tempered` pool's own by default)."""
         from committee_tasks.committees.cards import CommitteeCard
 
         from committee_tasks.committees.scoring import Single

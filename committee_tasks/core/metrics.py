@@ -37,7 +37,8 @@ class Top1Statistics:
         if not integral:
             first = targets[0].item() if len(targets) else None
             raise CommitteeError(f"top-1 needs class indices (integers), but the targets are {targets.dtype} values "
-                                 f"such as {first!r} (sample {ids[0]!r}): map class names to indices 0..{num_classes - 1}")
+                                 f"such as {first!r} (sample {ids[0]!r}): map class names to indices "
+                                 f"0..{num_classes - 1}")
         bad = np.flatnonzero((targets < 0) | (targets >= num_classes))
         if len(bad):
             examples = ", ".join(f"sample {ids[i]!r}: {targets[i].item()}" for i in bad[:3])
