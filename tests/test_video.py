@@ -81,6 +81,20 @@ def per_view_macs(name: str) -> int:
     return count_macs(build_tiny(name), clip)
 
 
+def assert_top1(metric: float, probs: np.ndarray, targets: np.ndarray, tie: float = 1e-5) -> None:
+    """``metric`` is the top-1 of ``probs``, where a sample whose two largest probabilities lie
+    within ``tie`` may count either way: these random members' outputs are near uniform (each
+    world's x264 encoding differs a little, and some give a top-2 margin of 4e-7), and the
+    toolkit's channels-last convolutions round otherwise than the reference's contiguous ones."""
+    top2 = np.sort(probs, axis=1)[:, -2:]
+    close = top2[:, 1] - top2[:, 0] < tie
+    correct = probs.argmax(1) == targets
+    low, high = 100 * np.mean(correct & ~close), 100 * np.mean(correct | close)
+    assert low - 1e-9 <= metric <= high + 1e-9, (metric, low, high)
+    if not close.any():
+        assert metric == pytest.approx(100 * np.mean(correct))
+
+
 def test_ensemble_and_cascade_match_numpy_reference(world):
     probs = {m: reference_view_probs(world, m) for m in (A, B)}
     ids = sorted(probs[A])
@@ -94,16 +108,16 @@ def test_ensemble_and_cascade_match_numpy_reference(world):
     assert macs[A] == 9 * per_view_macs(A) and macs[B] == 6 * per_view_macs(B)  # views x per-view MACs
 
     for m in (A, B):
-        assert rows[m]["metric"] == pytest.approx(100 * np.mean(video[m].argmax(1) == targets))
+        assert_top1(rows[m]["metric"], video[m], targets)
         assert rows[m]["macs_mean"] == macs[m]
     ensemble = (video[A] + video[B]) / 2
-    assert rows[f"ensemble({A}+{B})"]["metric"] == pytest.approx(100 * np.mean(ensemble.argmax(1) == targets))
+    assert_top1(rows[f"ensemble({A}+{B})"]["metric"], ensemble, targets)
     exits = video[A].max(axis=1) >= threshold
     cascade = np.where(exits[:, None], video[A], ensemble)
     row = rows[f"cascade({A}>{B})@{threshold:g}"] if f"cascade({A}>{B})@{threshold:g}" in rows else \
         next(r for r in report["rows"] if r["kind"] == "cascade")
     assert 0 < exits.sum() < len(ids)  # both stages are used
-    assert row["metric"] == pytest.approx(100 * np.mean(cascade.argmax(1) == targets))
+    assert_top1(row["metric"], cascade, targets)
     assert row["macs_mean"] == pytest.approx(macs[A] + (~exits).mean() * macs[B])
     assert row["macs_worst"] == macs[A] + macs[B]
     assert report["cost_notes"][A].startswith("9 views x")
