@@ -334,3 +334,25 @@ def test_a_rank_killed_mid_run_then_a_rerun_computes_only_what_is_missing(tmp_pa
     assert f"rank 1 of 2: computed {rank1} samples" in rerun.stdout, rerun.stdout
     same_report(tmp_path / "single.json", tmp_path / "ranks.json")
     same_cache(tmp_path / "single", cache)  # every sample exactly once, bit for bit
+
+
+def test_identical_copies_of_two_writers_are_warned_about_once(tmp_path, caplog):
+    """Every later run warned again about the same identical copies, for ever; now once, then
+    quietly, and again only when other copies appear."""
+    from committee_tasks.engine.cache import MemberCache
+
+    ids = np.array(["a", "b"])
+    outputs = np.array([[1.0], [2.0]], np.float16)
+    MemberCache(tmp_path / "m", "f" * 64, {"member": "m"}).write_shard({"ids": ids, "outputs": outputs})
+    MemberCache(tmp_path / "m", "f" * 64, {"member": "m"}).write_shard({"ids": ids[1:], "outputs": outputs[1:]})
+    warned = []
+    for _ in range(3):  # three later runs
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            MemberCache(tmp_path / "m", "f" * 64, {"member": "m"}).load(["a", "b"])
+        warned.append("computed by two writers" in caplog.text)
+    assert warned == [True, False, False]
+    MemberCache(tmp_path / "m", "f" * 64, {"member": "m"}).write_shard({"ids": ids[:1], "outputs": outputs[:1]})
+    with caplog.at_level(logging.WARNING):
+        MemberCache(tmp_path / "m", "f" * 64, {"member": "m"}).load(["a", "b"])
+    assert "2 samples were computed by two writers" in caplog.text

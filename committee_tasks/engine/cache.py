@@ -33,7 +33,8 @@ machine or on a shared filesystem: each names its shards with its own writer id
 of manifest.json and dataset.json run under a file lock (``filelock``); readers list the shards
 afresh each time and see only renamed, whole files. A sample two writers both computed is read
 from the first shard in name order, deterministically, and a warning says whether the copies
-were identical.
+were identical (once: the manifest remembers it, and later reads of the same identical copies say
+it at log level info).
 
 `MemoryPredictionCache` has the same interface and keeps everything in dictionaries: a run that
 should leave nothing on disk (a quick look, a test) uses it instead.
@@ -403,9 +404,17 @@ class BaseMemberCache(abc.ABC):
         again = np.flatnonzero(first != np.arange(len(ids)))
         same = all(np.array_equal(v[again], v[first[again]], equal_nan=v.dtype.kind == "f")
                    for k, v in arrays.items() if k != "ids")
-        log.warning("%s: %d samples were computed by two writers; read from the first shard in name order "
-                    "(the copies are %s)", self.folder, len(again),
-                    "identical" if same else "NOT identical: the writers ran the member differently")
+        seen = f"{len(again)} {'identical' if same else 'different'}"
+        # said once as a warning; every later read of the same copies says it quietly (log level info)
+        level = logging.INFO if self.manifest.get("duplicates_reported") == seen and same else logging.WARNING
+        log.log(level, "%s: %d samples were computed by two writers; read from the first shard in name order "
+                "(the copies are %s)", self.folder, len(again),
+                "identical" if same else "NOT identical: the writers ran the member differently")
+        if level == logging.WARNING:
+            with self._manifest_lock():
+                self.manifest = self._read_manifest() or self.manifest
+                self.manifest["duplicates_reported"] = seen
+                self._save_manifest(self.manifest)
 
 
 class MemberCache(BaseMemberCache):
