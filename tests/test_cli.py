@@ -164,7 +164,7 @@ def test_console_command_equals_the_tool(digits_members, tmp_path):
     assert console["provenance"]["command"].startswith("'committee eval' --config")
 
 
-def test_cards_written_by_eval_are_evaluated_again(digits_members, tmp_path, capsys):
+def test_cards_written_by_eval_are_evaluated_again(digits_members, tmp_path, capsys, caplog):
     base = ["--dataset", "digits", "--workers", "0", "--no-progress", "--measure-samples", "0"]
     assert main([*base, "--cascade", "digits_cnn_s,digits_cnn_m", "--json", str(tmp_path / "fit.json"),
                  "--cards", str(tmp_path / "cards")]) == 0
@@ -175,6 +175,7 @@ def test_cards_written_by_eval_are_evaluated_again(digits_members, tmp_path, cap
     again = next(r for r in json.loads((tmp_path / "card.json").read_text())["rows"] if r["kind"] == "cascade")
     # the card scores on all 599 digits; its thresholds are the fitted ones to the last bit
     assert again["thresholds"] == fitted["thresholds"] and again["name"] == fitted["name"]
+    assert f"card {fitted['name']} was fitted on 314 samples of this dataset, which are scored here too" in caplog.text
 
 
 def test_a_card_chosen_with_temperatures_is_evaluated_with_them(digits_members, tmp_path, capsys):

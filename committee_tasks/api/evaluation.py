@@ -191,8 +191,14 @@ def evaluate(request: EvalRequest, task: Task | None = None) -> EvalReport:
         raise CommitteeError(f"--measure-samples {timed} is more than the {limit} samples --limit evaluates: pass "
                              f"at most {limit}, or leave it out to time on all of them")
     pool = load_pool(task, pool_names, request.data, request.models_from, request.execution)
+    evaluated = pool.predictions.fingerprints.get("dataset", {}).get("fingerprint")
     for card in request.cards:  # a card runs only on the members it was chosen with
         check_members(card, pool.members)
+        fitted_on = (card.dataset or {}).get("fingerprint")
+        if fitted_on and fitted_on == evaluated and "calibration" in card.figures:
+            log.warning("card %s was fitted on %s samples of this dataset, which are scored here too: its figures "
+                        "include the samples it was fitted on (its card records those of the held-out split)",
+                        card.name, card.figures["calibration"].get("samples", "some"))
     return score_rows(task, request, pool, objectives)
 
 
