@@ -148,7 +148,7 @@ def test_refuses_a_member_it_cannot_find(classification, digits_members):
     own = member_like(digits_members["digits_cnn_m"], name="my_net")  # an in-memory model, not in the zoo
     card = card_of(Cascade(["digits_cnn_s", "my_net"], 0.9), {"digits_cnn_s": digits_members["digits_cnn_s"],
                                                              "my_net": own})
-    with pytest.raises(CommitteeError, match=r"'my_net'.*not in task 'classification'.*members=\{'my_net'"):
+    with pytest.raises(CommitteeError, match=r"'my_net'.*not in the zoo of task 'classification'.*members=\{'my_net'"):
         load_committee(card, device="cpu")
     with pytest.raises(CommitteeError, match=r"'my_net' of the card .* was not given"):
         CommitteeModule(card, {"digits_cnn_s": digits_members["digits_cnn_s"]}, classification, device="cpu")

@@ -7,7 +7,8 @@ import copy
 import numpy as np
 import pytest
 
-from committee_tasks import LoopOptions, Member, PredictionCache, evaluate_pool
+from committee_tasks import CommitteeError, LoopOptions, Member, PredictionCache, evaluate_pool
+from committee_tasks.core.registry import get_task
 from committee_tasks.engine.loop import NonFiniteOutputError
 from committee_tasks_builtin.classification.datasets import DigitsDataset
 
@@ -152,12 +153,28 @@ def test_members_with_different_class_counts_are_refused(classification, digits_
                       options=LoopOptions(**OPTIONS))
 
 
-def test_preprocessing_without_stable_repr_is_refused(digits_members):
+def test_preprocessing_without_stable_repr_is_refused_where_it_must_be_found_again(digits_members, tmp_path):
+    """A lambda's repr holds a memory address: a disk cache or a saved card could never find it
+    again. A memory cache (a notebook session) takes it; it refused it too."""
+    from committee_tasks import Single
+    from committee_tasks.committees.cards import CommitteeCard
+    from committee_tasks.engine.cache import MemoryPredictionCache
+
     base = digits_members["digits_cnn_s"]
     member = Member(base.name, base.module, lambda image: base.transform(image), base.weights_sha256,
                     base.num_classes, base.to_probs)
-    with pytest.raises(Exception, match="has no stable repr .* memory address"):
-        member.fingerprint
+    task = get_task("classification")
+    with pytest.raises(CommitteeError, match="has no stable repr .* memory address, so a prediction cache on disk"):
+        evaluate_pool(task, [member], DigitsDataset(), PredictionCache(tmp_path), limit=8,
+                      options=LoopOptions(**OPTIONS))
+    in_memory, _ = evaluate_pool(task, [member], DigitsDataset(), MemoryPredictionCache(), limit=8,
+                                 options=LoopOptions(**OPTIONS))
+    cached, _ = evaluate_pool(task, [base], DigitsDataset(), MemoryPredictionCache(), limit=8,
+                              options=LoopOptions(**OPTIONS))
+    np.testing.assert_array_equal(in_memory.outputs[base.name], cached.outputs[base.name])
+    card = CommitteeCard.from_committee(Single(base.name), "classification", {base.name: member})
+    with pytest.raises(CommitteeError, match="memory address, so a card loaded in another session"):
+        card.save(tmp_path / "card.json")
 
 
 def test_outputs_are_flushed_by_time_as_well_as_by_count(classification, digits_members, tmp_path, monkeypatch):

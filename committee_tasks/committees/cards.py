@@ -25,6 +25,7 @@ from committee_tasks.core.provenance import provenance as current_provenance
 if TYPE_CHECKING:
     from committee_tasks.core.members import Member
 from committee_tasks.core.files import atomic_write_json
+from committee_tasks.core.member_spec import check_stable_key
 
 CARD_VERSION = 1
 KINDS = ("member", "ensemble", "cascade")
@@ -151,6 +152,9 @@ class CommitteeCard:
     def save(self, path: str | Path) -> Path:
         """Write the card as JSON (atomically: a crash leaves the old file or the new one)."""
         path = Path(path)
+        for member in self.members:  # a saved card is loaded by another session
+            if member.preprocessing:
+                check_stable_key(member.name, member.preprocessing, "a card loaded in another session")
         atomic_write_json(path, self.to_dict())
         return path
 

@@ -21,15 +21,22 @@ if TYPE_CHECKING:
 
 
 def transform_key(member: str, transform: Any) -> str:
-    """Identifies a preprocessing; it is part of the cache key, so it must be stable across runs."""
-    key = repr(transform)
+    """Identifies a preprocessing; it is part of the cache key. A key that is not stable across
+    runs (a lambda's repr) serves one session (a memory cache, a card used in it); what outlives
+    the session checks it (`check_stable_key`)."""
+    return repr(transform)
+
+
+def check_stable_key(member: str, key: str, kept: str) -> None:
+    """Refuse a preprocessing key holding a memory address where it must be found again by
+    another run (``kept``: what would keep it, e.g. "a prediction cache on disk")."""
     if re.search(r" at 0x[0-9a-fA-F]+", key):
         raise CommitteeError(
             f"the preprocessing of member {member!r} has no stable repr ({key[:120]!r}): it holds a "
-            "memory address, so its cached outputs could never be found again. Use a transform class "
-            "whose __repr__ lists its parameters (torchvision transforms do) instead of a lambda"
+            f"memory address, so {kept} could never find it again. Use a transform class whose __repr__ "
+            "lists its parameters (torchvision transforms do) instead of a lambda, or keep the "
+            "predictions in memory (cache=\"memory\", --cache-dir memory)"
         )
-    return key
 
 
 def member_fingerprint(weights_sha256: str, transform_key: str, num_classes: int,

@@ -62,6 +62,7 @@ import numpy as np
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.files import atomic_write, atomic_write_json, default_cache_root
 from committee_tasks.core.names import path_component
+from committee_tasks.core.member_spec import check_stable_key
 from committee_tasks.core.task import as_float32
 
 FORMAT_VERSION = 1
@@ -574,6 +575,8 @@ class PredictionCache(BasePredictionCache):
         self.root = Path(root) if root is not None else default_cache_root()
 
     def _open_member(self, folder: Path, fingerprint: str, description: Mapping[str, Any]) -> MemberCache:
+        check_stable_key(str(description.get("member")), str(description.get("preprocessing", "")),
+                         "a prediction cache on disk")
         return MemberCache(folder, fingerprint, description)
 
     def _dataset_info(self, dataset_folder: Path) -> dict | None:
