@@ -133,11 +133,13 @@ class CommitteeModule(torch.nn.Module):
         """``batch`` as the pool's evaluation gave it to the members of ``key``: `AsTensor` (a
         `Member.from_module` without a transform) made float32 of any numeric array, so here too;
         other preprocessing made the tensors the members take, and another floating dtype is refused
-        by name where it would fail inside a convolution."""
+        by name where it would fail inside a convolution (float64 anywhere, half precision on the
+        CPU; CUDA's autocast takes float16 and bfloat16)."""
         transform = next(m.transform for m in self.members if m.transform_key == key)
         if isinstance(transform, AsTensor):
             return batch.to(torch.float32)
-        if batch.is_floating_point() and batch.dtype != torch.float32:
+        half_on_cuda = self.runner.device.type == "cuda" and batch.dtype in (torch.float16, torch.bfloat16)
+        if batch.is_floating_point() and batch.dtype != torch.float32 and not half_on_cuda:
             raise CommitteeError(f"a {batch.dtype} batch for {key!r}: its members' preprocessing gives float32 "
                                  "tensors: pass batch.float()")
         return batch
