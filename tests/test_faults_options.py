@@ -300,3 +300,25 @@ def test_ctrl_c_ends_a_tool_with_one_line_and_exit_130(capsys):
     assert run_tool(interrupted) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["interrupted (Ctrl-C): every output computed so far is in the cache; the same command resumes"]
+
+
+def test_rank_0_takes_every_cpu_once_the_other_ranks_are_done(monkeypatch):
+    """torchrun's ranks on one machine split its CPUs; after the barrier rank 0 works alone. A
+    --threads the user gave stays."""
+    import torch
+
+    from committee_tasks.core import threads
+
+    monkeypatch.setattr(threads, "_ranks_done", False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "64")  # more ranks than CPUs: one each
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # the policy's share
+        threads.other_ranks_done()
+        assert threads.local_ranks() == 1 and torch.get_num_threads() == threads.available_cpus()
+        monkeypatch.setattr(threads, "_ranks_done", False)
+        torch.set_num_threads(3)  # a --threads 3 of the user's
+        threads.other_ranks_done()
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

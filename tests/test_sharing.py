@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from committee_tasks import LoopOptions, PredictionCache, evaluate_pool
+from committee_tasks.core.threads import available_cpus
 from committee_tasks.core.errors import ShareDone
 from committee_tasks.engine.distributed import Share
 from committee_tasks_builtin.classification.datasets import DigitsDataset
@@ -147,6 +148,9 @@ def test_torchrun_with_two_ranks_equals_one_process(single, tmp_path):
     same_report(single / "single.json", tmp_path / "ranks.json")
     same_cache(single / "cache", tmp_path / "ranks")
     rows = json.loads((tmp_path / "ranks.json").read_text())["rows"]
+    # rank 0 reports (and measures) alone after the barrier: on every CPU, not its rank's share
+    threads = json.loads((tmp_path / "ranks.json").read_text())["provenance"]["threads"]
+    assert threads["local_ranks"] == 1 and threads["torch"] == threads["cpus_available"] == available_cpus()
     per_rank = [r["throughput_eval_loop_by_writer"] for r in rows if r["kind"] == "member"]
     assert per_rank and all(len(w) == 2 and all(v > 0 for v in w.values()) for w in per_rank)  # each rank's own
 

@@ -63,8 +63,14 @@ def available_cpus() -> int:
     return max(1, cpus)
 
 
+_ranks_done = False  # `other_ranks_done`: rank 0 goes on alone after the job's barrier
+
+
 def local_ranks() -> int:
-    """This job's processes on this machine: torchrun's LOCAL_WORLD_SIZE, else 1."""
+    """This job's processes on this machine: torchrun's LOCAL_WORLD_SIZE, else 1 (and 1 once the
+    other ranks are done)."""
+    if _ranks_done:
+        return 1
     try:
         return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     except ValueError:
@@ -77,6 +83,19 @@ def _cgroup_cpu_quota() -> int | None:
         return None if quota == "max" else max(1, math.floor(int(quota) / int(period)))
     except (OSError, ValueError):
         return None
+
+
+def other_ranks_done() -> None:
+    """After torchrun's barrier rank 0 scores, measures and reports alone while the other ranks
+    exit: its share of the CPUs becomes all of them. torch's threads follow where they were the
+    policy's (not a --threads the user gave)."""
+    global _ranks_done
+    import torch
+
+    policy = available_cpus()
+    _ranks_done = True
+    if torch.get_num_threads() == policy:
+        torch.set_num_threads(available_cpus())
 
 
 def default_workers() -> int:

@@ -26,7 +26,7 @@ from committee_tasks.core.errors import CommitteeError, ShareDone
 from committee_tasks.engine.distributed import Rank, Share, join, rank_device, torchrun_rank, wait_for_every_rank
 from committee_tasks.engine.inputs import WRONG_SIZE, declared_input_shapes, make_loader
 from committee_tasks.committees.subsets import member_subsets, subset_sums
-from committee_tasks.core.threads import default_workers
+from committee_tasks.core.threads import default_workers, other_ranks_done
 from committee_tasks.core.member_spec import MemberSpec
 from committee_tasks.core.members import Member
 from committee_tasks.core.samples import SampleDataset
@@ -246,6 +246,7 @@ def _after_share(task: Task, members, cache: BasePredictionCache, folder, wanted
         wait_for_every_rank()
         if rank.rank != 0:
             raise ShareDone(f"rank {rank.rank} of {rank.world}: computed {computed} samples; rank 0 reports")
+        other_ranks_done()  # its measuring then runs on every CPU, not its rank's share
     skipped = cache.skipped(folder)  # other shares' skips too
     pending, subsets = _open_caches(task, members, cache, folder, set(wanted) - set(skipped), options)
     missing = set().union(*(p.needed for p in (*pending.values(), *subsets.values())))
