@@ -97,8 +97,7 @@ class Budget(_Objective):
         try:
             return cls(macs=float(text))  # "inf" and "nan" too: refused as MACs, not looked up as models
         except ValueError:
-            macs = parse_macs(text)
-            return cls(reference=text) if macs is None else cls(macs=macs)
+            return cls(reference=text)  # "50M" becomes MACs in __post_init__, as Budget("50M") does
 
     @property
     def label(self) -> str:

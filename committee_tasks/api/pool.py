@@ -179,9 +179,7 @@ class Pool:
     # ---- questions ------------------------------------------------------------------------
     def score(self, committee) -> CommitteeResult:
         """A member's name, or a Single / Ensemble / Cascade, scored from the cached predictions."""
-        from committee_tasks.committees.scoring import Single
-
-        return (Single(committee) if isinstance(committee, str) else committee).evaluate(self.predictions, self.task)
+        return _committee(committee).evaluate(self.predictions, self.task)
 
     def fit(self, members: Sequence[str] | str, objective: Objective, settings: FitSettings | None = None):
         """The cascade ``members`` (in this order; a list, or "a,b" as the command line takes it)
@@ -203,12 +201,10 @@ class Pool:
         scaling (a `tempered` pool's own by default)."""
         from committee_tasks.committees.cards import CommitteeCard
 
-        from committee_tasks.committees.scoring import Single
-
         if committee is None:
             raise CommitteeError("no committee to make a card of: fit() returns None when no setting meets its "
                                  "objective (check before making a card)")
-        committee = Single(committee) if isinstance(committee, str) else committee
+        committee = _committee(committee)
         if temperatures is None:
             temperatures = self.temperatures
         elif self.temperatures and dict(temperatures) != self.temperatures:
@@ -226,3 +222,10 @@ class Pool:
         return CommitteeCard.from_committee(committee, self.task.name, used, temperatures=temperatures,
                                             figures=dict(figures or {}), output_dtype=self.options.output_dtype,
                                             dataset=fingerprints or None)
+
+
+def _committee(committee):
+    """A member's name as its `Single`; a committee as it is."""
+    from committee_tasks.committees.scoring import Single
+
+    return Single(committee) if isinstance(committee, str) else committee

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from committee_tasks.core.errors import CommitteeError
-from committee_tasks.core.zoo import RANDOM_INIT, WeightsUnavailableError, ZooEntry, weights_digest
+from committee_tasks.core.zoo import RANDOM_INIT, ZooEntry, naming_the_model, weights_digest
 
 if TYPE_CHECKING:
     from committee_tasks.core.members import Member
@@ -95,10 +95,8 @@ class MemberSpec:
 def describe_entry(name: str, entry: ZooEntry, weights_dir: Any, builder: Callable[[], "Member"]) -> MemberSpec:
     """The spec of a member built from ``entry`` as `Task.build_member` builds it by default:
     the entry's classes and preprocessing, its weights' sha256 (memo or recorded digest)."""
-    try:
+    with naming_the_model(name, entry.source):
         digest = RANDOM_INIT if entry.weights is None else weights_digest(entry.weights, weights_dir)
-    except WeightsUnavailableError as err:  # name the model: the file name alone may not say which
-        raise WeightsUnavailableError(f"model {name!r} ({entry.source}): {err}") from None
     key = transform_key(name, entry.preprocessing())
     fingerprint = member_fingerprint(digest, key, entry.num_classes, entry.variant)
     return MemberSpec(name, entry.num_classes, digest, key, fingerprint, entry, builder)

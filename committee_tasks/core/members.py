@@ -15,7 +15,7 @@ import torch
 from committee_tasks.core.checkpoints import load_fitting, read_checkpoint, read_state_dict
 from committee_tasks.core.macs import count_macs
 from committee_tasks.core.member_spec import member_fingerprint, transform_key
-from committee_tasks.core.zoo import RANDOM_INIT, WeightsUnavailableError, ZooEntry, resolve_weights
+from committee_tasks.core.zoo import RANDOM_INIT, ZooEntry, naming_the_model, resolve_weights
 
 if TYPE_CHECKING:
     from committee_tasks.core.task import Task
@@ -120,10 +120,8 @@ def load_weights(entry: ZooEntry, module: torch.nn.Module, weights_dir: str | Pa
     lists what does not); returns their sha256, or "random-init" for an entry without weights."""
     if entry.weights is None:
         return RANDOM_INIT
-    try:
+    with naming_the_model(entry.name, entry.source):
         path, digest = resolve_weights(entry.weights, weights_dir)
-    except WeightsUnavailableError as err:  # name the model: the file name alone may not say which
-        raise WeightsUnavailableError(f"model {entry.name!r} ({entry.source}): {err}") from None
     state = entry.state_dict_loader(path) if entry.state_dict_loader is not None else read_state_dict(path)
     load_fitting(module, state, path, entry.name)
     return digest

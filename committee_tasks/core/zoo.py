@@ -9,6 +9,7 @@ URL, with its sha256 checked. Offline, the error names the file and the folders 
 """
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import os
@@ -29,6 +30,16 @@ RANDOM_INIT = "random-init"  # the "sha256" of an entry without weights
 
 class WeightsUnavailableError(CommitteeError):
     """The weight file of a zoo entry is neither on disk nor downloadable."""
+
+
+@contextlib.contextmanager
+def naming_the_model(name: str, source: str):
+    """A `WeightsUnavailableError` inside the block names the model and where it comes from: the
+    file name alone may not say which."""
+    try:
+        yield
+    except WeightsUnavailableError as err:
+        raise WeightsUnavailableError(f"model {name!r} ({source}): {err}") from None
 
 
 @dataclass(frozen=True)

@@ -356,11 +356,14 @@ class BaseMemberCache(abc.ABC):
 
     def record_cost_note(self, note: str) -> None:
         """The member's note on how its cost is made up, for runs that read it without building it."""
-        if self.manifest.get("cost_note") == note:
-            return
+        if self.manifest.get("cost_note") != note:
+            self._update_manifest(cost_note=note)
+
+    def _update_manifest(self, **fields) -> None:
+        """Set ``fields`` in the manifest as another writer may have left it (read again, under the lock)."""
         with self._manifest_lock():
             self.manifest = self._read_manifest() or self.manifest
-            self.manifest["cost_note"] = note
+            self.manifest.update(fields)
             self._save_manifest(self.manifest)
 
     writer = "memory"  # the name of this process's shards and timing (MemberCache: host-pid-random)
@@ -412,10 +415,7 @@ class BaseMemberCache(abc.ABC):
                 "(the copies are %s)", self.folder, len(again),
                 "identical" if same else "NOT identical: the writers ran the member differently")
         if level == logging.WARNING:
-            with self._manifest_lock():
-                self.manifest = self._read_manifest() or self.manifest
-                self.manifest["duplicates_reported"] = seen
-                self._save_manifest(self.manifest)
+            self._update_manifest(duplicates_reported=seen)
 
 
 class MemberCache(BaseMemberCache):

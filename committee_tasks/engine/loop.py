@@ -183,12 +183,11 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
                                  "disk (one folder every rank writes); give a --cache-dir folder, or run one process")
         options = replace(options, device=rank_device(rank, options.device), share=rank.share)
         join(rank, options.device)
-    _check_pool(members, options)
-    if members:
-        dataset.check_classes(members[0].num_classes)
-        known = getattr(dataset, "targets", None)  # an ArrayDataset's: checked before anything runs
-        if isinstance(known, np.ndarray):
-            task.check_targets(known, dataset.ids, members[0].num_classes)
+    _check_pool(members, options)  # at least one member: members[0] below
+    dataset.check_classes(members[0].num_classes)
+    known = getattr(dataset, "targets", None)  # an ArrayDataset's: checked before anything runs
+    if isinstance(known, np.ndarray):
+        task.check_targets(known, dataset.ids, members[0].num_classes)
     dataset_fp = dataset.fingerprint()
     folder = cache.dataset_folder(task.name, dataset.name, dataset_fp)
     all_ids = list(dataset.ids)
@@ -228,7 +227,7 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
     for m in members:  # a member read from the cache alone still says how its cost is made up
         if isinstance(m, MemberSpec) and not m.is_built:
             m.cached_cost_note = pending[m.name].cache.manifest.get("cost_note")
-    if getattr(preds, "targets", None) is not None:  # what the dataset gave for the samples kept
+    if getattr(preds, "targets", None) is not None and not isinstance(known, np.ndarray):  # what the dataset gave
         task.check_targets(preds.targets, preds.ids, members[0].num_classes)
     preds.fingerprints = {"dataset": {"name": dataset.name, "fingerprint": dataset_fp},
                           "members": {m.name: m.fingerprint for m in members}}

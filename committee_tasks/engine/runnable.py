@@ -51,6 +51,10 @@ class CommitteeModule(torch.nn.Module):
         self.runner = MemberRunner(device, amp, card.output_dtype, card.temperatures)
         self.runner.place(self.members)
         self.stages = torch.nn.ModuleList([m.module for m in self.members])  # parameters(), state_dict()
+        # what every batch is keyed and checked by, fixed with the members (not worked out per batch)
+        self.input_keys = list(dict.fromkeys(m.transform_key for m in self.members))
+        self.as_tensor_keys = {m.transform_key for m in self.members if isinstance(m.transform, AsTensor)}
+        self.input_shapes = declared_input_shapes(self.members)
 
     def train(self, mode: bool = True) -> CommitteeModule:
         return super().train(False)  # members run in eval mode, as when the card's figures were measured
@@ -71,9 +75,8 @@ class CommitteeModule(torch.nn.Module):
             raise CommitteeError("no samples given: pass at least one")
         transforms = {m.transform_key: m.transform for m in self.members}
         items = [(str(i), None, *self.task.member_inputs(item, transforms)) for i, item in enumerate(raw_items)]
-        shapes = declared_input_shapes(self.members)
         for i, (_, _, inputs, _) in enumerate(items):  # never run a member at another size than its own
-            reason = wrong_shape(inputs, shapes)
+            reason = wrong_shape(inputs, self.input_shapes)
             if reason:
                 raise CommitteeError(f"sample {i} of {len(items)}: {reason}")
         parts = collate(items).parts()
@@ -106,7 +109,7 @@ class CommitteeModule(torch.nn.Module):
             yield CommitteeOutput(torch.from_numpy(combined), torch.from_numpy(exit_stage), torch.from_numpy(macs))
 
     def _keyed(self, inputs: torch.Tensor | Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
-        keys = list(dict.fromkeys(m.transform_key for m in self.members))
+        keys = self.input_keys
         if isinstance(inputs, torch.Tensor):
             if len(keys) > 1:
                 raise CommitteeError(f"the members of {self.committee.name} preprocess their inputs in {len(keys)} "
@@ -124,7 +127,7 @@ class CommitteeModule(torch.nn.Module):
         if not len(inputs[keys[0]]):
             raise CommitteeError("the batch is empty: pass at least one sample")
         inputs = {k: self._as_evaluated(k, inputs[k]) for k in keys}
-        reason = wrong_shape({k: v[0] for k, v in inputs.items()}, declared_input_shapes(self.members))
+        reason = wrong_shape({k: v[0] for k, v in inputs.items()}, self.input_shapes)
         if reason:  # never run a member at another size than its own (predict_samples refuses it too)
             raise CommitteeError(f"the batch does not fit: {reason.replace('its input has', 'each input has')}")
         return inputs
@@ -135,8 +138,7 @@ class CommitteeModule(torch.nn.Module):
         other preprocessing made the tensors the members take, and another floating dtype is refused
         by name where it would fail inside a convolution (float64 anywhere, half precision on the
         CPU; CUDA's autocast takes float16 and bfloat16)."""
-        transform = next(m.transform for m in self.members if m.transform_key == key)
-        if isinstance(transform, AsTensor):
+        if key in self.as_tensor_keys:
             return batch.to(torch.float32)
         half_on_cuda = self.runner.device.type == "cuda" and batch.dtype in (torch.float16, torch.bfloat16)
         if batch.is_floating_point() and batch.dtype != torch.float32 and not half_on_cuda:
