@@ -187,6 +187,31 @@ def test_metafile_zoo_and_offline_error(monkeypatch):
         task.build_member("segformer_mit-b0_8xb1-160k_cityscapes-1024x1024")
 
 
+def test_a_users_config_is_part_of_the_cache_key(world, tmp_path):
+    """Two zoo-file entries with one checkpoint and configs differing in test_cfg (sliding window
+    or whole image) predict differently, so they never share cached outputs; nor does a config
+    edited between runs. mmseg's shipped configs (pinned with mmseg) stay keyed as they were."""
+    config = tmp_path / "b.py"
+    shutil.copy(world["folder"] / "configs" / f"{B}.py", config)
+    whole = tmp_path / "b_whole.py"
+    whole.write_text(config.read_text().replace("dict(mode='slide', crop_size=(32, 32), stride=(24, 24))",
+                                                "dict(mode='whole')"))
+    zoo = tmp_path / "zoo.json"
+    zoo.write_text(json.dumps({"models": [
+        {"name": "slide", "config": "b.py", "weights": f"{B}.pth", "dataset": "cityscapes"},
+        {"name": "whole", "config": "b_whole.py", "weights": f"{B}.pth", "dataset": "cityscapes"}]}))
+    task = SegmentationTask()
+    task.add_zoo_file(zoo)
+    slide = task.describe_member("slide", world["weights"]).fingerprint
+    assert slide != task.describe_member("whole", world["weights"]).fingerprint
+    config.write_text(config.read_text().replace("stride=(24, 24)", "stride=(16, 16)"))
+    edited = task.describe_member("slide", world["weights"])
+    assert edited.fingerprint != slide
+    assert edited.build().fingerprint == edited.fingerprint  # built as described
+    shipped = SegmentationTask().model_entry("segformer_mit-b0_8xb1-160k_cityscapes-1024x1024")
+    assert "config" not in shipped.variant
+
+
 def test_segformer_b0_macs_at_512():
     """The SegFormer paper: MiT-B0 at 512x512 (ADE20K head) 8.4 GMACs."""
     model = SegmentationTask().model_entry("segformer_mit-b0_8xb2-160k_ade20k-512x512").builder().eval()

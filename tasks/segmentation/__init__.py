@@ -19,7 +19,7 @@ from committee_tasks.core.zoo import ZooEntry
 
 from . import zoo_file
 from .layouts import DATASETS, DESCRIPTIONS, FOLDER, IGNORE_INDEX, OPTIONS
-from .zoo import CLASSES_FROM_CONFIG, config_classes, metafile_models
+from .zoo import CLASSES_FROM_CONFIG, config_classes, config_digest, metafile_models, shipped_config
 
 if TYPE_CHECKING:  # torch, mmseg and the members are imported when used: listing needs none
     import torch
@@ -51,10 +51,13 @@ class SegmentationTask(IntersectionUnionStatistics, Task):
 
     def model_entry(self, name: str) -> ZooEntry:
         """The entry, with an mmseg model's number of classes read from its config (metafiles
-        give only the dataset)."""
+        give only the dataset), and a user's config's digest in its cache key (`config_digest`)."""
         entry = super().model_entry(name)
         if entry is metafile_models().get(name) or entry.notes.get(CLASSES_FROM_CONFIG):  # the config is the authority
             entry = replace(entry, num_classes=config_classes(entry.notes["config"]))
+        config = entry.notes.get("config")
+        if config is not None and not shipped_config(config):  # a user's config: edited, it predicts otherwise
+            entry = replace(entry, variant={**entry.variant, "config": config_digest(config)})
         return entry
 
     def entry_from_zoo_file(self, model: ZooFileModel) -> ZooEntry:

@@ -47,7 +47,7 @@ class DeviceInput(OriginalImage):
         return f"DeviceInput({self.spec!r})"
 
 
-def _test_resize(cfg) -> tuple[tuple[int, int] | None, bool]:
+def pipeline_resize(cfg) -> tuple[tuple[int, int] | None, bool]:
     """(scale, keep_ratio) of the Resize step of the config's test pipeline (None: no resize)."""
     pipeline = cfg.get("test_pipeline") or cfg.get("test_dataloader", {}).get("dataset", {}).get("pipeline", [])
     for step in pipeline:
@@ -62,7 +62,7 @@ class Segmentor(nn.Module):
     def __init__(self, model: nn.Module, cfg):
         super().__init__()
         self.model = model.eval()
-        self.scale, self.keep_ratio = _test_resize(cfg)
+        self.scale, self.keep_ratio = pipeline_resize(cfg)
         pre = model.data_preprocessor
         self.bgr_to_rgb = bool(getattr(pre, "channel_conversion", False))
         self.register_buffer("mean", pre.mean.detach().clone().view(1, -1, 1, 1), persistent=False)

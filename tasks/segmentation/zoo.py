@@ -117,3 +117,32 @@ def config_classes(config: str | Path) -> int:
     """The number of classes an mmseg config's (last) decode head predicts (metafiles give only
     the dataset), read once per config file."""
     return _config_classes(Path(config))
+
+
+@functools.lru_cache(maxsize=None)
+def _config_digest(config: Path, text: bytes) -> str:
+    import hashlib
+    import json
+
+    from mmengine import Config
+
+    from .members import pipeline_resize
+
+    cfg = Config.fromfile(str(config))  # with its _base_ files merged in
+    used = {"model": cfg.model.to_dict(), "test_resize": pipeline_resize(cfg)}
+    return hashlib.sha256(json.dumps(used, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def config_digest(config: str | Path) -> str:
+    """The sha256 of what an mmseg config sets that a member's outputs depend on: its model (with
+    the data preprocessor and test_cfg: whole image or sliding window) and its test pipeline's
+    Resize, as `members.Segmentor` reads them, after merging ``_base_`` files. Part of the cache
+    key of a user's config, which may be edited between runs (mmseg's shipped configs are fixed by
+    its pinned version). Read again when the file's text changes."""
+    path = Path(config)
+    return _config_digest(path, path.read_bytes())
+
+
+def shipped_config(config: str | Path) -> bool:
+    """Whether ``config`` is one of the installed mmsegmentation's own configs."""
+    return Path(config).resolve().is_relative_to(mim_root().resolve())
