@@ -216,8 +216,10 @@ def test_a_card_whose_member_changed_is_refused(digits_members, tmp_path, capsys
     data["members"][0]["fingerprint"] = "0" * 64
     card.write_text(json.dumps(data))
     capsys.readouterr()
-    assert main([*base, "--committee", str(card)]) == 2
+    fresh = tmp_path / "fresh-cache"
+    assert main([*base, "--committee", str(card), "--cache-dir", str(fresh)]) == 2
     assert "member 'digits_cnn_s' has fingerprint" in capsys.readouterr().err
+    assert not list(fresh.rglob("shard-*.npz"))  # refused before the evaluation pass, not after it
 
 
 def test_a_cascade_from_the_command_line_does_not_take_the_configs_thresholds(capsys):

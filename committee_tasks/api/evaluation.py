@@ -181,7 +181,7 @@ def evaluate(request: EvalRequest, task: Task | None = None) -> EvalReport:
     objectives = request.fit_objectives()
     pool_names = request.pool_names(objectives)
     check_pool(task, pool_names)
-    from committee_tasks.engine.runnable import check_members, task_of
+    from committee_tasks.engine.runnable import task_of
 
     for card in request.cards:
         task_of(card, task)
@@ -190,10 +190,9 @@ def evaluate(request: EvalRequest, task: Task | None = None) -> EvalReport:
     if limit is not None and timed is not None and timed > limit:  # known now, not after the evaluation pass
         raise CommitteeError(f"--measure-samples {timed} is more than the {limit} samples --limit evaluates: pass "
                              f"at most {limit}, or leave it out to time on all of them")
-    pool = load_pool(task, pool_names, request.data, request.models_from, request.execution)
+    pool = load_pool(task, pool_names, request.data, request.models_from, request.execution, request.cards)
     evaluated = pool.predictions.fingerprints.get("dataset", {}).get("fingerprint")
-    for card in request.cards:  # a card runs only on the members it was chosen with
-        check_members(card, pool.members)
+    for card in request.cards:
         fitted_on = (card.dataset or {}).get("fingerprint")
         if fitted_on and fitted_on == evaluated and "calibration" in card.figures:
             log.warning("card %s was fitted on %s samples of this dataset, which are scored here too: its figures "
@@ -250,12 +249,17 @@ def unreadable_data_is_an_error(dataset: str):
 
 
 def load_pool(task: Task, names: Sequence[str], data: DataOptions, models_from: ModelOptions,
-              execution: ExecutionOptions) -> Pool:
-    """The dataset and every member's predictions (from the cache, or the loop for what it lacks)."""
+              execution: ExecutionOptions, cards: Sequence = ()) -> Pool:
+    """The dataset and every member's predictions (from the cache, or the loop for what it lacks).
+    ``cards`` run only on the members they were chosen with: a changed member is refused once
+    described, before the evaluation pass."""
     from committee_tasks.api.pool import Pool, describe_members, open_cache
+    from committee_tasks.engine.runnable import check_members
 
     dataset = build_dataset(task, data)
     members = describe_members(task, names, models_from.weights_dir)
+    for card in cards:
+        check_members(card, members)
     return Pool.from_described(task, members, dataset, open_cache(execution.cache_dir), data.limit, execution)
 
 
