@@ -35,19 +35,22 @@ def _stamp(path: str) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
-def read_index(path: Path, kind: str = "file-hash") -> dict:
+def read_index(path: Path, kind: str = "file-hash", warn: bool = True) -> dict:
     """The ``files`` map of a hash index (this one, or `weight_hashes`'), or {} when it is missing,
-    unreadable or of another format: it is only a memo, rewritten on the next remembered hash."""
+    unreadable or of another format: it is only a memo, rewritten on the next remembered hash.
+    ``warn``: say so (not when re-read just before rewriting it: said once)."""
     try:
         index = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as err:
-        log.warning("ignoring the unreadable %s index %s (%s); it will be rewritten", kind, path, err)
+        if warn:
+            log.warning("ignoring the unreadable %s index %s (%s); it will be rewritten", kind, path, err)
         return {}
     files = index.get("files") if isinstance(index, dict) and index.get("format") == FORMAT_VERSION else None
     if not isinstance(files, dict):
-        log.warning("ignoring the %s index %s: not in format %d; it will be rewritten", kind, path, FORMAT_VERSION)
+        if warn:
+            log.warning("ignoring the %s index %s: not in format %d; it will be rewritten", kind, path, FORMAT_VERSION)
         return {}
     return files
 
@@ -85,7 +88,7 @@ def remembered_sha256s(paths: Sequence[str | os.PathLike]) -> list[str | None]:
         if len(new) > 1000:
             log.info("hashed %d data files (remembered in %s: next time only changed files are read)",
                      len(new), index_file)
-        files = {k: v for k, v in read_index(index_file).items() if os.path.exists(k)}  # re-read, forget deleted
+        files = {k: v for k, v in read_index(index_file, warn=False).items() if os.path.exists(k)}  # re-read
         files.update(new)
         try:
             index = {"format": FORMAT_VERSION, "files": files}

@@ -29,14 +29,14 @@ def _stamp(path: Path) -> dict[str, int]:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _read_index(path: Path) -> dict[str, dict]:
+def _read_index(path: Path, warn: bool = True) -> dict[str, dict]:
     """The remembered files, or {} when the index is missing or unreadable."""
-    return read_index(path, "weight-hash")
+    return read_index(path, "weight-hash", warn)
 
 
 def _remember(name: str, record: dict) -> None:
     path = index_path()
-    files = _read_index(path)  # re-read: another process may have added files meanwhile
+    files = _read_index(path, warn=False)  # re-read: another process may have added files meanwhile
     files = {k: v for k, v in files.items() if os.path.exists(k)}  # forget deleted files
     files[name] = record
     try:
