@@ -182,7 +182,9 @@ def test_csv_labels_by_name_or_index_with_or_without_a_header(tmp_path):
 @pytest.mark.parametrize("rows, classes, message", [
     ("img/dog/0.png,dog\nimg/cat/0.png,wolf\n", ("dog", "cat"),
      r"list.csv:2: label 'wolf' is not one of the 2 classes \('dog', 'cat'\)"),
-    ("img/dog/0.png,dog\nimg/cat/0.png,3\n", None, "list.csv:2: label '3' is a class index but other rows name"),
+    ("img/dog/0.png,dog\nimg/cat/0.png,3\n", None, "list.csv:2: label '3' is a class index but 1 of the 2 rows name"),
+    ("img/dog/0.png,0\nimg/cat/0.png,1\nimg/cat/1.png,cat\n", None,
+     "list.csv:3: label 'cat' is not a class index but 2 of the 3 rows give class indices"),
     ("img/dog/0.png,1\nimg/cat/0.png,2\n", ("dog", "cat"), r"list.csv:2: class index 2 is outside 0..1"),
     ("img/dog/0.png,dog\nimg/cow/0.png,cat\n", None, "list.csv:2: 'img/cow/0.png' is not a file under --data-root"),
     ("img/dog/0.png,dog,extra\n", None, "list.csv:1: expected 'path,label'"),

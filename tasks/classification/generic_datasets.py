@@ -118,10 +118,14 @@ def _labels(rows: list[tuple[int, tuple[str, str]]], path: Path,
             names = sorted({label for _, (_, label) in rows})
             log.info("%s: %d classes, indexed by their sorted names (pass --data-option classes=... for the "
                      "members' order)", path, len(names))
-        else:
-            number, label = next((n, lb) for n, (_, lb) in rows if _is_index(lb))
-            raise CommitteeError(f"{path}:{number}: label {label!r} is a class index but other rows name classes; "
-                                 "use one kind, or give the class names in index order (--data-option classes=...)")
+        else:  # the odd one out is named: the first row of the rarer kind
+            indices = sum(_is_index(label) for _, (_, label) in rows)
+            odd = indices <= len(rows) - indices
+            number, label = next((n, lb) for n, (_, lb) in rows if _is_index(lb) == odd)
+            this, rest = (("a class index", f"{len(rows) - indices} of the {len(rows)} rows name classes") if odd
+                          else ("not a class index", f"{indices} of the {len(rows)} rows give class indices"))
+            raise CommitteeError(f"{path}:{number}: label {label!r} is {this} but {rest}; use one kind, or give the "
+                                 "class names in index order (--data-option classes=...)")
     index = {name: i for i, name in enumerate(names)}
     labels = []
     for number, (_, label) in rows:
