@@ -298,6 +298,11 @@ def test_kinetics_layouts(tmp_path):
                                                           "air drumming/xyz_000001_000011.mp4 1\n")
     ds = load_kinetics(root)
     assert [r.label for r in ds.rows] == [0, 1] and all(r.path.is_file() for r in ds.rows)
+    # class names with spaces (Kinetics' own), after a space or a comma: the path ends at its suffix
+    (root / "kinetics400_val_list_videos.txt").write_text("abseiling/abc_000010_000020.mp4 abseiling\n"
+                                                          "air drumming/xyz_000001_000011.mp4,air drumming\n")
+    ds = load_kinetics(root)
+    assert [r.label for r in ds.rows] == [0, 1] and all(r.path.is_file() for r in ds.rows)
     # folders only, no class file: sorted folder names
     (root / "kinetics400_val_list_videos.txt").unlink()
     (root / "kinetics_classnames.json").unlink()

@@ -159,10 +159,10 @@ def _rows_from_list(list_file: Path, root: Path, split: str, classes: list[str] 
         return _rows_from_official_csv(lines, list_file, root, split, classes)
     pairs = []
     for number, line in enumerate(lines, 1):
-        parts = line.rsplit(",", 1) if "," in line and " " not in line.strip() else line.rsplit(None, 1)
-        if len(parts) != 2:
-            raise CommitteeError(f"{list_file}:{number}: expected 'path label', got {line!r}")
-        pairs.append((contained_path(parts[0].strip(), f"{list_file}:{number}"), parts[1].strip()))
+        parts = _path_and_label(line)
+        if parts is None:
+            raise CommitteeError(f"{list_file}:{number}: expected 'path label' or 'path,label', got {line!r}")
+        pairs.append((contained_path(parts[0], f"{list_file}:{number}"), parts[1]))
     names = sorted({label for _, label in pairs if not label.lstrip("-").isdigit()})
     if classes is None and names:
         classes = names
@@ -173,6 +173,22 @@ def _rows_from_list(list_file: Path, root: Path, split: str, classes: list[str] 
     prefix = _video_prefix([p for p, _ in pairs[:20]], [root / split, root, list_file.parent])
     rows = [VideoRow(rel, prefix / rel, _label_index(label, classes, index_of), label) for rel, label in pairs]
     return rows, classes
+
+
+# a row's path ends at its video suffix: class names (Kinetics' "air drumming") and folders may hold spaces
+_ROW = re.compile(r"^\s*(.+(?:%s))(?:\s*,\s*|\s+)(\S.*?)\s*$" % "|".join(re.escape(s) for s in sorted(VIDEO_SUFFIXES)),
+                  re.IGNORECASE)
+
+
+def _path_and_label(line: str) -> tuple[str, str] | None:
+    """(path, label) of a list file's row, separated by whitespace or a comma. Where the path ends
+    in a video suffix, the label is everything after it (so it may hold spaces); otherwise the
+    row splits at its last comma or whitespace."""
+    match = _ROW.match(line)
+    if match:
+        return match[1].strip(), match[2]
+    parts = line.rsplit(",", 1) if "," in line else line.rsplit(None, 1)
+    return (parts[0].strip(), parts[1].strip()) if len(parts) == 2 and parts[0].strip() and parts[1].strip() else None
 
 
 def _video_prefix(sample_paths: Sequence[str], candidates: Sequence[Path]) -> Path:
