@@ -27,7 +27,7 @@ class Skipped:
     reason: str
 
 
-WRONG_SIZE = "wrong size"  # how a wrong-size skip's reason starts (the loop does not re-probe those)
+WRONG_SIZE = "wrong size"  # how a wrong-size skip's reason starts
 InputShapes = Mapping[str, tuple[tuple[int, ...], str]]  # transform key -> (shape, the members taking it)
 
 

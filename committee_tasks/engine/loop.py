@@ -24,7 +24,7 @@ from committee_tasks.committees.confidence import get_torch_confidence
 from committee_tasks.core.devices import Stopwatch, autocast, place_module, resolve_device, to_device, use_amp
 from committee_tasks.core.errors import CommitteeError, ShareDone
 from committee_tasks.engine.distributed import Rank, Share, join, rank_device, torchrun_rank, wait_for_every_rank
-from committee_tasks.engine.inputs import WRONG_SIZE, declared_input_shapes, make_loader
+from committee_tasks.engine.inputs import PoolInputs, Skipped, declared_input_shapes, make_loader
 from committee_tasks.committees.subsets import member_subsets, subset_sums
 from committee_tasks.core.threads import default_workers, other_ranks_done
 from committee_tasks.core.member_spec import MemberSpec
@@ -196,7 +196,7 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
     skipped = cache.skipped(folder)
 
     pending, subsets = _open_caches(task, members, cache, folder, set(wanted), options)
-    retry = _skips_to_retry(dataset, pending, subsets, indices, wanted, skipped)
+    retry = _skips_to_retry(task, members, dataset, pending, subsets, indices, wanted, skipped)
     todo = [i for rank, (i, sid) in enumerate(zip(indices, wanted))
             if any(sid in p.needed for p in (*pending.values(), *subsets.values()))
             and (options.share is None or options.share.holds(rank, options.batch_size))]
@@ -259,35 +259,49 @@ def _after_share(task: Task, members, cache: BasePredictionCache, folder, wanted
                     "the same command without --shard, after them, reads the union")
 
 
-def _skips_to_retry(dataset: SampleDataset, pending: dict[str, _Pending], subsets: dict, indices, wanted: list[str],
+def _skips_to_retry(task: Task, members: Sequence[Member | MemberSpec], dataset: SampleDataset,
+                    pending: dict[str, _Pending], subsets: dict, indices, wanted: list[str],
                     skipped: dict[str, str]) -> set[str]:
     """Which samples skipped by an earlier run this run tries again (a file unreadable then may
     have been fixed since); the others leave every cache's ``needed``. When the run computes other
-    samples anyway, all of them (they are few); when all else is cached, only those the dataset
-    reads now (one read each, no model built), except wrong-size skips, which read fine but do not
-    fit the members (inputs.py), so a fully cached pool still builds nothing."""
+    samples anyway, all of them (they are few); when all else is cached, only those that now read,
+    decode and preprocess to the members' sizes as the loop would (`read_as_the_loop`: one read
+    each, no model built), so a fully cached pool with a still-corrupt video builds nothing."""
     everyone = (*pending.values(), *subsets.values())
     before = [(i, sid) for i, sid in zip(indices, wanted) if sid in skipped]
     if not before:
         return set()
     others = set().union(*(p.needed for p in everyone)) - set(skipped)
-    retry = set()
-    for i, sid in before:
-        if others:
-            retry.add(sid)
-        # earlier versions also skipped a sample whose size differed from the rest of its batch: it runs now
-        elif not skipped[sid].startswith(WRONG_SIZE) or "rest of its batch" in skipped[sid]:
-            try:
-                dataset[int(i)]
-            except Exception:  # still unreadable: stays skipped
-                continue
-            retry.add(sid)
+    read = None if others else read_as_the_loop(task, members, dataset)
+    retry = {sid for i, sid in before if read is None or read(int(i))}
     if retry:
         log.info("trying again %d samples skipped by an earlier run", len(retry))
     still_skipped = set(skipped) - retry
     for p in everyone:
         p.needed -= still_skipped
     return retry
+
+
+def read_as_the_loop(task: Task, members: Sequence[Member | MemberSpec], dataset: SampleDataset):
+    """``read(index)``: whether the sample reads, decodes and preprocesses (to the sizes the members
+    declare) as the loop's data loading would take it, without building a member: a video's
+    decoding is in its preprocessing, so reading the dataset alone would pass a corrupt file."""
+    transforms = {}
+    for m in members:
+        transform = m.transform if isinstance(m, Member) else getattr(m.entry, "preprocessing", None)
+        if transform is None:  # a spec of no zoo entry: its preprocessing is known only once built
+            return lambda index: _reads(dataset, index)
+        transforms[m.transform_key] = transform if isinstance(m, Member) else transform()
+    inputs = PoolInputs(dataset, transforms, task.member_inputs, declared_input_shapes(members))
+    return lambda index: not isinstance(inputs[index], Skipped)
+
+
+def _reads(dataset: SampleDataset, index: int) -> bool:
+    try:
+        dataset[index]
+    except Exception:  # still unreadable: stays skipped
+        return False
+    return True
 
 
 def _check_pool(members: Sequence[Member | MemberSpec], options: LoopOptions) -> None:
