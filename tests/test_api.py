@@ -30,6 +30,9 @@ def test_readme_python_api_example_runs(tmp_path, monkeypatch, capsys):
     # what Match promises: large's top-1 on the calibration half, at fewer MACs
     matched, large = calibration.score(cascade), calibration.score("large")
     assert matched.metric >= large.metric - 1e-9 and matched.macs_mean < large.macs_mean
+    # and it is a real cascade on the held-out half: most samples stop at the small model
+    held_out = namespace["test"].score(cascade)
+    assert held_out.exit_fractions[0] > 0.5 and held_out.macs_mean < 0.5 * namespace["test"].score("large").macs_mean
     out = namespace["out"]
     assert out.probs.shape == (8, 10) and set(out.exit_stage.tolist()) <= {0, 1}
     assert (tmp_path / "cascade.json").is_file() and not (tmp_path / ".cache").exists()
@@ -252,3 +255,30 @@ def test_a_member_declaring_other_classes_than_it_outputs_is_refused():
     wrong = Member.from_module(small.module, name="wrong", num_classes=5)
     with pytest.raises(CommitteeError, match=r"member 'wrong' declares 5 classes but outputs shape \(\d+, 3\)"):
         Pool.evaluate([wrong], ArrayDataset(_data().inputs, np.zeros(200, dtype=np.int64)))
+
+
+def test_a_module_ending_in_a_softmax_is_declared_or_warned_about(caplog):
+    """A module whose forward ends in a softmax was softmaxed again, silently: its confidences
+    flattened (no cascade exited early). outputs="probabilities" takes them as they are (its own
+    cache key); left as logits, the first batch warns."""
+    small, _ = _members()
+    ending_in_softmax = torch.nn.Sequential(small.module, torch.nn.Softmax(dim=1))
+    declared = Member.from_module(ending_in_softmax, name="small", outputs="probabilities")
+    default = Member.from_module(ending_in_softmax, name="small")
+    assert declared.fingerprint != default.fingerprint != small.fingerprint
+    data = _data()
+    with caplog.at_level("WARNING", logger="committee_tasks.core.members"):
+        as_logits = Pool.evaluate([Member.from_module(small.module, name="small")], data)
+        as_probabilities = Pool.evaluate([declared], data)
+    assert "softmax" not in caplog.text
+    np.testing.assert_allclose(as_probabilities.predictions.outputs["small"].astype(np.float32),
+                               as_logits.predictions.outputs["small"].astype(np.float32), atol=1e-3)
+    with caplog.at_level("WARNING", logger="committee_tasks.core.members"):
+        Pool.evaluate([default], data)
+    assert caplog.text.count("outputs probabilities already") == 1  # the first batch only
+    assert 'outputs="probabilities"' in caplog.text
+    # a zoo file's outputs object: a class map selects (and sizes) the classes
+    mapped = Member.from_module(ending_in_softmax, name="two", outputs={"type": "probabilities", "class_map": [2, 0]})
+    assert mapped.num_classes == 2
+    with pytest.raises(CommitteeError, match="member 'x': outputs type 'softmax' is not one of"):
+        Member.from_module(small.module, name="x", outputs="softmax")

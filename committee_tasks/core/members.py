@@ -6,8 +6,9 @@ tasks, models and datasets stays fast; building a member is where torch comes in
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -15,10 +16,13 @@ import torch
 from committee_tasks.core.checkpoints import load_fitting, read_checkpoint, read_state_dict
 from committee_tasks.core.macs import count_macs
 from committee_tasks.core.member_spec import member_fingerprint, transform_key
+from committee_tasks.core.outputs import OutputSpec, output_spec
 from committee_tasks.core.zoo import RANDOM_INIT, ZooEntry, naming_the_model, resolve_weights
 
 if TYPE_CHECKING:
     from committee_tasks.core.task import Task
+
+log = logging.getLogger(__name__)
 
 
 def weights_state(module: torch.nn.Module) -> tuple:
@@ -38,7 +42,7 @@ class Member:
 
     def __init__(self, name: str, module: torch.nn.Module, transform: Callable[[Any], torch.Tensor],
                  weights_sha256: str, num_classes: int, to_probs: Callable[[torch.Tensor], torch.Tensor],
-                 entry: ZooEntry | None = None):
+                 entry: ZooEntry | None = None, variant: Mapping[str, Any] | None = None):
         self.name = name
         self.module = module.eval()
         self.transform = transform
@@ -46,20 +50,28 @@ class Member:
         self.num_classes = num_classes
         self.to_probs = to_probs
         self.entry = entry
+        self.variant = dict(variant or {})  # what else changes its outputs, where no zoo entry says (outputs=)
         self._macs_by_shape: dict[tuple, int] = {}
+        self._outputs_checked = False
 
     @classmethod
     def from_module(cls, module: torch.nn.Module, transform: Callable[[Any], torch.Tensor] | None = None, *,
-                    name: str, num_classes: int | None = None, task: str | Task = "classification") -> Member:
+                    name: str, num_classes: int | None = None, task: str | Task = "classification",
+                    outputs: str | Mapping[str, Any] | OutputSpec | None = None) -> Member:
         """A member from a module in memory: fingerprinted by the sha256 of its state dict, its
         preprocessing ``transform`` (default: the data is already a preprocessed array), its
-        classes (default: the width of its last Linear/Conv layer) and the task's ``to_probs``."""
+        classes (default: the width of its last Linear/Conv layer, or of ``outputs``' class map)
+        and what its outputs are: ``outputs`` "logits" (the task's ``to_probs``, a softmax, by
+        default) or "probabilities" (a module ending in a softmax), or a zoo file's ``outputs``
+        object (``{"type": ..., "class_map": [...]}``)."""
         from committee_tasks.core import in_memory
         from committee_tasks.core.registry import get_task
 
         task = get_task(task) if isinstance(task, str) else task
-        return cls(name, module, transform or in_memory.AsTensor(), in_memory.state_dict_sha256(module),
-                   num_classes or in_memory.infer_num_classes(module), task.to_probs)
+        spec = _output_spec(outputs, name)
+        classes = num_classes or (len(spec.class_map) if spec and spec.class_map else in_memory.infer_num_classes(module))
+        return cls(name, module, transform or in_memory.AsTensor(), in_memory.state_dict_sha256(module), classes,
+                   spec or task.to_probs, variant={"outputs": spec.key()} if spec else None)
 
     @property
     def weights_sha256(self) -> str:
@@ -84,7 +96,7 @@ class Member:
 
     @property
     def fingerprint(self) -> str:
-        variant = self.entry.variant if self.entry is not None else None
+        variant = self.entry.variant if self.entry is not None else self.variant
         return member_fingerprint(self.weights_sha256, self.transform_key, self.num_classes, variant)
 
     def macs_per_sample(self, inputs: torch.Tensor) -> np.ndarray:
@@ -97,7 +109,12 @@ class Member:
     @torch.no_grad()
     def predict(self, inputs: torch.Tensor) -> torch.Tensor:
         """Class probabilities (float32) of a batch already on the member's device."""
-        return self.to_probs(self.module(inputs)).float()
+        raw = self.module(inputs)
+        probs = self.to_probs(raw).float()
+        if not self._outputs_checked:  # the first batch only: one look, one wait for the device
+            self._outputs_checked = True
+            warn_if_probabilities_made_again(self.name, raw, probs)
+        return probs
 
     def predict_with_cost(self, inputs: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
         """Probabilities and the MACs each sample actually cost. Members whose cost depends on
@@ -107,6 +124,30 @@ class Member:
     def cost_note(self) -> str | None:
         """A line explaining how this member's per-sample cost is made up, for reports."""
         return None
+
+
+def _output_spec(outputs: str | Mapping[str, Any] | OutputSpec | None, name: str) -> OutputSpec | None:
+    if outputs is None or isinstance(outputs, OutputSpec):
+        return outputs
+    where = f"member {name!r}: "
+    if isinstance(outputs, str):
+        return OutputSpec(type=outputs, where=where)
+    return output_spec(outputs, where)
+
+
+def warn_if_probabilities_made_again(name: str, raw: torch.Tensor, probs: torch.Tensor) -> None:
+    """Warn where a member's raw outputs are already probabilities (non-negative, each sample's
+    summing to 1 over the classes) and its ``to_probs`` changed them: a module ending in a softmax,
+    softmaxed again, whose flattened confidences no cascade threshold would pass."""
+    if raw.dim() < 2 or raw.shape != probs.shape or not raw.is_floating_point():
+        return
+    raw = raw.detach().float()
+    sums = raw.sum(dim=1)
+    if bool((raw >= 0).all()) and bool(((sums - 1).abs() < 1e-2).all()) and not torch.allclose(raw, probs, atol=1e-3):
+        log.warning("member %r outputs probabilities already (non-negative, summing to 1 for every sample), and a "
+                    "softmax was applied to them again, flattening its confidences: if its forward ends in a "
+                    "softmax, declare it: Member.from_module(..., outputs=\"probabilities\"), or in a zoo file "
+                    "outputs: {type: probabilities}", name)
 
 
 def load_checkpoint(path: str | Path, saved_as: str) -> Any:
