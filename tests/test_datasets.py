@@ -411,3 +411,22 @@ def test_videos_from_a_list_file_with_a_class_list(tmp_path):
     assert "Kinetics" not in ds.describe()
     kinetics = task.build_dataset("kinetics400", tmp_path, split=None, **options)
     assert kinetics.describe() == "Kinetics-400 val split"
+
+
+def test_a_relative_option_file_is_found_in_the_data_root(tmp_path, monkeypatch):
+    """`--data-root hmdb51 --data-option classes=classes.txt` (a file of the data's folder, as the
+    README's video command names its list file) looked only in the working directory."""
+    from committee_tasks.api.evaluation import build_dataset
+    from committee_tasks.api.options import DataOptions
+
+    class_folders(tmp_path / "data" / "val")
+    (tmp_path / "data" / "classes.txt").write_text("cat\ndog\nbird\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    task = get_task("classification")
+    ds = build_dataset(task, DataOptions("folder", tmp_path / "data", "val", {"classes": "classes.txt"}))
+    assert ds.num_classes == 3 and ds.labels[:2] == [2, 2]  # bird is index 2 of the file's order
+    (elsewhere / "classes.txt").write_text("bird\ncat\ndog\n")  # the working directory's comes first
+    ds = build_dataset(task, DataOptions("folder", tmp_path / "data", "val", {"classes": "classes.txt"}))
+    assert ds.labels[:2] == [0, 0]

@@ -230,7 +230,7 @@ def build_dataset(task: Task, data: DataOptions):
     dataset = data.dataset or task.default_dataset
     if dataset is None:
         raise CommitteeError(f"pass --dataset (one of {task.list_datasets()})")
-    options = task.read_dataset_options(dataset, data.options)
+    options = task.read_dataset_options(dataset, data.options, root=data.data_root)
     with unreadable_data_is_an_error(dataset):
         return task.build_dataset(dataset, data.data_root, split=data.split, **options)
 
@@ -266,7 +266,8 @@ def load_pool(task: Task, names: Sequence[str], data: DataOptions, models_from: 
 def calibration_dataset(task: Task, data: DataOptions, calibration: CalibrationOptions):
     """The separate calibration dataset of ``--calibration-dataset``, with its own options
     (``--calibration-data-option``); its errors say they are about it."""
-    options = task.read_dataset_options(calibration.dataset, calibration.options, "--calibration-data-option")
+    options = task.read_dataset_options(calibration.dataset, calibration.options, "--calibration-data-option",
+                                        root=calibration.data_root or data.data_root)
     try:
         with unreadable_data_is_an_error(calibration.dataset):
             return task.build_dataset(calibration.dataset, calibration.data_root or data.data_root,

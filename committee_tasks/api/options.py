@@ -34,7 +34,7 @@ class DataOptions:
     split: str | None = None
     # The dataset's own options (see Task.dataset_options): key -> text or value, checked and typed
     # by the task when the dataset is built. Relative paths start at the working directory, or at
-    # the folder an OptionValue carries (a config file's).
+    # the folder an OptionValue carries (a config file's); a file not there is looked for in data_root.
     options: Mapping[str, Any] = field(default_factory=dict)
     limit: int | None = None  # an evenly spaced subset of this many samples
 

@@ -75,10 +75,11 @@ def key_value(text: str) -> OptionValue:
 
 
 def parse_dataset_options(dataset: str, declared: Sequence[DatasetOption], values: Mapping[str, Any],
-                          flag: str = "--data-option", fix: str = "") -> dict[str, Any]:
+                          flag: str = "--data-option", fix: str = "", root: str | Path | None = None) -> dict[str, Any]:
     """Every declared option of ``dataset``, typed: the value given in ``values`` (key -> text, a
     Python value, or an `OptionValue`) or the default. An unknown key names the valid ones; a bad
-    value names the kind expected."""
+    value names the kind expected. A relative file path that is not found from the working
+    directory (or the config's folder) is taken from ``root`` (``--data-root``) where it is there."""
     by_name = {o.name: o for o in declared}
     for key in values:
         if key not in by_name:
@@ -91,24 +92,29 @@ def parse_dataset_options(dataset: str, declared: Sequence[DatasetOption], value
         folder = None
         if isinstance(value, OptionValue):
             value, folder = value.value, value.folder
-        typed[key] = parse_value(by_name[key], value, folder, f"dataset {dataset!r}, {flag} {key}")
+        typed[key] = parse_value(by_name[key], value, folder, f"dataset {dataset!r}, {flag} {key}", root)
     return typed
 
 
-def parse_value(option: DatasetOption, value: Any, folder: Path | None, where: str) -> Any:
-    """``value`` as ``option``'s kind; relative paths start from ``folder`` (None: as they are)."""
+def parse_value(option: DatasetOption, value: Any, folder: Path | None, where: str,
+                root: str | Path | None = None) -> Any:
+    """``value`` as ``option``'s kind; relative paths start from ``folder`` (None: as they are),
+    else from ``root`` where the file is there."""
     if value is None:
         return option.default
     try:
-        return _PARSERS[option.kind](value, folder)
+        parse = _PARSERS[option.kind]
+        return parse(value, folder, root) if option.kind in _FILE_KINDS else parse(value, folder)
     except (TypeError, ValueError):
         raise CommitteeError(f"{where}: {value!r} is refused: expected {KINDS[option.kind][1]}") from None
 
 
-def _path(value: Any, folder: Path | None) -> Path:
+def _path(value: Any, folder: Path | None, root: str | Path | None = None) -> Path:
     if isinstance(value, bool) or not isinstance(value, (str, PurePath)) or not str(value).strip():
         raise TypeError(value)
-    return Path(value).expanduser() if folder is None else resolve_in(folder, value)
+    path = Path(value).expanduser() if folder is None else resolve_in(folder, value)
+    in_root = None if root is None or Path(value).expanduser().is_absolute() else Path(root).expanduser() / value
+    return in_root if not path.exists() and in_root is not None and in_root.exists() else path
 
 
 def _int(value: Any, folder: Path | None) -> int:
@@ -138,7 +144,7 @@ def _bool(value: Any, folder: Path | None) -> bool:
     raise ValueError(value)
 
 
-def _names(value: Any, folder: Path | None) -> tuple[str, ...]:
+def _names(value: Any, folder: Path | None, root: str | Path | None = None) -> tuple[str, ...]:
     """A list, a comma-separated text, or else the path of a file of names."""
     if isinstance(value, (list, tuple)):
         names = [str(v).strip() for v in value if not isinstance(v, (bool, dict, list))]
@@ -147,22 +153,23 @@ def _names(value: Any, folder: Path | None) -> tuple[str, ...]:
     elif isinstance(value, str) and "," in value:
         names = [n.strip() for n in value.split(",")]
     else:
-        return tuple(read_names(_path(value, folder)))
+        return tuple(read_names(_path(value, folder, root)))
     names = [n for n in names if n]
     if not names:
         raise ValueError(value)
     return tuple(names)
 
 
-def _json(value: Any, folder: Path | None) -> Any:
+def _json(value: Any, folder: Path | None, root: str | Path | None = None) -> Any:
     if isinstance(value, (list, dict)):
         return value
     if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
         return parse_json(value, f"inline JSON {value!r}")
-    path = _path(value, folder)
+    path = _path(value, folder, root)
     return parse_json(read_text(path, "JSON file"), f"JSON file {path}")
 
 
+_FILE_KINDS = ("path", "names", "json")  # may name a file: looked for in --data-root too
 _PARSERS = {"path": _path, "int": _int, "float": _float, "str": _str, "bool": _bool, "names": _names, "json": _json}
 
 

@@ -144,12 +144,15 @@ class Task(abc.ABC):
         each of them as a keyword, typed, set to its default when not given."""
         return tuple(self.DATASET_OPTIONS.get(name, ()))
 
-    def read_dataset_options(self, name: str, values: Mapping[str, Any], flag: str = "--data-option") -> dict[str, Any]:
+    def read_dataset_options(self, name: str, values: Mapping[str, Any], flag: str = "--data-option",
+                             root: str | Path | None = None) -> dict[str, Any]:
         """The typed options of dataset ``name`` from what a user wrote (``{key: text or value}``):
-        an unknown dataset or key, or a value not of the option's kind, is refused."""
+        an unknown dataset or key, or a value not of the option's kind, is refused. A relative
+        file not found from the working directory is looked for in ``root`` (``--data-root``)."""
         self._check_dataset_name(name)
         return parse_dataset_options(name, self.dataset_options(name), values, flag,
-                                     fix=f"List them with `tools/eval.py --task {self.name} --list-datasets`.")
+                                     fix=f"List them with `tools/eval.py --task {self.name} --list-datasets`.",
+                                     root=root)
 
     def _check_dataset_name(self, name: str) -> None:
         if name not in self.list_datasets():
