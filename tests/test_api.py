@@ -282,3 +282,11 @@ def test_a_module_ending_in_a_softmax_is_declared_or_warned_about(caplog):
     assert mapped.num_classes == 2
     with pytest.raises(CommitteeError, match="member 'x': outputs type 'softmax' is not one of"):
         Member.from_module(small.module, name="x", outputs="softmax")
+
+
+def test_a_dataset_that_is_not_a_sample_dataset_is_refused_with_the_fix():
+    small, _ = _members()
+    pairs = [(torch.zeros(3, 4), 0), (torch.ones(3, 4), 1)]
+    for data in (pairs, torch.utils.data.TensorDataset(torch.zeros(2, 3, 4), torch.zeros(2))):
+        with pytest.raises(CommitteeError, match=r"evaluates a SampleDataset, got \w+.*ArrayDataset\(inputs, targets\)"):
+            Pool.evaluate([small], data)

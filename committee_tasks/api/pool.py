@@ -120,10 +120,12 @@ class Pool:
     @classmethod
     def from_described(cls, task: Task, members: Mapping[str, Any], dataset: SampleDataset, cache,
                        limit: int | None, options: ExecutionOptions) -> Pool:
+        from committee_tasks.core.samples import check_sample_dataset
         from committee_tasks.core.threads import apply_thread_policy, default_workers
         from committee_tasks.engine.distributed import Share
         from committee_tasks.engine.loop import LoopOptions, evaluate_pool
 
+        check_sample_dataset(dataset)
         apply_thread_policy(options.threads)
         workers = options.workers if options.workers is not None else dataset.preferred_workers
         loop = LoopOptions(batch_size=options.batch_size or task.default_batch_size, device=options.device,

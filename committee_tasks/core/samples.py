@@ -70,6 +70,19 @@ class SampleDataset(torch.utils.data.Dataset, abc.ABC):
         return len(self.ids)
 
 
+def check_sample_dataset(dataset: Any) -> None:
+    """Refuse what is not a `SampleDataset` (a torch ``Dataset`` of ``(x, y)`` pairs, a list),
+    saying what to pass: its samples need stable ids and a content fingerprint (the cache key)."""
+    if isinstance(dataset, SampleDataset):
+        return
+    raise CommitteeError(
+        f"a committee evaluates a SampleDataset, got {type(dataset).__name__}: samples need ids and a fingerprint "
+        "of the content to be cached. For arrays or (x, y) pairs in memory, pass ArrayDataset(inputs, targets), "
+        "e.g. ArrayDataset(torch.stack([x for x, _ in data]), [y for _, y in data]); for files, subclass "
+        "SampleDataset (ids, __getitem__ -> Sample(id, data, target), fingerprint()) or use a task's dataset "
+        "(get_task(...).build_dataset(...))")
+
+
 def contained_path(entry: str, where: str) -> str:
     """``entry`` (a path read from a label file or a CSV, relative to the data root) if it stays
     inside the data root, read as a POSIX or as a Windows path; else an error naming ``where`` (the
