@@ -290,3 +290,13 @@ def test_a_dataset_that_is_not_a_sample_dataset_is_refused_with_the_fix():
     for data in (pairs, torch.utils.data.TensorDataset(torch.zeros(2, 3, 4), torch.zeros(2))):
         with pytest.raises(CommitteeError, match=r"evaluates a SampleDataset, got \w+.*ArrayDataset\(inputs, targets\)"):
             Pool.evaluate([small], data)
+
+
+def test_a_member_of_more_classes_than_the_dataset_is_refused():
+    """A 100-class module on the 10-class digits was scored silently (top-1 near 0)."""
+    from committee_tasks import get_task
+
+    digits = get_task("classification").build_dataset("digits", None, split="test")
+    wide = Member.from_module(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 100)), name="wide")
+    with pytest.raises(CommitteeError, match="has 10 classes but the members predict 100.*class map"):
+        Pool.evaluate([wide], digits)

@@ -39,6 +39,8 @@ class ArrayImageDataset(SampleDataset):
     """Images held in memory as arrays, with integer labels and a hash of their content; ids are
     the indices ("00000" ...) unless given. Items are PIL images of uint8 HWC arrays (CIFAR)."""
 
+    classes_fix = "a model of other classes needs a class map onto the dataset's: outputs={'class_map': [...]}"
+
     def __init__(self, name: str, images: np.ndarray, labels: np.ndarray, content_hash: str,
                  ids: Sequence[str] | None = None):
         self.name = name
@@ -107,6 +109,7 @@ def load_cifar10(root: str | Path) -> ArrayImageDataset:
         dataset = ArrayImageDataset("cifar10-test", np.ascontiguousarray(images), labels.astype(np.int64),
                                     content_hash)
         dataset.title = "CIFAR-10 test set"
+        dataset.num_classes = 10  # a 100-class member on it was scored silently (top-1 about 0)
         return dataset
     raise CommitteeError(
         f"no CIFAR-10 test set under {root}: expected one of "
@@ -339,6 +342,7 @@ class DigitsDataset(ArrayImageDataset):
         super().__init__(f"digits-{split}", images, labels, content_hash,
                          ids=[f"{i:04d}" for i in original])  # index in load_digits(): stable across splits
         self.title = f"scikit-learn handwritten digits ({split} split)"
+        self.num_classes = 10
 
     def image(self, index: int) -> np.ndarray:
         return self.images[index]
