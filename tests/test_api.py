@@ -125,6 +125,23 @@ def test_objectives_are_objects():
     assert Budget.parse("4.09G") == Budget(macs=4.09e9) and Budget.parse("115.4K") == Budget(macs=115400.0)
     with pytest.raises(CommitteeError, match="a reference model or a number of MACs"):
         Budget()
+    assert Budget(macs="50M") == Budget(macs=np.int64(50_000_000)) == Budget(macs=5e7)  # a TypeError at fit time
+    with pytest.raises(CommitteeError, match="number of MACs per sample .* got 'large'"):
+        Budget(macs="large")
+
+
+def test_requests_and_committees_take_names_as_lists_or_comma_strings():
+    """A string was read letter by letter (EvalRequest(models="resnet20") listed 'e' twice)."""
+    from committee_tasks import Cascade, EvalRequest, SearchRequest
+
+    request = EvalRequest(models="a", ensembles="a,b", cascades=["a,b", ["b", "c"]])
+    assert request.models == ["a"] and request.ensembles == [["a", "b"]]
+    assert [c.members for c in request.cascades] == [("a", "b"), ("b", "c")]
+    assert Ensemble("a, b").members == Cascade("a,b", 0.9).members == ["a", "b"]
+    assert SearchRequest(pool="a,b,c").pool == ["a", "b", "c"]
+    with pytest.raises(CommitteeError, match=r"ensembles takes a list of committees, got the names \['a', 'b'\]: "
+                                             r"for one committee of these members pass ensembles=\[\['a', 'b'\]\]"):
+        EvalRequest(ensembles=["a", "b"])
 
 
 def test_array_dataset_checks_its_input():

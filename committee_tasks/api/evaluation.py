@@ -36,9 +36,9 @@ class CascadeRequest:
     thresholds: tuple[float, ...] | None = None
 
     def __post_init__(self):
-        from committee_tasks.committees.scoring import check_unique
+        from committee_tasks.committees.scoring import check_unique, member_names
 
-        object.__setattr__(self, "members", tuple(self.members))
+        object.__setattr__(self, "members", tuple(member_names(self.members)))
         if len(self.members) < 2:
             raise CommitteeError(f"a cascade needs at least 2 members, got {list(self.members)}")
         check_unique(self.members, f"--cascade {','.join(self.members)}")
@@ -54,6 +54,18 @@ def _bootstrap() -> Bootstrap:
     from committee_tasks.search.intervals import Bootstrap
 
     return Bootstrap()
+
+
+def _committees(value: Any, what: str) -> list:
+    """A list of committees (each a list of names, "a,b", or for cascades a `CascadeRequest`); one
+    committee given on its own ("a,b") is a list of one."""
+    if isinstance(value, (str, CascadeRequest)):
+        return [value]
+    value = list(value)
+    if len(value) > 1 and all(isinstance(v, str) and "," not in v for v in value):
+        raise CommitteeError(f"{what} takes a list of committees, got the names {value}: for one committee of "
+                             f"these members pass {what}=[{value!r}] or {what}=[{','.join(value)!r}]")
+    return value
 
 
 @dataclass
@@ -76,9 +88,14 @@ class EvalRequest(PoolRequest):
 
     def __post_init__(self):
         from committee_tasks.committees.confidence import check_thresholds, get_confidence
-        from committee_tasks.committees.scoring import check_unique
+        from committee_tasks.committees.scoring import check_unique, member_names
 
-        self.cascades = [c if isinstance(c, CascadeRequest) else CascadeRequest(tuple(c)) for c in self.cascades]
+        # names as a list or as "a,b" (a string is never read letter by letter); a flat list of single
+        # names where a list of committees is due is refused below with the nesting it needs
+        self.models = member_names(self.models)
+        self.ensembles = [member_names(e) for e in _committees(self.ensembles, "ensembles")]
+        self.cascades = [c if isinstance(c, CascadeRequest) else CascadeRequest(c)
+                         for c in _committees(self.cascades, "cascades")]
         # every committee spec is checked here, before any model runs
         check_unique(self.models, "--models")
         for members in self.ensembles:

@@ -12,6 +12,8 @@ reports show as a row saying so).
 """
 from __future__ import annotations
 
+import numbers
+
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence, Union
 
@@ -86,8 +88,15 @@ class Budget(_Objective):
         if self.reference is not None and self.macs is None and parse_macs(self.reference) is not None:
             object.__setattr__(self, "macs", parse_macs(self.reference))  # Budget("50M"): MACs, as --budget reads it
             object.__setattr__(self, "reference", None)
+        if isinstance(self.macs, str):  # Budget(macs="50M")
+            if parse_macs(self.macs) is None:
+                raise CommitteeError(f"a MACs budget must be a number of MACs per sample (2.5e8, 50M, 4.1G), got "
+                                     f"{self.macs!r}")
+            object.__setattr__(self, "macs", parse_macs(self.macs))
         if (self.reference is None) == (self.macs is None):
             raise CommitteeError("a budget is a reference model or a number of MACs per sample: give one of the two")
+        if self.macs is not None and (isinstance(self.macs, bool) or not isinstance(self.macs, numbers.Real)):
+            raise CommitteeError(f"a MACs budget must be a number of MACs per sample, got {self.macs!r}")
         if self.macs is not None and not 0 < self.macs < float("inf"):
             raise CommitteeError(f"a MACs budget must be a positive finite number of MACs per sample, got {self.macs}")
 

@@ -186,8 +186,9 @@ class Pool:
     def fit(self, members: Sequence[str] | str, objective: Objective, settings: FitSettings | None = None):
         """The cascade ``members`` (in this order; a list, or "a,b" as the command line takes it)
         with thresholds fitted on this pool for ``objective``; None when no setting meets it."""
-        names = members.split(",") if isinstance(members, str) else list(members)  # not "a,b" letter by letter
-        return objective.fit(self.predictions, self.task, [n.strip() for n in names], settings or FitSettings())
+        from committee_tasks.committees.scoring import member_names
+
+        return objective.fit(self.predictions, self.task, member_names(members), settings or FitSettings())
 
     def member(self, name: str) -> Member:
         """The built member (building it now if it was only described)."""

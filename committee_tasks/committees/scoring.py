@@ -50,6 +50,14 @@ def member_result(preds: PoolPredictions, task: Task, name: str) -> CommitteeRes
                            summed, combined=stage.prediction, sample_statistics=stage.statistics)
 
 
+def member_names(members: Sequence[str] | str) -> list[str]:
+    """A committee's member names from a list, or from "a,b" as the command line takes them (a
+    string is never read letter by letter)."""
+    if isinstance(members, str):
+        return [n.strip() for n in members.split(",") if n.strip()]
+    return list(members)
+
+
 def check_unique(members: Sequence[str], what: str) -> None:
     """Refuse a member named twice: the same model again adds its cost but no new opinion (an
     ensemble would weigh it double, a cascade would run it twice)."""
@@ -77,7 +85,8 @@ class Ensemble:
 
     kind = "ensemble"
 
-    def __init__(self, members: Sequence[str]):
+    def __init__(self, members: Sequence[str] | str):
+        members = member_names(members)
         if len(members) < 2:
             raise CommitteeError(f"an ensemble needs at least 2 members, got {list(members)}")
         check_unique(members, "an ensemble")
@@ -105,9 +114,9 @@ class Cascade:
 
     kind = "cascade"
 
-    def __init__(self, members: Sequence[str], thresholds: float | Sequence[float],
+    def __init__(self, members: Sequence[str] | str, thresholds: float | Sequence[float],
                  confidence: str | Callable[[np.ndarray], np.ndarray] = "max_prob", combine: str = "mean"):
-        members = list(members)
+        members = member_names(members)
         if len(members) < 2:
             raise CommitteeError(f"a cascade needs at least 2 members, got {members}")
         check_unique(members, "a cascade")

@@ -37,10 +37,12 @@ class SearchSettings:
     interval: Bootstrap = field(default_factory=Bootstrap)
 
     def __post_init__(self):
-        self.pool = list(self.pool)
+        from committee_tasks.committees.scoring import member_names
+
+        self.pool = member_names(self.pool)  # a list, or "a,b,c"
         if len(set(self.pool)) != len(self.pool):
             raise CommitteeError(f"a member is listed twice in --pool {self.pool}")
-        self.references = list(self.references or self.pool)
+        self.references = member_names(self.references or self.pool)
         outside = [r for r in self.references if r not in self.pool]
         if outside:
             raise CommitteeError(f"references {outside} are not in the pool {self.pool}: add them to --pool")
