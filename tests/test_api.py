@@ -317,3 +317,12 @@ def test_a_member_of_more_classes_than_the_dataset_is_refused():
     wide = Member.from_module(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 100)), name="wide")
     with pytest.raises(CommitteeError, match="has 10 classes but the members predict 100.*class map"):
         Pool.evaluate([wide], digits)
+
+
+def test_a_result_prints_its_figures_not_its_per_sample_arrays():
+    from committee_tasks import Cascade
+
+    small, large = _members()
+    pool = Pool.evaluate([small, large], _data(2000))
+    text = repr(pool.score(Cascade(["small", "large"], [0.6])))
+    assert len(text) < 300 and "metric=" in text and "samples=2000" in text and "exit_fractions=" in text

@@ -66,6 +66,8 @@ def test_module_equals_executor(classification, cached, committee, temperatures)
             np.testing.assert_array_equal(out.macs.numpy(), macs)
     raw = [dataset[i].data for i in range(75)]  # decoded images, preprocessed by each member itself
     np.testing.assert_array_equal(module.predict_samples(raw).probs.numpy(), executor.run_batch(batches[0])[0])
+    samples = [dataset[i] for i in range(75)]  # the dataset's own Samples
+    np.testing.assert_array_equal(module.predict_samples(samples).probs.numpy(), executor.run_batch(batches[0])[0])
 
 
 @pytest.mark.parametrize("committee, temperatures", COMMITTEES, ids=lambda c: getattr(c, "name", ""))

@@ -38,6 +38,14 @@ class CommitteeResult:
     def macs_mean(self) -> float:
         return float(self.macs.mean())
 
+    def __repr__(self) -> str:  # the figures, not every per-sample array (a notebook cell of 10,000 rows)
+        from committee_tasks.core.units import format_macs
+
+        exits = f", exit_fractions={[round(f, 4) for f in self.exit_fractions]}" if self.exit_fractions else ""
+        thresholds = f", thresholds={self.thresholds}" if self.thresholds is not None else ""
+        return (f"CommitteeResult({self.name!r}, kind={self.kind!r}, metric={self.metric:.4f}, samples={len(self.macs)}, "
+                f"macs_mean={format_macs(self.macs_mean)}{thresholds}{exits})")
+
     @property
     def macs_worst(self) -> float:
         return float(self.worst_case_macs if self.worst_case_macs is not None else self.macs.max())

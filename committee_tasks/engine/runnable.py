@@ -18,6 +18,7 @@ from committee_tasks.core.in_memory import AsTensor
 from committee_tasks.core.registry import get_task
 from committee_tasks.core.members import Member
 from committee_tasks.core.task import Task
+from committee_tasks.core.samples import Sample
 from committee_tasks.committees.scoring import Cascade
 from committee_tasks.engine.executor import MemberRunner, run_early_exit
 from committee_tasks.engine.gathered import GatheredCascade
@@ -67,12 +68,13 @@ class CommitteeModule(torch.nn.Module):
         return CommitteeOutput(torch.from_numpy(combined), torch.from_numpy(exit_stage), torch.from_numpy(macs))
 
     def predict_samples(self, raw_items: Sequence[Any]) -> CommitteeOutput:
-        """Run on decoded samples (what the task's dataset yields as ``Sample.data``), applying
-        each member's own preprocessing. Samples whose inputs differ in size (segmentation images)
-        run in batches of one size each; their outputs come back in the given order, ``probs`` a
-        list of one tensor per sample where their shapes differ."""
+        """Run on decoded samples (what the task's dataset yields as ``Sample.data``, or its
+        `Sample`s themselves), applying each member's own preprocessing. Samples whose inputs
+        differ in size (segmentation images) run in batches of one size each; their outputs come
+        back in the given order, ``probs`` a list of one tensor per sample where their shapes differ."""
         if not len(raw_items):
             raise CommitteeError("no samples given: pass at least one")
+        raw_items = [item.data if isinstance(item, Sample) else item for item in raw_items]  # a dataset's own items
         transforms = {m.transform_key: m.transform for m in self.members}
         items = [(str(i), None, *self.task.member_inputs(item, transforms)) for i, item in enumerate(raw_items)]
         for i, (_, _, inputs, _) in enumerate(items):  # never run a member at another size than its own
