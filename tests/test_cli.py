@@ -127,6 +127,9 @@ def test_listing(capsys):
     assert main(["--task", "classification", "--list-models", "resnet*"]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     assert {"resnet20", "resnet56", "resnet50", "resnet50.imagenet1k_v1"} <= set(listed)
+    assert main(["--task", "classification", "--list-models", "resnet"]) == 1  # the whole name: none is 'resnet'
+    assert "no classification model matches 'resnet' (a shell wildcard on the whole name): try '*resnet*'" in (
+        capsys.readouterr().err)
     assert main(["--list-datasets"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines if not line.startswith(" ")] == ["cifar10", "imagenet", "digits",

@@ -6,6 +6,7 @@ Parses arguments (or a config file), calls `committee_tasks.api.evaluate`, print
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from committee_tasks.cli.arguments import (CONFIDENCE_HELP, add_cards_arg, add_data_args, add_execution_args,
@@ -73,7 +74,13 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
 
     task = prepare_task(args.task, model_options(args))
     if args.list_models:
-        print("\n".join(model_lines(task, args.list_models)))
+        lines = model_lines(task, args.list_models)
+        if not lines:  # say so, as grep does: an empty listing looks like an empty zoo
+            wider = f"'*{args.list_models}*'" if not any(c in args.list_models for c in "*?[") else "another pattern"
+            print(f"no {task.name} model matches {args.list_models!r} (a shell wildcard on the whole name): try "
+                  f"{wider}", file=sys.stderr)
+            return 1
+        print("\n".join(lines))
         return 0
     if args.list_datasets:
         print("\n".join(dataset_lines(task)))
