@@ -34,12 +34,14 @@ def image_net(classes=3, width=6, seed=0, pool="avg"):
 class SegNet(nn.Module):
     """Class scores at 1/stride of the input."""
 
-    def __init__(self, classes=3, stride=1, seed=0):
+    def __init__(self, classes=3, stride=1, seed=0, multiple=1):
         super().__init__()
         torch.manual_seed(seed)
         self.body, self.head, self.stride = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, classes, 1), stride
+        self.multiple = multiple  # the input sizes it takes (an encoder-decoder's skips need multiples)
 
     def forward(self, x):
+        assert x.shape[-2] % self.multiple == 0 and x.shape[-1] % self.multiple == 0, "sizes must match"
         x = torch.relu(self.body(x))
         return self.head(nn.functional.avg_pool2d(x, self.stride) if self.stride > 1 else x)
 
@@ -263,6 +265,29 @@ def test_segmentation_members_and_committees_equal_the_reference(segmentation_wo
     np.testing.assert_array_equal(pool.score(Ensemble(names)).sample_statistics, _iou_statistics(ensemble, labels))
     assert pool.score(Ensemble(names)).metric == pytest.approx(task.metric(_iou_statistics(ensemble, labels).sum(0)))
     assert not np.array_equal(reference["eighth_b"].argmax(1), reference["full_a"].argmax(1))
+
+
+def test_a_plain_segmentation_module_of_some_sizes_takes_a_size_divisor(segmentation_world):
+    """A module taking only multiples of 16 failed on 32x40 images, which ended the run; with
+    size_divisor the image is padded (right, bottom) and the outputs cropped back: for a model
+    whose border sees zeros either way (3x3 convolutions padded with 0), the same maps."""
+    import yaml
+
+    from committee_tasks.core.errors import CommitteeError
+
+    entries = yaml.safe_load(segmentation_world["zoo"].read_text())["models"]
+    full = next(e for e in entries if e["name"] == "full_a")
+    picky = {**full, "name": "picky", "kwargs": {**full["kwargs"], "multiple": 16}}
+    padded = {**picky, "name": "padded", "preprocessing": {**full["preprocessing"], "size_divisor": 16}}
+    zoo = segmentation_world["zoo"].with_name("divisor_zoo.yaml")  # beside the weights it names
+    zoo.write_text(yaml.safe_dump({"models": [full, picky, padded]}))
+    task = get_task("segmentation")
+    task.add_zoo_file(zoo)
+    pool = Pool.evaluate(["full_a", "padded"], segmentation_world["data"], task, options=OPTIONS)
+    np.testing.assert_array_equal(pool.score("padded").sample_statistics, pool.score("full_a").sample_statistics)
+    assert "padded to a multiple of 16" in pool.member("padded").cost_note()
+    with pytest.raises(CommitteeError, match="member 'picky' failed on a batch .* needs size_divisor"):
+        Pool.evaluate(["picky"], segmentation_world["data"], task, options=OPTIONS)
 
 
 # ---- video ---------------------------------------------------------------------------------

@@ -34,6 +34,8 @@ class Task(abc.ABC):
     default_dataset: ClassVar[str | None] = None  # used when --dataset is not given
     default_measure_samples: ClassVar[int] = 2048  # samples held in memory to time committees on
     prefetch_batches: ClassVar[int] = 4  # batches each DataLoader worker prepares ahead
+    # said after a member's failure on a batch: how a model that takes only some input sizes is fixed
+    member_failure_hint: ClassVar[str] = ""
     # Outputs too big to cache (segmentation: C x H x W per image)? Then the loop caches, per sample,
     # the statistics and these confidences of every member subset of up to max_subset_size members.
     caches_outputs: ClassVar[bool] = True

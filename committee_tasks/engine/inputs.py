@@ -57,6 +57,15 @@ def wrong_shape(inputs: Mapping[str, torch.Tensor], shapes: InputShapes) -> str 
     return None
 
 
+def error_name(err: BaseException) -> str:
+    """The exception's class name, with its module where the name alone says nothing (OpenCV's
+    ``error`` is ``cv2.error``)."""
+    kind = type(err)
+    if kind.__module__ == "builtins" or kind.__name__.endswith(("Error", "Exception", "Exit", "Interrupt")):
+        return kind.__name__
+    return f"{kind.__module__}.{kind.__name__}"
+
+
 class PoolInputs(torch.utils.data.Dataset):
     def __init__(self, dataset: SampleDataset, transforms: Mapping[str, Callable[[Any], torch.Tensor]],
                  member_inputs: Callable | None = None, input_shapes: InputShapes | None = None):
@@ -74,7 +83,7 @@ class PoolInputs(torch.utils.data.Dataset):
             sample: Sample = self.dataset[index]
             inputs, notes = self.member_inputs(sample.data, self.transforms)
         except Exception as err:  # corrupt or unreadable sample: skip it, say why
-            return Skipped(sample_id, f"{type(err).__name__}: {err}")
+            return Skipped(sample_id, f"{error_name(err)}: {err}")
         reason = wrong_shape(inputs, self.input_shapes)
         return Skipped(sample_id, reason) if reason else (sample.id, sample.target, inputs, notes)
 

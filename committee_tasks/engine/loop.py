@@ -418,9 +418,10 @@ class _Runner:
             with self.watches[m.name].section(), autocast(self.device, self.amp):
                 probs, macs = m.predict_with_cost(x)
         except Exception as err:  # e.g. a model fed another dataset's input size
+            hint = f" ({self.task.member_failure_hint})" if self.task.member_failure_hint else ""
             raise CommitteeError(
                 f"member {m.name!r} failed on a batch of inputs of shape {tuple(x.shape)} "
-                f"(samples {[batch.ids[i] for i in rows][:3]}...): {type(err).__name__}: {err}"
+                f"(samples {[batch.ids[i] for i in rows][:3]}...): {type(err).__name__}: {err}{hint}"
             ) from err
         self.timed[m.name] += len(rows)
         if probs.dim() < 2 or probs.shape[1] != m.num_classes:  # scored as if it had the classes it declares

@@ -41,6 +41,8 @@ class SegmentationTask(IntersectionUnionStatistics, Task):
     DATASET_DESCRIPTIONS = DESCRIPTIONS
     DATASET_OPTIONS = OPTIONS
     list_models_example = "segformer*"  # mmseg ships hundreds
+    member_failure_hint = ("a plain module that takes only some image sizes (multiples of 8, 16 or 32) needs "
+                           "size_divisor in its zoo entry's preprocessing: the image is padded to a multiple of it")
     zoo_file_fields = zoo_file.FIELDS
     zoo_file_output_fields = zoo_file.OUTPUT_FIELDS
 
@@ -73,7 +75,7 @@ class SegmentationTask(IntersectionUnionStatistics, Task):
             return SegmentationMember(name, Segmentor(module, module.cfg), transform, digest, entry.num_classes,
                                       entry.outputs or self.to_probs, entry)
         outputs = entry.outputs or OutputSpec()
-        return SegmentationMember(name, PlainSegmentor(module, transform.spec, outputs), transform, digest,
+        return SegmentationMember(name, PlainSegmentor(module, transform.spec, outputs, transform.size_divisor), transform, digest,
                                   entry.num_classes, outputs, entry)
 
     def to_probs(self, outputs: torch.Tensor) -> torch.Tensor:

@@ -37,14 +37,17 @@ class OriginalImage:
 
 
 class DeviceInput(OriginalImage):
-    """A plain module's preprocessing: the decoded image as it is on the host (resized and
-    normalised on the device by `PlainSegmentor`); its repr, part of the cache key, lists how."""
+    """A plain module's preprocessing: the decoded image as it is on the host (resized, normalised
+    and padded to a multiple of ``size_divisor`` on the device by `PlainSegmentor`); its repr,
+    part of the cache key, lists how."""
 
-    def __init__(self, **spec):
+    def __init__(self, size_divisor: int | None = None, **spec):
         self.spec = ImagePreprocessing(**spec)
+        self.size_divisor = size_divisor
 
-    def __repr__(self) -> str:
-        return f"DeviceInput({self.spec!r})"
+    def __repr__(self) -> str:  # without a divisor, as before it existed: cache keys stay
+        divisor = f", size_divisor={self.size_divisor}" if self.size_divisor else ""
+        return f"DeviceInput({self.spec!r}{divisor})"
 
 
 def pipeline_resize(cfg) -> tuple[tuple[int, int] | None, bool]:
@@ -124,11 +127,13 @@ class PlainSegmentor(nn.Module):
     The module sees the image resized and normalised as its zoo entry says; its outputs, at
     ``1/stride`` of its input, are resized to the label resolution before the class map."""
 
-    def __init__(self, model: nn.Module, spec: ImagePreprocessing, outputs: OutputSpec):
+    def __init__(self, model: nn.Module, spec: ImagePreprocessing, outputs: OutputSpec,
+                 size_divisor: int | None = None):
         super().__init__()
         self.model = model.eval()
         self.spec = spec
         self.outputs = outputs
+        self.size_divisor = size_divisor
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         size = self.spec.resize
@@ -147,10 +152,21 @@ class PlainSegmentor(nn.Module):
         size = self.input_size(height, width)
         if size != (height, width):
             x = resize(x, list(size), interpolation=InterpolationMode(self.spec.interpolation), antialias=True)
-        scores = self.model(self.spec.normalise(x))
-        self._check_stride(scores.shape[-2:], size)
+        x = self.spec.normalise(x)
+        padded = self._padded_size(size)
+        if padded != size:  # right and bottom, with 0 after normalising (mmseg's SegDataPreProcessor)
+            x = F.pad(x, (0, padded[1] - size[1], 0, padded[0] - size[0]))
+        scores = self.model(x)
+        self._check_stride(scores.shape[-2:], padded)
         corners = self.outputs.align_corners if self.outputs.upsample != "nearest" else None
+        if padded != size:  # to the padded input's size, the padding cropped off (mmseg's post-processing)
+            scores = F.interpolate(scores.float(), size=padded, mode=self.outputs.upsample, align_corners=corners)
+            scores = scores[..., : size[0], : size[1]]
         return F.interpolate(scores.float(), size=(height, width), mode=self.outputs.upsample, align_corners=corners)
+
+    def _padded_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        d = self.size_divisor
+        return size if not d else (-(-size[0] // d) * d, -(-size[1] // d) * d)
 
     def _check_stride(self, got: tuple[int, int], size: tuple[int, int]) -> None:
         stride = self.outputs.stride or 1
@@ -161,6 +177,7 @@ class PlainSegmentor(nn.Module):
 
     def describe(self) -> str:
         resize = f"resized to {self.spec.resize}" if self.spec.resize else "at its size"
+        resize += f", padded to a multiple of {self.size_divisor}" if self.size_divisor else ""
         return (f"whole image, {resize}; outputs at 1/{self.outputs.stride or 1} resized to the labels "
                 f"({self.outputs.upsample}); MACs per image at the input actually run")
 

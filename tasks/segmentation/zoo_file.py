@@ -5,12 +5,14 @@ A plain module takes the normalised image (N, 3, H, W) and returns class scores 
 ``1/stride`` of that size; they are resized to the label map's size (``upsample``,
 ``align_corners``) before the class map and the softmax. ``preprocessing`` is applied on the device
 to the decoded image: ``resize`` (the shorter side, or [height, width]; default: as it is),
-``channels`` (RGB or BGR), ``(pixels / scale - mean) / std``.
+``channels`` (RGB or BGR), ``(pixels / scale - mean) / std``, and ``size_divisor``: padded (right and
+bottom, 0 after normalising) to a multiple of it for a network that takes only such sizes, the
+outputs cropped back, as mmseg's data preprocessor and post-processing do.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 from committee_tasks.core.image_preprocessing import ImagePreprocessing
 from committee_tasks.core.lazy_call import lazy_call
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 
 FIELDS = {
     "config": "an mmseg config file (its model, test pipeline and test_cfg; weights in mmseg's format)",
-    "preprocessing": "plain modules: {resize, interpolation, mean, std, scale, channels}",
+    "preprocessing": "plain modules: {resize, interpolation, mean, std, scale, channels, size_divisor}",
 }
 OUTPUT_FIELDS = ("stride", "upsample", "align_corners")
 DEVICE_INPUT = f"{__package__}.members:DeviceInput"
@@ -39,10 +41,15 @@ def entry_from_zoo_file(model: ZooFileModel, base: ZooEntry | None) -> ZooEntry:
     given = model.get("preprocessing")
     if given is None:
         raise model.error("preprocessing", "missing: a plain module needs {mean, std, scale, channels, resize}")
+    given = dict(given) if isinstance(given, Mapping) else given
+    divisor = given.pop("size_divisor", None) if isinstance(given, dict) else None
+    if divisor is not None and (isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1):
+        raise model.error("preprocessing", f"size_divisor must be a positive integer, got {divisor!r}")
     spec = ImagePreprocessing.from_dict(given, model.where)
     if spec.crop is not None:
         raise model.error("preprocessing", "a crop would cut the image away from its label map; leave 'crop' out")
-    preprocessing = lazy_call(DEVICE_INPUT, **spec.to_dict())
+    padding = {"size_divisor": divisor} if divisor else {}  # left out when not given: cache keys stay
+    preprocessing = lazy_call(DEVICE_INPUT, **padding, **spec.to_dict())
     return model.entry("segmentation", base, preprocessing, (3,))
 
 
