@@ -151,9 +151,10 @@ class ToyTask(Task):
         p_true = combined[np.arange(len(targets)), targets].astype(np.float64)
         return np.stack([correct, np.ones_like(correct), -np.log(np.clip(p_true, 1e-12, 1))], axis=1)
 
-    def metric(self, summed_statistics):
-        correct, count, _ = summed_statistics
-        return float(correct / count) if count else float("nan")
+    def metric(self, summed_statistics):  # (..., K) -> (...): the search scores many committees at once
+        correct, count = summed_statistics[..., 0], summed_statistics[..., 1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return correct / count
 '''
 
 
@@ -376,3 +377,24 @@ def test_dataset_without_ids_says_how_to_give_them():
 
     with pytest.raises(CommitteeError, match=r"NoIds has no sample ids: set self\._ids"):
         len(NoIds())
+
+
+def test_a_metric_written_for_one_vector_is_refused_before_any_search():
+    """A plugin's metric(summed) written for one (K,) vector (as `c, n = summed`) scored members and
+    ensembles, then failed deep in fitting a cascade with a broadcasting error."""
+    from committee_tasks import ArrayDataset, Member, Pool
+    from committee_tasks_builtin.classification import ClassificationTask
+
+    class OneVector(ClassificationTask):
+        name = "one_vector"
+
+        def metric(self, summed_statistics):
+            correct, count = summed_statistics
+            return 100.0 * correct / count
+
+    torch.manual_seed(0)
+    member = Member.from_module(torch.nn.Linear(4, 3), name="m")
+    data = ArrayDataset(torch.randn(20, 4), torch.randint(0, 3, (20,)))
+    with pytest.raises(CommitteeError, match=r"task 'one_vector': metric\(summed\) .* must take \(\.\.\., K\)"):
+        Pool.evaluate([member], data, OneVector())
+    assert Pool.evaluate([member], data, ClassificationTask()).score("m").metric >= 0

@@ -209,6 +209,24 @@ class Task(abc.ABC):
 
         Takes (..., K) and returns (...): the search scores many committees in one call."""
 
+    def check_metric(self, summed_statistics: np.ndarray) -> None:
+        """Refuse a `metric` that does not take (..., K) to (...), once the statistics are known:
+        written for one (K,) vector, it works for members and breaks deep in a search or a fit.
+        Tried on copies of the statistics with leading axes (2, 3), which must give each copy's own
+        value: (2, 3), not what unpacking the first axis gives."""
+        copies = np.broadcast_to(summed_statistics, (2, 3, *np.shape(summed_statistics)))
+        fix = ("it must take (..., K) and return (...), as the search scores many committees in one call: index the "
+               "last axis, e.g. 100 * summed[..., 0] / summed[..., 1]")
+        try:
+            value = np.asarray(self.metric(copies), dtype=np.float64)
+            alone = float(self.metric(np.asarray(summed_statistics)))
+        except Exception as err:
+            raise CommitteeError(f"task {self.name!r}: metric(summed) failed on statistics of shape {copies.shape} "
+                                 f"({type(err).__name__}: {err}); {fix}") from err
+        if value.shape != (2, 3) or not np.allclose(value, alone, equal_nan=True):
+            raise CommitteeError(f"task {self.name!r}: metric(summed) gave shape {value.shape} for statistics of "
+                                 f"shape {copies.shape}, where (2, 3) of its value on one sample is due; {fix}")
+
     def sample_scores(self, statistics: np.ndarray) -> np.ndarray | None:
         """Per-sample scores whose mean is the metric, or None when the metric is not such a mean
         (mIoU): statistical guarantees on the metric need them."""
