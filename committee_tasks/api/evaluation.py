@@ -78,7 +78,8 @@ class EvalRequest(PoolRequest):
     objectives: Sequence[Objective] = ()  # fit every threshold-less cascade for each
     confidence: str = "max_prob"
     combine: str = "mean"  # a cascade stage's prediction: mean of members so far, or "last"
-    reference: str | None = None  # speedups against it (default: the member with the most MACs)
+    # speedups against it (default: the model a fit matches, else the member with the most MACs, first on a tie)
+    reference: str | None = None
     levels: int = 20
     temperature: bool = False
     worst_case: bool = False

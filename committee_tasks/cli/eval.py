@@ -35,8 +35,9 @@ def build_parser(prog: str = "tools/eval.py") -> argparse.ArgumentParser:
     models.add_argument("--confidence", default="max_prob", help=f"cascade confidence: {CONFIDENCE_HELP}")
     models.add_argument("--cascade-combine", choices=["mean", "last"], default="mean",
                         help="stage-k prediction: mean of members so far (default) or the last member only")
-    models.add_argument("--reference", help="model the speedups are measured against (default: the member "
-                        "with the most MACs)")
+    models.add_argument("--reference", help="model the speedups are measured against (default: the model a fit "
+                        "matches: --match, or a threshold-less cascade's last member; else the member with the "
+                        "most MACs, the first listed on a tie)")
     fit = p.add_argument_group("fitting thresholds (calibration split -> evaluation split)")
     fit.add_argument("--match", metavar="MODEL", help="fit each --cascade to the cheapest setting whose metric "
                      "is at least MODEL's on the calibration split")
