@@ -365,3 +365,22 @@ def test_plot_is_a_readable_png(tmp_path):
     assert plot_filename({"task": "seg", "dataset": "a/b c"}) == "seg-a_b_c.png"
     front = pareto_front([(1, 90, "a"), (2, 89, "b"), (2, 92, "c"), (3, 92, "d"), (4, 95, "e")])
     assert [p[2] for p in front] == ["a", "c", "e"]
+
+
+def test_the_log_axis_says_so_reads_within_a_decade_and_arrows_lie_above_the_model_line():
+    """A CamVid figure (1.34G..5.9G) had ticks at 2G, 3G, 4G, 6G only, read as linear, and an arrow
+    between two models of equal MACs hidden under the single models' line."""
+    from matplotlib.patches import FancyArrowPatch
+
+    result = crowded_result()
+    fig, info = render_result(result)
+    ax = fig.axes[0]
+    assert "log scale" in ax.get_xlabel()
+    fig.canvas.draw()
+    labelled = [t.get_loc() for t in ax.xaxis.get_minor_ticks() + ax.xaxis.get_major_ticks()
+                if t.label1.get_visible() and t.label1.get_text() and ax.get_xlim()[0] <= t.get_loc() <= ax.get_xlim()[1]]
+    cheapest = min(m["macs_mean"] for m in result["members"])
+    assert any(cheapest / 1.3 <= x <= cheapest * 1.3 for x in labelled), labelled
+    model_line = max(line.get_zorder() for line in ax.get_lines() if line.get_marker() == "o")
+    arrows = [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
+    assert arrows and all(p.get_zorder() > model_line for p in arrows)

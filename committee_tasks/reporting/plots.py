@@ -472,6 +472,9 @@ def _draw(plan: dict[str, Any], margin: float, last: bool):
     return fig, info
 
 
+ARROW_Z = 5.5  # above the single models' line, which an arrow between two models of equal MACs runs along
+
+
 def _draw_data(ax, plan: dict[str, Any], margin: float) -> None:
     """Markers, the model line, the front, limits (the data with `margin` of its range each side, log
     x), ticks and axis labels."""
@@ -503,14 +506,16 @@ def _draw_data(ax, plan: dict[str, Any], margin: float) -> None:
     ax.xaxis.set_major_formatter(ticks)
     xs = [x for x, _ in xy]
     if xs and max(xs) / min(xs) < 30:  # under ~1.5 decades the decade ticks alone are too few
-        ax.xaxis.set_minor_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 4.0, 6.0)))
+        # within one decade, finer: a point between the labelled ticks is read off the log axis
+        subs = (1.0, 2.0, 3.0, 4.0, 6.0) if max(xs) / min(xs) >= 8 else (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
+        ax.xaxis.set_minor_locator(LogLocator(base=10, subs=subs))
         ax.xaxis.set_minor_formatter(ticks)
     else:
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.tick_params(axis="both", which="both", labelsize=8.5)
     ax.grid(True, which="major", alpha=0.35)
     ax.grid(True, which="minor", axis="x", alpha=0.15)
-    ax.set_xlabel("mean MACs per sample (multiply-adds)")
+    ax.set_xlabel("mean MACs per sample (multiply-adds, log scale)")
     ax.set_ylabel(f"{plan['result']['metric_name']} (evaluation split)")
 
 
@@ -589,12 +594,12 @@ def _draw_arrows(ax, plan: dict[str, Any], anchors, placer: _Placer) -> list[dic
         head_px = 0.6 * head * px
         patch = FancyArrowPatch(a["start"], a["end"], arrowstyle="-", color=a["color"], lw=1.5,
                                 linestyle=a["linestyle"], shrinkA=shrink_a, shrinkB=shrink_b + 0.8 * head_px / px,
-                                zorder=4.5)
+                                zorder=ARROW_Z)
         ax.add_patch(patch)
         tail = ax.transData.inverted().transform(end - d / length * (shrink_b * px + 1.5 * head_px))
         ax.add_patch(FancyArrowPatch(tail, a["end"], arrowstyle="-|>,head_length=0.6,head_width=0.3",
                                      color=a["color"], lw=1.5, mutation_scale=head, shrinkA=0, shrinkB=shrink_b,
-                                     zorder=4.5))
+                                     zorder=ARROW_Z))
         shaft = (start + d / length * shrink_a * px, end - d / length * shrink_b * px)
         placer.add_line(shaft, ARROW_WEIGHT)
         drawn.append({**{k: a[k] for k in ("reference", "target", "groups", "miss", "delta", "ratio",
