@@ -228,3 +228,9 @@ def test_a_card_whose_member_changed_is_refused(digits_members, tmp_path, capsys
 def test_a_cascade_from_the_command_line_does_not_take_the_configs_thresholds(capsys):
     assert main(["--config", str(CONFIG), "--cascade", "digits_cnn_s,digits_cnn_m"]) == 2
     assert "pass --thresholds for these cascades too" in capsys.readouterr().err
+
+
+def test_cards_with_no_committee_to_write_says_so(digits_members, tmp_path, capsys):
+    assert main(["--dataset", "digits", "--models", "digits_cnn_s", "--workers", "0", "--no-progress",
+                 "--measure-samples", "0", "--cards", str(tmp_path / "cards")]) == 0
+    assert "no committee to write a card of" in capsys.readouterr().out

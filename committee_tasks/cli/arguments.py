@@ -101,8 +101,11 @@ def write_cards(result, folder: Path | None) -> None:
     if folder:
         from committee_tasks.committees.cards import save_cards
 
-        for path in save_cards(result.cards(), folder):
+        written = save_cards(result.cards(), folder)
+        for path in written:
             print(f"wrote committee card {path}")
+        if not written:  # members alone, or every fit unmet: say so rather than leave no trace
+            print(f"--cards {folder}: no committee to write a card of (only members, or no fit met its target)")
 
 
 def check_outputs(files: dict, folders: dict | None = None) -> None:

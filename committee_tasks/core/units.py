@@ -27,12 +27,15 @@ def parse_macs(text: str) -> float | None:
     return float(found.group(1)) * _MACS_UNITS[found.group(2).upper()]
 
 
-def format_macs(macs: float | None) -> str:
-    """Multiply-adds with a unit: 125485824 -> "125.5M", 4.09e9 -> "4.09G"; "–" for none."""
+def format_macs(macs: float | None, digits: int | None = None) -> str:
+    """Multiply-adds with a unit: 125485824 -> "125.5M", 4.09e9 -> "4.09G"; "–" for none.
+    ``digits``: that many significant digits instead (51349000, 4 -> "51.35M")."""
     if is_missing(macs):
         return DASH
     for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(macs) >= scale:
             v = macs / scale
+            if digits is not None:
+                return f"{v:.{digits}g}{unit}"
             return f"{v:.2f}{unit}" if abs(v) < 10 else f"{v:.1f}{unit}"
-    return f"{macs:.0f}"
+    return f"{macs:.{digits}g}" if digits is not None else f"{macs:.0f}"

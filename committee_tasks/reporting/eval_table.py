@@ -103,7 +103,7 @@ def markdown_table(rows: Sequence[dict[str, Any]], confidence: float = 0.95) -> 
         name = r["name"] + (f" [{r['fit']}]" if r.get("fit_status") else "")
         throughput, speedup = _measured_cells(r)
         speedup_macs = format_number(r["speedup_macs"], ".2f", "x")
-        cells = [name, r["kind"], _metric_cell(r), _delta_cell(r), format_macs(r["macs_mean"]),
+        cells = [name, r["kind"], _metric_cell(r), _delta_cell(r), format_macs(r['macs_mean'], 4),
                  format_macs(r["macs_worst"]), throughput, speedup_macs, speedup, r.get("fit_status") or exits]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -123,9 +123,9 @@ def fit_lines(rows: Sequence[Mapping[str, Any]], confidence: float = 0.95) -> li
             lo, hi = r["delta_ci"]
             verdict = "distinguishable from 0" if r["delta_distinguishable"] else "not distinguishable from 0"
             lines.append(f"  {r['name']} [{r['fit']}]: calibration ({c['samples']} samples) {c['metric']:.2f} vs "
-                         f"{reference['name']} {rc['metric']:.2f}, {c['macs_mean'] / 1e6:.4g}M MACs; evaluation "
+                         f"{reference['name']} {rc['metric']:.2f}, {format_macs(c['macs_mean'], 4)} MACs; evaluation "
                          f"{r['metric']:.2f} vs {reference['metric']:.2f} (Δ {r['delta_metric']:+.2f}, {level} CI "
-                         f"[{lo:+.2f}, {hi:+.2f}]: {verdict}), {r['macs_mean'] / 1e6:.4g}M MACs")
+                         f"[{lo:+.2f}, {hi:+.2f}]: {verdict}), {format_macs(r['macs_mean'], 4)} MACs")
     return lines
 
 
