@@ -384,3 +384,23 @@ def test_cost_notes_are_kept_when_everything_is_cached(world):
     first = run_eval(world, "--models", f"{A},{B}", json_name="notes1.json")
     again = run_eval(world, "--models", f"{A},{B}", json_name="notes2.json")
     assert first["cost_notes"] and again["cost_notes"] == first["cost_notes"]
+
+
+def test_a_video_decord_cannot_decode_is_decoded_with_pyav(tmp_path):
+    """decord 0.6.0 fails on some frame sizes (a 72x128 portrait H.264 clip) that FFmpeg reads:
+    such a video was skipped; PyAV decodes it, the same frames decord gives where both can."""
+    from committee_tasks_builtin.video.decoding import OpenVideo, VideoDecodeError
+
+    write_video(tmp_path / "portrait.mp4", frames=12, height=128, width=72)
+    portrait = OpenVideo(tmp_path / "portrait.mp4")
+    assert tuple(portrait.frames(np.array([0, 5, 11])).shape) == (3, 128, 72, 3)
+    assert portrait.note.startswith("decoded with PyAV (decord cannot decode frames")
+    write_video(tmp_path / "landscape.mp4", frames=12)
+    by_decord, by_pyav = OpenVideo(tmp_path / "landscape.mp4"), OpenVideo(tmp_path / "landscape.mp4")
+    by_pyav._with_pyav("(forced)")
+    indices = np.arange(12)
+    assert torch.equal(by_decord.frames(indices), by_pyav.frames(indices))
+    assert (by_decord.num_frames, by_decord.fps) == (by_pyav.num_frames, by_pyav.fps)
+    (tmp_path / "garbage.mp4").write_bytes(np.random.default_rng(0).bytes(4000))
+    with pytest.raises(VideoDecodeError, match="decord cannot open .*; PyAV: "):
+        OpenVideo(tmp_path / "garbage.mp4")

@@ -1,7 +1,7 @@
 """Decode each video once, only the frames some member samples, and cut every member's views.
 
 decord decodes (it seeks to key frames and reads only what ``get_batch`` asks for); PyAV is the
-fallback when decord cannot open a file. ``torchvision.io.read_video`` no longer exists in
+fallback when decord cannot open or decode a file (`OpenVideo`). ``torchvision.io.read_video`` no longer exists in
 torchvision 0.29, and pytorchvideo's ``EncodedVideo(decoder="decord")`` fails on videos without
 an audio track unless ``decode_audio=False``, so we call decord directly.
 """
@@ -31,10 +31,16 @@ class VideoDecodeError(RuntimeError):
 
 
 class OpenVideo:
-    """An opened video: frame count, frame rate, and frames by index (uint8, T x H x W x 3)."""
+    """An opened video: frame count, frame rate, and frames by index (uint8, T x H x W x 3).
+
+    decord first; where it cannot open or decode a file that FFmpeg reads (decord 0.6.0 fails on
+    some frame sizes, e.g. a 72x128 portrait H.264 clip), PyAV decodes the whole video instead, and
+    ``note`` says so. A file neither can read is a `VideoDecodeError` giving both reasons."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.note: str | None = None
+        self._frames: np.ndarray | None = None  # PyAV's: every frame, decoded at once
         if not self.path.is_file():
             raise VideoDecodeError(f"{self.path}: no such file")
         decord = import_decord()  # here: workers open videos, the main process need not
@@ -44,19 +50,40 @@ class OpenVideo:
             self.num_frames = len(self._reader)
             self.fps = float(self._reader.get_avg_fps())
         except Exception as err:  # decord raises DECORDError (a RuntimeError) on corrupt files
-            raise VideoDecodeError(f"{self.path}: cannot open ({_first_line(err)})") from err
+            self._with_pyav(f"cannot open ({_first_line(err)})")
         if self.num_frames < 1:
             raise VideoDecodeError(f"{self.path}: no video frames")
         if not self.fps > 0:
             raise VideoDecodeError(f"{self.path}: no frame rate in the container")
 
     def frames(self, indices: np.ndarray) -> torch.Tensor:
+        if self._frames is None:
+            try:
+                return torch.from_numpy(self._reader.get_batch(indices.tolist()).asnumpy())
+            except Exception as err:  # truncated files fail here, past the readable part
+                self._with_pyav(f"cannot decode frames {indices.min()}-{indices.max()} of {self.num_frames} "
+                                f"({_first_line(err)})")
+        if indices.max() >= len(self._frames):
+            raise VideoDecodeError(f"{self.path}: frames {indices.min()}-{indices.max()} asked, {len(self._frames)} "
+                                   "decoded")
+        return torch.from_numpy(self._frames[indices])
+
+    def _with_pyav(self, decord_failure: str) -> None:
+        """Decode every frame with PyAV, or raise saying why neither decoder could."""
         try:
-            batch = self._reader.get_batch(indices.tolist()).asnumpy()
-        except Exception as err:  # truncated files fail here, past the readable part
-            raise VideoDecodeError(f"{self.path}: cannot decode frames {indices.min()}-{indices.max()} "
-                                   f"of {self.num_frames} ({_first_line(err)})") from err
-        return torch.from_numpy(batch)
+            import av
+
+            with av.open(str(self.path)) as container:
+                stream = container.streams.video[0]
+                rate = stream.average_rate or stream.guessed_rate
+                frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+        except Exception as err:
+            raise VideoDecodeError(f"{self.path}: decord {decord_failure}; PyAV: {_first_line(err)}") from err
+        if not frames:
+            raise VideoDecodeError(f"{self.path}: decord {decord_failure}; PyAV: no video frames")
+        self._frames = np.stack(frames)
+        self.num_frames, self.fps = len(frames), float(rate or 0)
+        self.note = f"decoded with PyAV (decord {decord_failure})"
 
 
 def _first_line(err: Exception) -> str:
@@ -95,7 +122,7 @@ def decode_views(video: VideoFile, transforms: Mapping[str, VideoViews]) -> tupl
     for key, t in transforms.items():
         positions = np.searchsorted(union, plans[key])
         inputs[key] = t.views(frames[torch.from_numpy(positions)])
-    notes = []
+    notes = [opened.note] if opened.note else []
     short = [t.recipe for t in transforms.values() if t.recipe.is_short(opened.num_frames, opened.fps)]
     if short:
         need = max(r.clip_length(opened.fps) for r in short)
