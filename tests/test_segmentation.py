@@ -388,3 +388,14 @@ def test_a_loaded_card_predicts_images_of_different_sizes(world, mixed_sizes):
         alone = module.predict_samples([item])
         torch.testing.assert_close(one.probs, alone.probs, rtol=0, atol=0)
         assert one.exit_stage == alone.exit_stage and one.macs == alone.macs
+
+
+def test_a_confidence_not_cached_by_default_is_computed_when_asked_for(world, full_maps):
+    """--confidence frac_above_0.8 was refused after the evaluation pass (the task caches only
+    frac_above_0.9 of the levels); it is computed too, and its exits are the maps' own."""
+    report = run_eval(world, "--cascade", f"{A},{B}", "--thresholds", "0.5", "--confidence", "frac_above_0.8",
+                      json_name="frac08.json")
+    row = next(r for r in report["rows"] if r["kind"] == "cascade")
+    ids, probs, _ = full_maps
+    confident = np.array([(p.max(0) >= 0.8).mean() >= 0.5 for p in probs[A]])
+    assert row["exit_fractions"][0] == pytest.approx(confident.mean())

@@ -196,6 +196,7 @@ def evaluate(request: EvalRequest, task: Task | None = None) -> EvalReport:
     from committee_tasks.api.scoring_rows import card_temperatures, score_rows
 
     task = task or prepare_task(request.task, request.models_from)
+    cache_confidences(task, [request.confidence])
     objectives = request.fit_objectives()
     pool_names = request.pool_names(objectives)
     check_pool(task, pool_names)
@@ -234,6 +235,23 @@ def prepare_task(name: str, models_from: ModelOptions) -> Task:
     for path in models_from.zoo_files:
         task.add_zoo_file(path)
     return task
+
+
+def cache_confidences(task: Task, confidences: Sequence[Any]) -> None:
+    """A task that caches statistics instead of outputs (segmentation) computes its confidences
+    while the outputs are in memory: named ``confidences`` it does not cache by default
+    (``frac_above_0.8``) are computed too, in subset caches of their own, rather than refused
+    after the evaluation pass. Changes this task object, not its class."""
+    from committee_tasks.committees.confidence import get_torch_confidence
+
+    extra = [c for c in dict.fromkeys(confidences) if isinstance(c, str) and c not in task.cached_confidences]
+    if not extra or task.caches_outputs:
+        return
+    for c in extra:
+        get_torch_confidence(c)  # an unknown name: the registry's error names the valid ones
+    log.info("the %s task caches statistics, not outputs: computing confidence(s) %s too while the outputs are in "
+             "memory (subset statistics of their own, computed once)", task.name, ", ".join(extra))
+    task.cached_confidences = (*task.cached_confidences, *extra)
 
 
 def check_pool(task: Task, names: Sequence[str]) -> None:

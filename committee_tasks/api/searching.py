@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from committee_tasks.api.evaluation import calibration_dataset, check_pool, load_pool, prepare_task
+from committee_tasks.api.evaluation import cache_confidences, calibration_dataset, check_pool, load_pool, prepare_task
 from committee_tasks.api.options import PoolRequest
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.search.committee_search import SearchSettings
@@ -84,6 +84,7 @@ def search_committees(request: SearchRequest) -> SearchResult:
     for name in request.confidences:
         get_confidence(name)  # an unknown name fails before anything runs
     task = prepare_task(request.task, request.models_from)
+    cache_confidences(task, request.confidences)
     check_pool(task, request.pool)
     pool = load_pool(task, request.pool, request.data, request.models_from, request.execution)
     calib, evaluation = pool.calibration_and_evaluation(
