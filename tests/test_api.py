@@ -326,3 +326,16 @@ def test_a_result_prints_its_figures_not_its_per_sample_arrays():
     pool = Pool.evaluate([small, large], _data(2000))
     text = repr(pool.score(Cascade(["small", "large"], [0.6])))
     assert len(text) < 300 and "metric=" in text and "samples=2000" in text and "exit_fractions=" in text
+
+
+def test_a_card_made_in_python_carries_its_figures():
+    """Pool.card wrote figures {} (the README says a card carries the figures it was chosen with)."""
+    from committee_tasks import Cascade
+
+    small, large = _members()
+    pool = Pool.evaluate([small, large], _data())
+    cascade = Cascade(["small", "large"], [0.6])
+    figures, scored = pool.card(cascade).figures, pool.score(cascade)
+    assert figures["metric"] == scored.metric and figures["samples"] == 200
+    assert figures["exit_fractions"] == scored.exit_fractions and figures["macs_mean"] == scored.macs_mean
+    assert pool.card(cascade, figures={"note": "mine"}).figures == {"note": "mine"}

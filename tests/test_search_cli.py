@@ -135,6 +135,13 @@ def test_search_writes_a_card_for_every_pick_members_included(digits_members, tm
     assert len(list(cards.glob("*.json"))) == len(picks) and set(written) == {"member", "cascade"}
     member = load_committee(written["member"])
     assert member.card.members[0].name == "digits_cnn_s" and member.card.figures["exit_fractions"] == [1.0]
+    # figures in the shape tools/eval.py's cards have: the evaluation split's numbers, the calibration's apart
+    report = json.loads(out.read_text())
+    cascade = json.loads(written["cascade"].read_text())["figures"]
+    point = next(p for p in report["points"] if p["name"] == load_committee(written["cascade"]).card.name)
+    assert cascade["metric"] == point["metric"]["evaluation"] and cascade["samples"] == report["split"]["evaluation"]
+    assert cascade["calibration"] == {"metric": point["metric"]["calibration"], "samples": report["split"]["calibration"],
+                                      "macs_mean": point["macs_mean"]["calibration"]}
 
 
 def test_the_printed_front_shows_as_many_points_as_it_says_the_cheapest_and_the_most_accurate():

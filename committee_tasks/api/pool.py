@@ -201,7 +201,9 @@ class Pool:
              temperatures: Mapping[str, float] | None = None) -> CommitteeCard:
         """A committee card: what `load_committee` needs to run ``committee`` (a member's name, or
         a Single / Ensemble / Cascade) on new batches. ``temperatures``: the members' temperature
-        scaling (a `tempered` pool's own by default)."""
+        scaling (a `tempered` pool's own by default). ``figures``: what it was chosen with; by
+        default its figures on this pool (metric, MACs, exits and the number of samples), in the
+        shape `tools/eval.py --cards` writes them."""
         from committee_tasks.committees.cards import CommitteeCard
 
         if committee is None:
@@ -221,6 +223,11 @@ class Pool:
                 raise CommitteeError(f"member {name!r} changed since this pool was evaluated (its weights were "
                                      "written in place, e.g. trained further): the pool's figures are not its "
                                      "figures; evaluate the pool again (Pool.evaluate) and fit on that")
+        if figures is None:
+            scored = self.score(committee)
+            figures = {"metric_name": self.task.metric_name, "metric": scored.metric, "samples": len(scored.macs),
+                       "macs_mean": scored.macs_mean, "macs_worst": scored.macs_worst,
+                       "exit_fractions": scored.exit_fractions}
         fingerprints = dict(self.predictions.fingerprints.get("dataset", {}))
         return CommitteeCard.from_committee(committee, self.task.name, used, temperatures=temperatures,
                                             figures=dict(figures or {}), output_dtype=self.options.output_dtype,

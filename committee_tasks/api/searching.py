@@ -66,7 +66,13 @@ class SearchResult:
                                      combine=report["combine"]) if point["kind"] == "cascade"
                              else Ensemble(point["members"]) if point["kind"] == "ensemble"
                              else Single(pick["name"]))
-                figures = {k: v for k, v in pick.items() if k != "name"} | {
+                # in the shape tools/eval.py's cards have: the evaluation split's figures, the calibration's apart
+                figures = {k: v for k, v in pick.items() if k not in ("name", "metric", "macs_mean")} | {
+                    "metric": pick["metric"]["evaluation"], "macs_mean": pick["macs_mean"]["evaluation"],
+                    "samples": report["split"]["evaluation"],
+                    "calibration": {"metric": pick["metric"]["calibration"],
+                                    "macs_mean": pick["macs_mean"]["calibration"],
+                                    "samples": report["split"]["calibration"]},
                     "chosen_for": f"{key.replace('_', ' ')} to {entry['reference']}", "metric_name": report["metric_name"],
                     "macs_worst": point["macs_worst"], "exit_fractions": point["exit_fractions"],
                     "split": report["split"], "worst_case": report["worst_case"]}
