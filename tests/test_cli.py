@@ -234,3 +234,14 @@ def test_cards_with_no_committee_to_write_says_so(digits_members, tmp_path, caps
     assert main(["--dataset", "digits", "--models", "digits_cnn_s", "--workers", "0", "--no-progress",
                  "--measure-samples", "0", "--cards", str(tmp_path / "cards")]) == 0
     assert "no committee to write a card of" in capsys.readouterr().out
+
+
+def test_measure_samples_beyond_the_evaluation_split_is_refused_before_the_pass(digits_members, tmp_path, capsys):
+    """The split is by sample id, so its size is known once the dataset is listed: the refusal came
+    after every member had been evaluated."""
+    fresh = tmp_path / "cache"
+    assert main(["--dataset", "digits", "--cascade", "digits_cnn_s,digits_cnn_l", "--match", "digits_cnn_l",
+                 "--measure-samples", "400", "--workers", "0", "--no-progress", "--cache-dir", str(fresh)]) == 2
+    assert "--measure-samples 400 is more than the 285 samples evaluated (the evaluation split)" in (
+        capsys.readouterr().err)
+    assert not list(fresh.rglob("shard-*.npz"))

@@ -209,7 +209,8 @@ def evaluate(request: EvalRequest, task: Task | None = None) -> EvalReport:
     if limit is not None and timed is not None and timed > limit:  # known now, not after the evaluation pass
         raise CommitteeError(f"--measure-samples {timed} is more than the {limit} samples --limit evaluates: pass "
                              f"at most {limit}, or leave it out to time on all of them")
-    pool = load_pool(task, pool_names, request.data, request.models_from, request.execution, request.cards)
+    pool = load_pool(task, pool_names, request.data, request.models_from, request.execution, request.cards,
+                     before_evaluating=lambda dataset: _check_measure_samples(task, request, objectives, dataset))
     evaluated = pool.predictions.fingerprints.get("dataset", {}).get("fingerprint")
     for card in request.cards:
         fitted_on = (card.dataset or {}).get("fingerprint")
@@ -218,6 +219,22 @@ def evaluate(request: EvalRequest, task: Task | None = None) -> EvalReport:
                         "include the samples it was fitted on (its card records those of the held-out split)",
                         card.name, card.figures["calibration"].get("samples", "some"))
     return score_rows(task, request, pool, objectives)
+
+
+def _check_measure_samples(task: Task, request: EvalRequest, objectives: Sequence[Objective], dataset) -> None:
+    """``--measure-samples`` more than the samples the evaluation split can hold, refused once the
+    dataset is listed, not after the evaluation pass: the split is by sample id, so its size is
+    known now (skipped samples can only make it smaller)."""
+    if request.measure.samples is None:
+        return
+    from committee_tasks.api.measuring import measure_samples
+    from committee_tasks.core.splits import calibration_mask
+    from committee_tasks.engine.loop import subset_indices
+
+    ids = [dataset.ids[i] for i in subset_indices(len(dataset.ids), request.data.limit, warn=False)]
+    split = bool(objectives or request.temperature) and not request.calibration.dataset
+    available = int((~calibration_mask(ids, request.calibration.fraction)).sum()) if split else len(ids)
+    measure_samples(request.measure, task, available, split)
 
 
 def load_card(card):
@@ -285,10 +302,11 @@ def unreadable_data_is_an_error(dataset: str):
 
 
 def load_pool(task: Task, names: Sequence[str], data: DataOptions, models_from: ModelOptions,
-              execution: ExecutionOptions, cards: Sequence = ()) -> Pool:
+              execution: ExecutionOptions, cards: Sequence = (), before_evaluating=None) -> Pool:
     """The dataset and every member's predictions (from the cache, or the loop for what it lacks).
     ``cards`` run only on the members they were chosen with: a changed member is refused once
-    described, before the evaluation pass."""
+    described, before the evaluation pass; ``before_evaluating(dataset)`` checks what else can
+    be checked then."""
     from committee_tasks.api.pool import Pool, describe_members, open_cache
     from committee_tasks.engine.runnable import check_members
 
@@ -296,6 +314,8 @@ def load_pool(task: Task, names: Sequence[str], data: DataOptions, models_from: 
     members = describe_members(task, names, models_from.weights_dir)
     for card in cards:
         check_members(card, members)
+    if before_evaluating is not None:
+        before_evaluating(dataset)
     return Pool.from_described(task, members, dataset, open_cache(execution.cache_dir), data.limit, execution)
 
 

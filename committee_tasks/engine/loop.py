@@ -127,10 +127,10 @@ class _Pending:
             self.flush()
 
 
-def subset_indices(n: int, limit: int | None) -> np.ndarray:
+def subset_indices(n: int, limit: int | None, warn: bool = True) -> np.ndarray:
     """Indices of an evenly spaced subset of ``limit`` samples (all when None): class-sorted
     layouts (ImageNet folders) then still give every class, and the subset is deterministic."""
-    if limit is not None and limit > n:
+    if limit is not None and limit > n and warn:
         log.warning("--limit %d is more than the dataset's %d samples: evaluating all %d", limit, n, n)
     if limit is None or limit >= n:
         return np.arange(n)
