@@ -103,7 +103,7 @@ def markdown_table(rows: Sequence[dict[str, Any]], confidence: float = 0.95) -> 
         name = r["name"] + (f" [{r['fit']}]" if r.get("fit_status") else "")
         throughput, speedup = _measured_cells(r)
         speedup_macs = format_number(r["speedup_macs"], ".2f", "x")
-        cells = [name, r["kind"], _metric_cell(r), _delta_cell(r), format_macs(r['macs_mean'], 4),
+        cells = [name, r["kind"], _metric_cell(r), _delta_cell(r), format_macs(r["macs_mean"]),
                  format_macs(r["macs_worst"]), throughput, speedup_macs, speedup, r.get("fit_status") or exits]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
