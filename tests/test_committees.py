@@ -123,3 +123,28 @@ def test_a_threshold_outside_the_confidence_range_is_refused_where_a_cascade_is_
     with pytest.raises(CommitteeError, match=r"threshold 0.5 is refused: thresholds of neg_entropy must be <= 0"):
         Cascade(["a", "b"], 0.5, confidence="neg_entropy")
     assert Cascade(["a", "b", "c"], [float("inf"), -np.inf]).thresholds == [float("inf"), -np.inf]
+
+
+def test_a_cascade_retyped_from_its_name_is_the_same_committee():
+    """Names printed thresholds to six digits: a fitted 0.5067596435546875 printed as 0.50676, which
+    lets the samples at 0.50675964 through no more; retyped, it was another committee under the
+    same name. Names now read back as the same thresholds (float32's shortest text)."""
+    import re
+
+    from committee_tasks.committees.scoring import Cascade
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(10) * 0.3, size=500).astype(np.float16).astype(np.float32)
+    confidence = probs.max(axis=1)
+    # a threshold the exact sweep puts on a sample's confidence, one whose six digits round up
+    ordered = np.sort(confidence)
+    k = next(k for k in range(100, 500) if float(f"{ordered[k]:g}") > ordered[k] and ordered[k - 1] < ordered[k])
+    fitted = float(ordered[k])
+    cascade = Cascade(["a", "b"], [fitted])
+    assert (confidence >= float(f"{fitted:g}")).sum() < (confidence >= fitted).sum()  # six digits: another one
+    typed = [float(t) for t in re.search(r"@(.*)$", cascade.name)[1].split(",")]
+    again = Cascade(["a", "b"], typed)
+    assert again.name == cascade.name
+    np.testing.assert_array_equal(again.exits(0, probs), cascade.exits(0, probs))
+    assert cascade.exits(0, probs).sum() == (confidence >= fitted).sum()
+    assert Cascade(["a", "b"], [0.95, ]).name == "cascade(a>b)@0.95" and Cascade(["a", "b"], 1.0).name.endswith("@1")

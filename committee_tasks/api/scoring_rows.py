@@ -110,6 +110,7 @@ def score_rows(task: Task, request: EvalRequest, pool: Pool, objectives: Sequenc
         specs += fit_cascades(request, split.calib, objectives)
     ev = split.evaluation
     scored = [s for s in specs if not isinstance(s, UnsatisfiedFit)]
+    _check_distinct_names(scored)
     results = {s.name: ev.score(s) for s in scored}
     reference = request.reference or _fit_reference(objectives) or max(
         pool.members, key=lambda m: ev.predictions.macs[m].mean())
@@ -124,6 +125,19 @@ def score_rows(task: Task, request: EvalRequest, pool: Pool, objectives: Sequenc
     rows = [_row(task, spec, results, reference, intervals, measured, pool, split) for spec in specs]
     return _report(task, request, pool, ev, rows, split.temperatures, intervals.spec, measure_n,
                    {s.name: s for s in scored if s.kind != "member"})
+
+
+def _check_distinct_names(specs: Sequence) -> None:
+    """Rows are keyed by name: two different committees of one name (a card's thresholds and the
+    same cascade retyped from a name printed before names round-tripped) would show one's figures
+    twice. The same committee twice is one committee."""
+    defined: dict[str, tuple] = {}
+    for spec in specs:
+        definition = (spec.kind, tuple(spec.members), tuple(getattr(spec, "thresholds", None) or ()),
+                      repr(getattr(spec, "confidence", None)), getattr(spec, "combine", None))
+        if defined.setdefault(spec.name, definition) != definition:
+            raise CommitteeError(f"two different committees are named {spec.name!r} ({defined[spec.name]} and "
+                                 f"{definition}): evaluate them in separate runs")
 
 
 def _fit_reference(objectives: Sequence[Objective]) -> str | None:

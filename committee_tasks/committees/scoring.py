@@ -112,6 +112,17 @@ class Ensemble:
                                combined=stage.prediction, sample_statistics=stage.statistics)
 
 
+def threshold_text(threshold: float) -> str:
+    """A threshold as names and tables print it: the shortest text that reads back as the same
+    threshold, so a cascade retyped from its name is the same committee. The confidences are
+    float32 (and compared in float32), so a float32 value prints as float32's shortest text
+    (0.50675964, where six digits, 0.50676, let samples at 0.50675964 through no more); other
+    values as float64's."""
+    if not np.isfinite(threshold) or float(np.float32(threshold)) != threshold:
+        return f"{threshold:g}" if not np.isfinite(threshold) else repr(float(threshold))
+    return np.format_float_positional(np.float32(threshold), unique=True, trim="-")
+
+
 class Cascade:
     """Run members in order; a sample exits at the first stage whose confidence reaches that
     stage's threshold (the last stage always exits).
@@ -149,7 +160,7 @@ class Cascade:
 
     @property
     def name(self) -> str:
-        return "cascade(" + ">".join(self.members) + ")@" + ",".join(f"{t:g}" for t in self.thresholds)
+        return "cascade(" + ">".join(self.members) + ")@" + ",".join(threshold_text(t) for t in self.thresholds)
 
     def stage_output(self, task: Task, outputs: Sequence[np.ndarray]) -> np.ndarray:
         """The prediction after the stages whose member outputs are given (in order)."""
