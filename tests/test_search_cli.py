@@ -178,3 +178,15 @@ def test_a_greedy_search_picks_and_fronts_as_the_exhaustive_one_does(digits_memb
             macs, metric = figures[ref["similar_cost"]["name"]]
             assert macs <= ref_macs * (1 + 1e-9) and metric >= ref_metric
     assert any(ref["similar_cost"] for ref in report["references"])
+
+
+def test_a_greedy_search_keeps_to_max_size_and_refuses_worst_case(digits_members, tmp_path, capsys):
+    """--greedy --max-size 2 built three-member cascades; --greedy --worst-case left every row empty
+    (a greedy cascade ends with its reference, so its worst case always exceeds the reference's)."""
+    out = tmp_path / "greedy2.json"
+    assert main(["--pool", ",".join(DIGITS), *COMMON, "--greedy", "--max-size", "2", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["points"] and max(len(p["members"]) for p in report["points"]) <= 2
+    capsys.readouterr()
+    assert main(["--pool", ",".join(DIGITS), *COMMON, "--greedy", "--worst-case"]) == 2
+    assert "--worst-case with --greedy: a greedy cascade ends with its reference" in capsys.readouterr().err

@@ -50,6 +50,11 @@ class SearchSettings:
             raise CommitteeError(f"--max-size must be >= 1 and --levels >= 2, got {self.max_size} and {self.levels}")
         if self.combine not in ("mean", "last"):
             raise CommitteeError(f"unknown cascade combine rule {self.combine!r}; valid: 'mean', 'last'")
+        if self.worst_case and self.uses_greedy:
+            why = "--greedy" if self.greedy else f"a pool of more than {GREEDY_ABOVE} members (searched greedily)"
+            raise CommitteeError(f"--worst-case with {why}: a greedy cascade ends with its reference, so its worst "
+                                 "case always exceeds the reference's and no committee could qualify; search "
+                                 f"exhaustively (at most {GREEDY_ABOVE} members, without --greedy) for --worst-case")
 
     @property
     def uses_greedy(self) -> bool:
@@ -116,7 +121,8 @@ def _greedy_picks(task: Task, cal: PoolPredictions, s: SearchSettings, confidenc
     slack) and the most accurate within its MACs, so a greedy cascade costlier than its reference
     is not its match (the reference is), and the front holds only points none dominates."""
     t0 = time.perf_counter()
-    built = [greedy_cascade(cal, task, s.pool, ref, s.alpha, confidence, s.levels) for ref in s.references]
+    built = [greedy_cascade(cal, task, s.pool, ref, s.alpha, confidence, s.levels, max_stages=s.max_size)
+             for ref in s.references] if s.max_size >= 2 else []  # --max-size 1: members only
     timings["greedy"] = time.perf_counter() - t0
     candidates = list({c.name: c for c in [*(Single(m) for m in s.pool), *built]}.values())
     figs = {c.name: figures(c) for c in candidates}
