@@ -45,7 +45,8 @@ def build_parser(prog: str = "tools/eval.py") -> argparse.ArgumentParser:
                      "whose mean MACs are at most MODEL's (or this number of MACs per sample: 2.5e8, 250M, 4.1G)")
     fit.add_argument("--guarantee", type=floats, metavar="EPS,DELTA", help="fit each --cascade so that, with "
                      "probability >= 1-DELTA, its metric is at most EPS below --match MODEL's (or --reference's) "
-                     "on new data (Learn-then-Test)")
+                     "on new data (Learn-then-Test); EPS in the metric's own points (top-1 in %%: 0.5 is half a "
+                     "point), DELTA a probability (0.05)")
     fit.add_argument("--bound", choices=["bernstein", "hoeffding", "binomial"], default="bernstein",
                      help="p-value of --guarantee")
     add_split_args(fit)

@@ -38,7 +38,8 @@ def build_parser(prog: str = "tools/search.py") -> argparse.ArgumentParser:
                    help=f"confidence function(s) to compare, comma-separated: {CONFIDENCE_HELP}")
     s.add_argument("--temperature", action="store_true",
                    help="also compare each confidence after per-member temperature scaling")
-    s.add_argument("--cascade-combine", choices=["mean", "last"], default="mean")
+    s.add_argument("--cascade-combine", choices=["mean", "last"], default="mean",
+                   help="stage-k prediction: mean of members so far (default) or the last member only")
     s.add_argument("--greedy", action="store_true",
                    help=f"greedy cascade construction (Streeter 2018); automatic above {GREEDY_ABOVE} members")
     s.add_argument("--alpha", type=float, default=0.0, help="greedy: metric slack against the reference")
