@@ -245,3 +245,12 @@ def test_measure_samples_beyond_the_evaluation_split_is_refused_before_the_pass(
     assert "--measure-samples 400 is more than the 285 samples evaluated (the evaluation split)" in (
         capsys.readouterr().err)
     assert not list(fresh.rglob("shard-*.npz"))
+
+
+def test_every_missing_weight_file_is_named_at_once(capsys):
+    """Offline, a pool of five torchvision models named one missing file per run: five rounds."""
+    assert main(["--dataset", "digits", "--models", "resnet20,resnet32", "--weights-dir", "/nonexistent",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "the weights of 2 models are missing" in err
+    assert "'resnet20-12fca82f.th'" in err and "'resnet32-d509ac18.th'" in err

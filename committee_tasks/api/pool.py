@@ -67,9 +67,11 @@ def check_writable(folder: Path) -> None:
 def describe_members(task: Task, members: Sequence[str | Member], weights_dir: Path | None) -> dict[str, Any]:
     """Members by name: zoo names are described without building them (built only if the cache
     lacks something); `Member` objects are taken as they are."""
+    from committee_tasks.core.zoo import each_with_weights
+
     described: dict[str, Any] = {}
-    for m in members:
-        spec = task.describe_member(m, weights_dir) if isinstance(m, str) else m
+    specs = each_with_weights(members, lambda m: task.describe_member(m, weights_dir) if isinstance(m, str) else m)
+    for spec in specs:
         if spec.name in described:
             raise CommitteeError(f"a member is listed twice: {[getattr(x, 'name', x) for x in members]}")
         described[spec.name] = spec

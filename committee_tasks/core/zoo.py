@@ -32,6 +32,23 @@ class WeightsUnavailableError(CommitteeError):
     """The weight file of a zoo entry is neither on disk nor downloadable."""
 
 
+def each_with_weights(items, make) -> list:
+    """``make(item)`` for every item; the models whose weights are missing are named all at once
+    (offline, a pool of five models would otherwise take five attempts to learn its five files)."""
+    results, missing = [], []
+    for item in items:
+        try:
+            results.append(make(item))
+        except WeightsUnavailableError as err:
+            missing.append(str(err))
+    if len(missing) == 1:
+        raise WeightsUnavailableError(missing[0])
+    if missing:
+        raise WeightsUnavailableError(f"the weights of {len(missing)} models are missing:\n"
+                                      + "\n".join(f"  - {m}" for m in missing))
+    return results
+
+
 @contextlib.contextmanager
 def naming_the_model(name: str, source: str):
     """A `WeightsUnavailableError` inside the block names the model and where it comes from: the

@@ -31,6 +31,7 @@ from committee_tasks.core.member_spec import MemberSpec
 from committee_tasks.core.members import Member
 from committee_tasks.core.samples import SampleDataset
 from committee_tasks.core.task import Task
+from committee_tasks.core.zoo import each_with_weights
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +341,7 @@ def _build_needed(members: Sequence[Member | MemberSpec], pending: dict[str, _Pe
     specs = [m.name for m in needed if isinstance(m, MemberSpec) and not m.is_built]
     if specs:
         log.info("building %d of %d members (the rest are cached): %s", len(specs), len(members), ", ".join(specs))
-    return [m.build() if isinstance(m, MemberSpec) else m for m in needed]
+    return each_with_weights(needed, lambda m: m.build() if isinstance(m, MemberSpec) else m)
 
 
 def subset_cache(task: Task, cache: BasePredictionCache, folder,
