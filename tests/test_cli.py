@@ -254,3 +254,14 @@ def test_every_missing_weight_file_is_named_at_once(capsys):
     err = capsys.readouterr().err
     assert "the weights of 2 models are missing" in err
     assert "'resnet20-12fca82f.th'" in err and "'resnet32-d509ac18.th'" in err
+
+
+def test_the_cache_variable_set_to_memory_writes_nothing(digits_members, tmp_path, monkeypatch, capsys):
+    """COMMITTEE_TASKS_CACHE=memory made a folder named 'memory' in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COMMITTEE_TASKS_CACHE", "memory")
+    assert main(["--dataset", "digits", "--models", "digits_cnn_s", "--workers", "0", "--no-progress",
+                 "--measure-samples", "0"]) == 0
+    assert not (tmp_path / "memory").exists()
+    assert main(["--dataset", "digits", "--models", "digits_cnn_s", "--shard", "0/2", "--no-progress"]) == 2
+    assert "with --cache-dir memory" in capsys.readouterr().err

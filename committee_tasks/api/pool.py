@@ -39,9 +39,10 @@ def resolve_task(task: str | Task) -> Task:
 
 def open_cache(cache_dir: Path | str | None):
     """The prediction cache at ``cache_dir`` (None: the default root), or an in-memory one."""
+    from committee_tasks.core.files import wants_memory_cache
     from committee_tasks.engine.cache import MemoryPredictionCache, PredictionCache
 
-    if cache_dir == MEMORY:
+    if wants_memory_cache(cache_dir):
         return MemoryPredictionCache()
     cache = PredictionCache(cache_dir)
     check_writable(cache.root)

@@ -77,7 +77,7 @@ def add_execution_args(p: argparse.ArgumentParser) -> None:
     run.add_argument("--workers", type=int, default=None,
                      help="DataLoader worker processes (default: the CPUs this process may use, at most 4)")
     run.add_argument("--cache-dir", help="prediction cache root (default ~/.cache/committee_tasks/predictions "
-                     "or $COMMITTEE_TASKS_CACHE; 'memory': keep predictions in memory, write nothing)")
+                     "or $COMMITTEE_TASKS_CACHE; 'memory', here or in the variable: keep predictions in memory, write nothing)")
     run.add_argument("--output-dtype", choices=["float16", "float32"], default="float16",
                      help="dtype of cached probabilities")
     run.add_argument("--threads", type=int, help="torch CPU threads (default: the CPUs this process may use)")

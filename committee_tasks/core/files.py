@@ -23,19 +23,33 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+MEMORY_CACHE = "memory"  # as --cache-dir or $COMMITTEE_TASKS_CACHE: keep predictions in memory, write nothing
+
+
+def wants_memory_cache(cache_dir: Any) -> bool:
+    """Whether predictions stay in memory: ``--cache-dir memory``, or no --cache-dir and
+    ``$COMMITTEE_TASKS_CACHE=memory`` (which made a folder named "memory" in the working directory)."""
+    return cache_dir == MEMORY_CACHE or (cache_dir is None and os.environ.get(CACHE_ENV) == MEMORY_CACHE)
+
+
+def _cache_env() -> str | None:
+    value = os.environ.get(CACHE_ENV)
+    return value if value and value != MEMORY_CACHE else None
+
+
 def default_cache_root() -> Path:
     """The prediction cache: ``$COMMITTEE_TASKS_CACHE``, else ``$XDG_CACHE_HOME/committee_tasks/predictions``."""
-    if CACHE_ENV in os.environ:
-        return Path(os.environ[CACHE_ENV])
+    if _cache_env():
+        return Path(_cache_env())
     return cache_home() / "predictions"
 
 
 def cache_home() -> Path:
     """Where the toolkit's small indexes live (the weight-hash memo): ``$COMMITTEE_TASKS_CACHE``
-    when set (so one variable moves everything, and tests stay in their own folder), else
-    ``$XDG_CACHE_HOME/committee_tasks`` (``~/.cache/committee_tasks``)."""
-    if CACHE_ENV in os.environ:
-        return Path(os.environ[CACHE_ENV])
+    when set to a folder (so one variable moves everything, and tests stay in their own folder),
+    else ``$XDG_CACHE_HOME/committee_tasks`` (``~/.cache/committee_tasks``)."""
+    if _cache_env():
+        return Path(_cache_env())
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "committee_tasks"
 
 
