@@ -322,3 +322,31 @@ def test_rank_0_takes_every_cpu_once_the_other_ranks_are_done(monkeypatch):
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_sigterm_to_the_process_group_stops_a_run_with_workers_cleanly(digits_members, tmp_path):
+    """timeout, SLURM and torchrun send SIGTERM to the whole process group: the DataLoader workers
+    died of it and the main process printed a worker traceback on its way out. The run exits 143
+    with its work written and one line saying so."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    cache = tmp_path / "cache"
+    job = subprocess.Popen(
+        [sys.executable, str(REPO / "tools" / "eval.py"), "--dataset", "digits", "--models",
+         "digits_cnn_s,digits_cnn_m,digits_cnn_l", "--workers", "2", "--batch-size", "1", "--flush-seconds", "0",
+         "--cache-dir", str(cache), "--no-progress", "--measure-samples", "0"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list(cache.rglob("shard-*.npz")) and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert job.poll() is None, "the run ended before it could be stopped: " + job.stderr.read()[-2000:]
+    os.killpg(job.pid, signal.SIGTERM)  # the whole group: the tool and its workers
+    _, err = job.communicate(timeout=120)
+    assert job.returncode == 143, err[-3000:]
+    assert "terminated (SIGTERM)" in err and "Traceback" not in err and "killed by signal" not in err, err[-3000:]
+    assert list(cache.rglob("shard-*.npz"))  # its work kept

@@ -21,16 +21,16 @@ class Terminated(BaseException):
 @contextlib.contextmanager
 def terminate_as_exception():
     """Within the block, SIGTERM to this process raises `Terminated` in its main thread.
-    Processes forked meanwhile (DataLoader workers) keep SIGTERM's default action."""
+    Processes forked meanwhile ignore it; DataLoader workers, where torch sets its own handler,
+    exit quietly (`engine/inputs.py`): `timeout`, SLURM and torchrun send it to the whole process
+    group, and a worker it killed made the loader print a traceback on the way out."""
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         yield
         return
     owner = os.getpid()
 
     def handler(signum, frame):
-        if os.getpid() != owner:  # a forked child: terminate as by default
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
+        if os.getpid() != owner:  # a forked child (a DataLoader worker): its parent stops it
             return
         raise Terminated("terminated by SIGTERM")
 

@@ -11,6 +11,8 @@ one per input shape, so none is lost.
 from __future__ import annotations
 
 import functools
+import os
+import signal
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -183,13 +185,23 @@ def make_loader(dataset: SampleDataset, transforms: Mapping[str, Callable], indi
     workers, they stack into shared memory and the DataLoader's pin-memory thread copies each
     batch into pinned memory."""
     in_thread = pin_memory and num_workers == 0
+    stopping_itself = signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
     loader = torch.utils.data.DataLoader(
         PoolInputs(dataset, transforms, member_inputs, input_shapes), batch_sampler=ChunkedBatches(indices, batch_size),
         num_workers=num_workers, collate_fn=functools.partial(collate, pin=in_thread),
         pin_memory=pin_memory and not in_thread, persistent_workers=False,
         prefetch_factor=prefetch_batches if num_workers > 0 else None,
+        worker_init_fn=_exit_quietly_on_sigterm if stopping_itself and num_workers > 0 else None,
     )
     return BackgroundBatches(loader, prefetch=2) if in_thread else loader
+
+
+def _exit_quietly_on_sigterm(worker_id: int) -> None:
+    """A DataLoader worker of a process that stops itself on SIGTERM (the tools: `core/signals.py`)
+    exits quietly on it, as torch's own worker handler does only when the parent sends it:
+    `timeout`, SLURM and torchrun send it to the whole process group, and a worker killed by it
+    made the loader print a traceback while the main process was writing its work."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
 
 
 def pinned(batches: list[dict[str, torch.Tensor]], device: torch.device) -> list[dict[str, torch.Tensor]]:
