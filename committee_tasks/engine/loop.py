@@ -211,8 +211,15 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
             log.info("%d samples skipped by an earlier run were read this time", len(read_again))
         skipped.update(new_skips)
         cache.record_dataset(folder, dataset_fp, new_skips, new_notes, read_again)
-    else:
+    elif options.share is None:
         log.info("all %d samples of %d members are cached in %s", len(wanted), len(members), folder)
+    else:  # this share's part only: the rest may well be missing
+        held = sum(options.share.holds(place, options.batch_size) for place in range(len(wanted)))
+        batches = -(-len(wanted) // options.batch_size)
+        log.info("share %s: %s", options.share,
+                 f"its {held} samples are cached" if held else
+                 f"holds none of the {len(wanted)} samples ({batches} batches of {options.batch_size} shared among "
+                 f"{options.share.count}: fewer batches than shares)")
     if options.share is not None:  # every share's shards, skips and timings, read afresh
         skipped, pending, subsets = _after_share(task, members, cache, folder, wanted, options, rank, len(todo))
 
