@@ -109,6 +109,7 @@ def search_committees(request: SearchRequest) -> SearchResult:
                                        list(request.command) if request.command else None),
               "task": task.name, "dataset": pool.dataset.name, "dataset_title": pool.dataset.describe(),
               "metric_name": task.metric_name, "worst_case": request.worst_case, "combine": request.combine,
+              "any_order": request.any_order,
               "split": {"calibration": len(calib.predictions.ids), "evaluation": len(evaluation.predictions.ids)},
               "interval": {"confidence": bootstrap.confidence, "resamples": bootstrap.resamples,
                            "seed": bootstrap.seed, "split": "evaluation",

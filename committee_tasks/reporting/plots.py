@@ -200,7 +200,10 @@ def _title(result: Mapping[str, Any]) -> tuple[str, str | None]:
               "at evaluation-split figures" if n_cal else
               "thresholds fitted on a separate calibration split; every point, line and arrow at evaluation-split "
               "figures")
-    return f"{dataset}: {metric} vs MACs on {where}", second
+    from committee_tasks.reporting.search_tables import search_settings
+
+    settings = search_settings(result)  # a greedy, worst-case or any-order search says so
+    return f"{dataset}: {metric} vs MACs on {where}", (f"{settings}; {second}" if settings else second)
 
 
 def _plan(result: Mapping[str, Any]) -> dict[str, Any]:

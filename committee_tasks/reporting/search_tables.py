@@ -140,6 +140,7 @@ def build_tables(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                        "dataset_title": result.get("dataset_title") or result["dataset"],
                        "split": {s: split.get(s) for s in SPLITS},
                        "interval": result.get("interval"), "provenance": result.get("provenance"),
+                       "settings": search_settings(result),
                        "rows": [_row(ref) for ref in result["references"]]})
     throughput = any(r["throughput"] is not None for b in blocks for r in b["rows"])
     levels = {b["interval"]["confidence"] for b in blocks if b["interval"]}
@@ -182,10 +183,29 @@ def _columns(throughput: bool, names: bool) -> tuple[list[str], list[str], list[
     return single, cost, accuracy
 
 
+def search_settings(result: Mapping[str, Any]) -> str:
+    """What a search asked beyond the defaults, in words (a block of a greedy, worst-case or
+    any-order search looked like an exhaustive one's)."""
+    parts = []
+    if result.get("method") == "greedy":
+        parts.append("greedy search")
+    if result.get("worst_case"):
+        parts.append("committees within the model's worst-case MACs")
+    if result.get("any_order"):
+        parts.append("cascades in any member order")
+    if result.get("confidence", "max_prob") != "max_prob":
+        parts.append(f"confidence {result['confidence']}")
+    if result.get("combine", "mean") != "mean":
+        parts.append("a stage predicts with its last member")
+    return "; ".join(parts)
+
+
 def block_title(block: Mapping[str, Any]) -> str:
     n = (block.get("split") or {}).get("evaluation")
     samples = f" on {n:,} evaluation samples" if n else ""
-    return f"{block['task']}: {block.get('dataset_title') or block['dataset']} — {block['metric_name']}{samples}"
+    settings = f" ({block['settings']})" if block.get("settings") else ""
+    return (f"{block['task']}: {block.get('dataset_title') or block['dataset']} — {block['metric_name']}{samples}"
+            f"{settings}")
 
 
 def _notes(tables: Mapping[str, Any]) -> str:
