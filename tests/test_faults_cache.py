@@ -263,6 +263,23 @@ def test_edited_json_fails_its_checksum(classification, tmp_path, caplog):
     assert "7" in preds.ids.tolist()
 
 
+def test_a_shard_copied_into_another_members_folder_is_set_aside(classification, tmp_path, caplog):
+    """A shard of m1 copied into m0's folder (a careless rsync between nodes) was read as m0's
+    outputs; each shard now records its member's fingerprint."""
+    import shutil
+
+    first = run(classification, tmp_path)
+    foreign = shards_of(tmp_path, "m1")[0]
+    target = shards_of(tmp_path, "m0")[0].parent / "shard-elsewhere-000000.npz"
+    for shard in shards_of(tmp_path, "m0"):
+        shard.unlink()
+    shutil.copy(foreign, target)
+    with caplog.at_level(logging.WARNING):
+        again = run(classification, tmp_path)
+    assert "written for another member" in caplog.text and str(target) in caplog.text
+    np.testing.assert_array_equal(again.outputs["m0"], first.outputs["m0"])  # computed again, as m0's
+
+
 # 3. impossible values are dropped and recomputed ---------------------------------------------------
 
 def resave(shard: Path, change, keep_checksum: bool = False):

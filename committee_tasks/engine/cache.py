@@ -150,9 +150,11 @@ def bad_rows(arrays: Mapping[str, np.ndarray], probabilities: bool) -> np.ndarra
     return bad
 
 
-def shard_problem(arrays: Mapping[str, np.ndarray], comment: bytes) -> str | None:
-    """Why a shard read whole cannot be trusted (None: it can): a foreign layout or a checksum
-    that does not match its arrays."""
+def shard_problem(arrays: Mapping[str, np.ndarray], comment: bytes, member: str | None = None) -> str | None:
+    """Why a shard read whole cannot be trusted (None: it can): a foreign layout, a checksum that
+    does not match its arrays, or another member's fingerprint than ``member`` (a shard copied
+    into the wrong folder, say by a careless rsync between nodes; shards written before the
+    fingerprint was recorded carry none)."""
     ids = arrays.get("ids")
     if ids is None or ids.ndim != 1 or ids.dtype.kind != "U":
         return "no 1-d array of sample ids: not a shard this toolkit wrote"
@@ -166,18 +168,23 @@ def shard_problem(arrays: Mapping[str, np.ndarray], comment: bytes) -> str | Non
             return "unreadable checksum"
         if stored != arrays_sha256(arrays):
             return "checksum mismatch: its contents changed after it was written"
+        written_for = meta.get("member")
+        if member is not None and written_for is not None and written_for != member:
+            return (f"written for another member (fingerprint {str(written_for)[:16]}, this folder's is "
+                    f"{member[:16]}): a shard copied into the wrong folder")
     return None
 
 
-def save_shard(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write a shard atomically, the sha256 of its arrays in its zip comment (np.load ignores it)."""
+def save_shard(path: Path, arrays: Mapping[str, np.ndarray], member: str | None = None) -> None:
+    """Write a shard atomically, the sha256 of its arrays (and the fingerprint of the ``member``
+    or subset it belongs to) in its zip comment (np.load ignores it)."""
     outputs = arrays.get("outputs")
     # whether the outputs are probabilities, so a member whose outputs are not (a zoo entry
     # declaring unnormalised "probabilities") is not recomputed on every read
     probabilities = bool(outputs is not None and outputs.dtype.kind == "f" and outputs.ndim >= 2
                          and _output_rows(outputs)[1].all())
-    comment = json.dumps({"format": SHARD_FORMAT, "sha256": arrays_sha256(arrays),
-                          "probabilities": probabilities}).encode()
+    meta = {"format": SHARD_FORMAT, "sha256": arrays_sha256(arrays), "probabilities": probabilities}
+    comment = json.dumps(meta | ({"member": member} if member else {})).encode()
 
     def write(f):
         buffer = io.BytesIO()
@@ -465,7 +472,7 @@ class MemberCache(BaseMemberCache):
             return None
         if self._verified.get(path) == (stat.st_size, stat.st_mtime_ns):
             return arrays
-        problem = shard_problem(arrays, comment)
+        problem = shard_problem(arrays, comment, self.fingerprint)
         if problem:
             set_aside(path, problem, "its samples are computed again")
             return None
@@ -479,14 +486,14 @@ class MemberCache(BaseMemberCache):
             arrays = {k: v[~bad] for k, v in arrays.items()}
             if not len(arrays["ids"]):
                 return None
-            save_shard(path, arrays)  # the good rows, whole and checksummed
+            save_shard(path, arrays, self.fingerprint)  # the good rows, whole and checksummed
             stat = path.stat()
         self._verified[path] = (stat.st_size, stat.st_mtime_ns)
         return arrays
 
     def write_shard(self, arrays: Mapping[str, np.ndarray]) -> Path:
         path = self.folder / f"shard-{self.writer}-{self._written:06d}.npz"
-        save_shard(path, arrays)
+        save_shard(path, arrays, self.fingerprint)
         self._written += 1
         return path
 
