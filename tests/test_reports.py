@@ -355,3 +355,16 @@ def test_validate_result_names_source():
     with pytest.raises(CommitteeError, match=r"members\[0\].metric must be a number"):
         validate_result({"schema_version": v, "task": "t", "dataset": "d", "metric_name": "m", "points": [],
                          "references": [], "members": [{"name": "a", "metric": "high", "macs_mean": 1}]}, "x.json")
+
+
+def test_a_block_says_which_search_made_it():
+    """An exhaustive and a greedy (or worst-case, any-order) search of one pool gave blocks with
+    the same heading."""
+    plain, greedy = classification_result(), classification_result()
+    greedy.update({"method": "greedy", "worst_case": True, "any_order": True, "confidence": "margin"})
+    tables = build_tables([plain, greedy])
+    md = to_markdown(tables)
+    assert "(greedy search; committees within the model's worst-case MACs; cascades in any member order; " \
+           "confidence margin)" in md
+    first = next(line for line in md.splitlines() if line.startswith("| **classification"))
+    assert "(" not in first.split("evaluation samples")[1].split("**")[0]  # the default search says nothing more
