@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.precision import OUTPUT_DTYPE_NAMES
-from committee_tasks.core.files import MEMORY_CACHE
+from committee_tasks.core.files import MEMORY_CACHE, wants_memory_cache
 
 MEMORY = MEMORY_CACHE  # ExecutionOptions.cache_dir value: keep predictions in memory, write nothing
 
@@ -85,8 +85,6 @@ class ExecutionOptions:
             from committee_tasks.engine.distributed import Share
 
             Share.parse(self.shard)  # refused before any work
-            from committee_tasks.core.files import wants_memory_cache
-
             if wants_memory_cache(self.cache_dir):
                 raise CommitteeError(f"--shard {self.shard} with --cache-dir memory: shares meet only in a cache "
                                      "on disk, where a later run reads their union; give a --cache-dir folder "

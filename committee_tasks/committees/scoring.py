@@ -118,8 +118,10 @@ def threshold_text(threshold: float) -> str:
     float32 (and compared in float32), so a float32 value prints as float32's shortest text
     (0.50675964, where six digits, 0.50676, let samples at 0.50675964 through no more); other
     values as float64's."""
-    if not np.isfinite(threshold) or float(np.float32(threshold)) != threshold:
-        return f"{threshold:g}" if not np.isfinite(threshold) else repr(float(threshold))
+    if not np.isfinite(threshold):
+        return f"{threshold:g}"
+    if float(np.float32(threshold)) != threshold:
+        return repr(float(threshold))
     return np.format_float_positional(np.float32(threshold), unique=True, trim="-")
 
 

@@ -39,8 +39,8 @@ def _cache_env() -> str | None:
 
 def default_cache_root() -> Path:
     """The prediction cache: ``$COMMITTEE_TASKS_CACHE``, else ``$XDG_CACHE_HOME/committee_tasks/predictions``."""
-    if _cache_env():
-        return Path(_cache_env())
+    if (root := _cache_env()) is not None:
+        return Path(root)
     return cache_home() / "predictions"
 
 
@@ -48,8 +48,8 @@ def cache_home() -> Path:
     """Where the toolkit's small indexes live (the weight-hash memo): ``$COMMITTEE_TASKS_CACHE``
     when set to a folder (so one variable moves everything, and tests stay in their own folder),
     else ``$XDG_CACHE_HOME/committee_tasks`` (``~/.cache/committee_tasks``)."""
-    if _cache_env():
-        return Path(_cache_env())
+    if (root := _cache_env()) is not None:
+        return Path(root)
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "committee_tasks"
 
 

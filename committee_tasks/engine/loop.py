@@ -237,7 +237,8 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
             m.cached_cost_note = pending[m.name].cache.manifest.get("cost_note")
     if getattr(preds, "targets", None) is not None and not isinstance(known, np.ndarray):  # what the dataset gave
         task.check_targets(preds.targets, preds.ids, members[0].num_classes)
-    task.check_metric(preds.stage_statistics([members[0].name], task).sum(axis=0))  # a plugin's, before any search
+    # a plugin's metric, before any search; a few samples' statistics tell (not the whole pool's, on every load)
+    task.check_metric(preds.stage([members[0].name], task, np.arange(min(len(kept), 8))).statistics.sum(axis=0))
     preds.fingerprints = {"dataset": {"name": dataset.name, "fingerprint": dataset_fp},
                           "members": {m.name: m.fingerprint for m in members}}
     return preds, LoopThroughput({m.name: pending[m.name].cache.throughput() for m in members},
