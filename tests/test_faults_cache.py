@@ -492,11 +492,68 @@ def test_manifest_write_failure_is_an_error(classification, tmp_path, monkeypatc
         run(classification, tmp_path)
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes through chmod")
-def test_unwritable_cache_folder_is_an_error(classification, tmp_path):
-    tmp_path.chmod(0o555)
-    try:
-        with pytest.raises(CommitteeError, match="writable"):
-            run(classification, tmp_path / "cache")
-    finally:
-        tmp_path.chmod(0o755)
+READ_ONLY_RUN = """
+import sys, numpy as np, torch
+sys.path.insert(0, {tests!r})
+from test_faults_cache import OPTIONS, dataset, tiny_members
+from committee_tasks import LoopOptions, PredictionCache, evaluate_pool
+from committee_tasks.core.errors import CommitteeError
+from committee_tasks.core.registry import get_task
+members = tiny_members()[:{count}]
+try:
+    preds = evaluate_pool(get_task("classification"), members, dataset(), PredictionCache({root!r}),
+                          options=LoopOptions(**OPTIONS))[0]
+    print("read", len(preds.ids), float(preds.outputs["m0"].astype(np.float64).sum()))
+except CommitteeError as err:
+    print("refused:", err)
+"""
+
+
+def run_unprivileged(code: str) -> str:
+    """``code`` in a process that permissions bind: as root (CI's containers), one without the
+    capability to override them (``setpriv``), so a read-only folder is read-only to it too."""
+    import shutil
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-c", code]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: nothing here can make a folder read-only to this process")
+        command = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--", *command]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def read_only(folder: Path) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~0o222)
+
+
+def test_unwritable_cache_folder_is_an_error(tmp_path):
+    folder = tmp_path / "unwritable"
+    folder.mkdir()
+    read_only(folder)
+    tests = str(Path(__file__).resolve().parent)
+    out = run_unprivileged(READ_ONLY_RUN.format(tests=tests, count=2, root=str(folder / "cache")))
+    assert out.startswith("refused: cannot write the prediction cache in") and "--cache-dir memory" in out, out
+    assert not (folder / "cache").exists()
+
+
+def test_a_finished_cache_is_read_on_a_read_only_filesystem(classification, tmp_path):
+    """A team's finished cache on a read-only share: read without locks or writes; a member it
+    lacks is refused before anything runs, naming the folder."""
+    expected = run(classification, tmp_path / "cache")
+    read_only(tmp_path / "cache")
+    before = sorted((p, p.stat().st_mtime_ns) for p in (tmp_path / "cache").rglob("*"))
+    tests = str(Path(__file__).resolve().parent)
+    out = run_unprivileged(READ_ONLY_RUN.format(tests=tests, count=2, root=str(tmp_path / "cache")))
+    assert out == f"read {N} {float(expected.outputs['m0'].astype(np.float64).sum())}", out
+    torch.manual_seed(1)
+    other = run_unprivileged(READ_ONLY_RUN.format(tests=tests, count=2, root=str(tmp_path / "cache")).replace(
+        "tiny_members()[:2]", "[*tiny_members(), __import__('committee_tasks').Member.from_module("
+        "torch.nn.Linear(8, 3), name='m2')]"))
+    assert other.startswith("refused: cannot write the prediction cache") and "/m2-" in other and "yet" in other, other
+    assert sorted((p, p.stat().st_mtime_ns) for p in (tmp_path / "cache").rglob("*")) == before  # nothing written

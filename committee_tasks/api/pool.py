@@ -44,25 +44,7 @@ def open_cache(cache_dir: Path | str | None):
 
     if wants_memory_cache(cache_dir):
         return MemoryPredictionCache()
-    cache = PredictionCache(cache_dir)
-    check_writable(cache.root)
-    return cache
-
-
-def check_writable(folder: Path) -> None:
-    """Refuse a cache folder that cannot be made or written before any member runs, not when its
-    first outputs are written."""
-    import os
-
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        writable = os.access(folder, os.W_OK | os.X_OK)
-        reason = "permission denied"
-    except OSError as err:
-        writable, reason = False, f"{type(err).__name__}: {err.strerror or err}"
-    if not writable:
-        raise CommitteeError(f"cannot write the prediction cache in {folder} ({reason}): pass --cache-dir DIR (a "
-                             "writable folder), set $COMMITTEE_TASKS_CACHE, or --cache-dir memory to write nothing")
+    return PredictionCache(cache_dir)
 
 
 def describe_members(task: Task, members: Sequence[str | Member], weights_dir: Path | None) -> dict[str, Any]:

@@ -422,7 +422,10 @@ class BaseMemberCache(abc.ABC):
                 "(the copies are %s)", self.folder, len(again),
                 "identical" if same else "NOT identical: the writers ran the member differently")
         if level == logging.WARNING:
-            self._update_manifest(duplicates_reported=seen)
+            try:  # only a memo of what was said: a read-only cache says it again next time
+                self._update_manifest(duplicates_reported=seen)
+            except CommitteeError as err:
+                log.debug("not recorded: %s", err)
 
 
 class MemberCache(BaseMemberCache):
@@ -430,6 +433,13 @@ class MemberCache(BaseMemberCache):
 
     def __init__(self, folder: Path, fingerprint: str, description: Mapping[str, Any]):
         self.writer, self._written, self._verified = writer_id(), 0, {}
+        self.folder = folder
+        manifest = self._read_manifest()
+        if manifest is not None and manifest.get("fingerprint") == fingerprint:
+            # written whole (renamed into place): read without a lock, so a finished cache on a
+            # read-only filesystem can be read
+            self.fingerprint, self.manifest = fingerprint, manifest
+            return
         with locked(folder / "manifest.json"):  # two writers opening a new folder at once write it once
             super().__init__(folder, fingerprint, description)
 
@@ -574,6 +584,9 @@ class BasePredictionCache(abc.ABC):
     def _dataset_lock(self, dataset_folder: Path):
         yield
 
+    def require_writable(self, why: str = "") -> None:
+        """Refuse a cache that cannot be written, before any member runs (memory: always can)."""
+
 
 class PredictionCache(BasePredictionCache):
     """The cache on disk (the layout above)."""
@@ -581,9 +594,27 @@ class PredictionCache(BasePredictionCache):
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else default_cache_root()
 
+    def require_writable(self, why: str = "") -> None:
+        """Refuse a cache root that cannot be made or written, before any member runs (not when
+        its first outputs are written). Only where something is to be written (``why``): a
+        finished cache is read on a read-only filesystem (a team's shared cache) without it."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            writable = os.access(self.root, os.W_OK | os.X_OK)
+            reason = "permission denied"
+        except OSError as err:
+            writable, reason = False, f"{type(err).__name__}: {err.strerror or err}"
+        if not writable:
+            raise CommitteeError(f"cannot write the prediction cache in {self.root} ({reason}){why and f', and {why}'}: "
+                                 "pass --cache-dir DIR "
+                                 "(a writable folder), set $COMMITTEE_TASKS_CACHE, or --cache-dir memory to write "
+                                 "nothing")
+
     def _open_member(self, folder: Path, fingerprint: str, description: Mapping[str, Any]) -> MemberCache:
         check_stable_key(str(description.get("member")), str(description.get("preprocessing", "")),
                          "a prediction cache on disk")
+        if not (folder / "manifest.json").exists():
+            self.require_writable(f"it has no {folder.parent.name}/{folder.name} yet")  # before anything is written
         return MemberCache(folder, fingerprint, description)
 
     def _dataset_info(self, dataset_folder: Path) -> dict | None:

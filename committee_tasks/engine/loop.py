@@ -202,6 +202,7 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
             if any(sid in p.needed for p in (*pending.values(), *subsets.values()))
             and (options.share is None or options.share.holds(rank, options.batch_size))]
     if todo:
+        cache.require_writable(f"{len(todo)} samples are missing from it")  # before any member is built or run
         built = _build_needed(members, pending, every=bool(subsets))
         new_skips, new_notes = _run(task, built, dataset, todo, pending, options, subsets, phases)
         read_again = retry & {all_ids[i] for i in todo} - set(new_skips)
