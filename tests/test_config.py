@@ -76,6 +76,8 @@ def test_unknown_key_names_the_key_the_file_and_the_closest_option(tmp_path):
     ("amp", True, "YAML reads unquoted on/off"),  # `amp: on` in YAML is a boolean
     ("thresholds", [[0.9, 0.8], ["0.9", "high"]], "item 1: ['0.9', 'high'] is refused: expected comma-separated"),
     ("models", {"a": 1}, "{'a': 1} is refused: expected"),
+    ("shard", "3/2", "'3/2' is refused: a share is I/N with 0 <= I < N"),  # said with the file, not at run time
+    ("shard", 5, "5 is refused: expected I/N"),
 ])
 def test_values_are_checked_by_the_options_own_type_and_choices(tmp_path, key, value, expected):
     with pytest.raises(CommitteeError) as err:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from committee_tasks.core.dataset_options import key_value
+from committee_tasks.core.errors import CommitteeError
 
 CONFIDENCE_HELP = ("max_prob (default), margin, neg_entropy, frac_above_<level>, or any registered with "
                    "committee_tasks.committees.register_confidence")
@@ -37,6 +38,17 @@ def floats(text: str) -> list[float]:
         return [float(t) for t in text.split(",")]
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from err
+
+
+def share(text: str) -> str:
+    """``I/N``, checked where it is given (the command line, or a config file, which the error
+    then names): share I of N, 0-based."""
+    from committee_tasks.engine.distributed import Share
+
+    try:
+        return str(Share.parse(text))
+    except CommitteeError as err:
+        raise argparse.ArgumentTypeError(str(err).replace("--shard takes ", "expected ")) from None
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -81,7 +93,7 @@ def add_execution_args(p: argparse.ArgumentParser) -> None:
     run.add_argument("--output-dtype", choices=["float16", "float32"], default="float16",
                      help="dtype of cached probabilities")
     run.add_argument("--threads", type=int, help="torch CPU threads (default: the CPUs this process may use)")
-    run.add_argument("--shard", metavar="I/N",
+    run.add_argument("--shard", metavar="I/N", type=share,
                      help="compute only share I of N (0-based) of the samples missing from the cache, then stop "
                           "(SLURM arrays, several machines); the same command without --shard reads the union. "
                           "Under torchrun each rank takes its share by itself")
