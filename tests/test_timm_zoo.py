@@ -240,6 +240,40 @@ def test_offline_without_the_file_names_it_and_the_folders(tmp_path, hf_cache):
     assert not (hf_cache / "models--timm--convnext_tiny.fb_in1k" / "snapshots").exists()
 
 
+def test_offline_without_a_weights_dir_says_how_one_would_hold_the_file(hf_cache):
+    with pytest.raises(WeightsUnavailableError) as info:
+        get_task("classification").describe_member("timm/convnext_tiny.fb_in1k", None)
+    message = str(info.value)
+    assert ("--weights-dir DIR holding it as DIR/convnext_tiny.fb_in1k.safetensors or "
+            "DIR/convnext_tiny.fb_in1k/model.safetensors") in message
+    assert "HF_HUB_OFFLINE=1" in message and "huggingface-cli download timm/convnext_tiny.fb_in1k" in message
+
+
+def test_a_host_that_does_not_resolve_fails_at_once(tmp_path, hf_cache, monkeypatch):
+    """No network and no proxy: said at once, not after huggingface_hub's ~30 s of retries."""
+    import socket
+
+    import huggingface_hub
+
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    def must_not_download(*args, **kwargs):
+        raise AssertionError("hf_hub_download was called")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", must_not_download)
+    with pytest.raises(WeightsUnavailableError, match=r"hub.invalid does not resolve \(Name or service not known\)"):
+        get_task("classification").describe_member("timm/convnext_tiny.fb_in1k", tmp_path / "w")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")  # a proxy resolves names itself: tried
+    with pytest.raises(WeightsUnavailableError, match="hf_hub_download was called"):
+        get_task("classification").describe_member("timm/convnext_tiny.fb_in1k", tmp_path / "w")
+
+
 def test_wrong_architecture_file_is_a_clear_error(tmp_path, hf_cache):
     from safetensors.torch import save_file
 

@@ -193,7 +193,7 @@ def resolve_weights(source: WeightsSource, weights_dir: str | os.PathLike | None
         source.trainer(hub_path)  # writes atomically
         return hub_path, _check_hash(hub_path, source)
     if source.fetch is not None:
-        return _fetched(source, candidates)
+        return _fetched(source, candidates, weights_dir)
     if source.url is None:
         raise WeightsUnavailableError(
             f"weights file {source.file_name!r} not found in "
@@ -222,16 +222,24 @@ def resolve_weights(source: WeightsSource, weights_dir: str | os.PathLike | None
         tmp.unlink(missing_ok=True)
 
 
-def _fetched(source: WeightsSource, searched: list[Path]) -> tuple[Path, str]:
-    """The file as ``source.fetch`` downloads it; a failure names every place searched."""
+def _fetched(source: WeightsSource, searched: list[Path], weights_dir: str | os.PathLike | None) -> tuple[Path, str]:
+    """The file as ``source.fetch`` downloads it; a failure names every place searched, and
+    without a weights dir, the places one would be searched."""
     try:
         path = Path(source.fetch())
     except WeightsUnavailableError:
         raise
     except Exception as err:  # offline, HTTP errors, a repository without the file
+        in_a_dir = ""
+        if weights_dir is None:
+            forms = [p for p in _candidates(source, WEIGHTS_DIR_PLACEHOLDER) if WEIGHTS_DIR_PLACEHOLDER in p.parents]
+            in_a_dir = f"; or pass --weights-dir DIR holding it as {' or '.join(str(p) for p in forms)}"
         raise WeightsUnavailableError(
             f"weights file {source.file_name!r} is not on disk and could not be downloaded "
-            f"({type(err).__name__}: {str(err)[:600]}). Offline? Put it at one of: "
-            + ", ".join(str(p) for p in searched) + " (or pass --weights-dir DIR holding it)"
+            f"({type(err).__name__}: {str(err)[:900]}). Offline? Put it at one of: "
+            + ", ".join(str(p) for p in searched) + (in_a_dir or " (or pass --weights-dir DIR holding it)")
         ) from err
     return path, _check_hash(path, source)
+
+
+WEIGHTS_DIR_PLACEHOLDER = Path("DIR")  # where a message shows a weights dir's forms

@@ -73,18 +73,41 @@ def weight_locations(name: str, repo_id: str, files: Sequence[str], weights_dir:
     return places
 
 
+def hub_unreachable() -> str | None:
+    """Why the hub cannot be reached, when that is certain without trying: its host name does not
+    resolve and no proxy is set (a machine without a network), where ``hf_hub_download`` would retry
+    for about 30 s first. None where it may be reachable."""
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None  # the proxy resolves names, not this machine
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+    except socket.gaierror as err:
+        return f"{host} does not resolve ({err.strerror or err})"
+    return None
+
+
 def download_from_hub(repo_id: str, files: Sequence[str]) -> Path:
     """The first of ``files`` the hub repository has, downloaded into the Hugging Face cache."""
+    cache = hf_hub_cache()
+    fills = (f"`huggingface-cli download {repo_id}` on a machine with a network, with HF_HOME or HF_HUB_CACHE "
+             f"giving this cache ({cache}), fills it; HF_HUB_OFFLINE=1 skips download attempts")
+    offline = None if os.environ.get("HF_HUB_OFFLINE") else hub_unreachable()
+    if offline:
+        raise OSError(f"cannot download {repo_id} into the Hugging Face cache: {offline}. {fills}")
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-    cache = hf_hub_cache()
     for file in files:
         try:
             return Path(hf_hub_download(repo_id, file, cache_dir=cache))
         except EntryNotFoundError as err:
             # not in the repository: try the next file; not in the cache while offline: stop here
             if isinstance(err, LocalEntryNotFoundError) or file == files[-1]:
-                raise OSError(f"downloading {file} of {repo_id} into the Hugging Face cache {cache} failed: "
-                              f"{type(err).__name__}: {err}") from err
+                first_line = str(err).strip().splitlines()[0][:120] if str(err).strip() else ""
+                raise OSError(f"downloading {file} of {repo_id} into the Hugging Face cache {cache} failed "
+                              f"({type(err).__name__}: {first_line}). {fills}") from err
     raise CommitteeError(f"no file names given for {repo_id}")
