@@ -8,7 +8,9 @@
    float16) and on the CPU in float32; printed: the largest difference of probabilities, the
    agreement of argmax, and device throughput.
 2. The evaluation loop (pinned memory, CUDA-event timing, cache writes) on two members against
-   bare forward passes of the same members on the same preprocessed inputs.
+   bare forward passes of the same members on the same preprocessed inputs: once on float32
+   inputs in memory, once on uint8 pixels (224x224x3, as decoded images are) that the members'
+   preprocessing converts and normalises on the device (`core/device_preprocessing.py`).
 3. A cascade resnet18 -> resnet152 (random weights), threshold set for an 80% first-stage exit,
    at batch 256: realized speedup against resnet152 alone vs the MACs-predicted one.
 
@@ -40,7 +42,8 @@ from committee_tasks import (ArrayDataset, Cascade, CommitteeExecutor, LoopOptio
 from committee_tasks.core.devices import cudnn_autotuner, resolve_device  # noqa: E402
 from committee_tasks.engine.executor import MemberRunner  # noqa: E402
 from committee_tasks.engine.inputs import make_loader, pinned, preprocessed_batches  # noqa: E402
-from committee_tasks.engine.loop import LoopPhases  # noqa: E402
+from committee_tasks.core.image_preprocessing import ImagePreprocessing  # noqa: E402
+from committee_tasks.engine.loop import LoopPhases, device_splits  # noqa: E402
 from committee_tasks.engine.timing import measure_interleaved  # noqa: E402
 
 import gpu_breakdown  # noqa: E402  (beside this file)
@@ -139,7 +142,7 @@ def loop_vs_bare(task, members, dataset, device, batch_size, samples, workers) -
             bare += time.perf_counter() - start
     phases = throughput.phases  # where the loop's wall time went; "setup" hashes the whole array (fingerprint)
     passed = loop_seconds - phases["setup"]
-    return {"workers": workers, "loop": samples / loop_seconds, "bare": samples / bare, "ratio": bare / loop_seconds,
+    return {"inputs": inputs_of(dataset), "workers": workers, "loop": samples / loop_seconds, "bare": samples / bare, "ratio": bare / loop_seconds,
             "pass": samples / passed, "pass_ratio": bare / passed, "phases": phases,
             "data_alone": data_alone(task, members, dataset, device, batch_size, samples, workers)}
 
@@ -147,12 +150,18 @@ def loop_vs_bare(task, members, dataset, device, batch_size, samples, workers) -
 def data_alone(task, members, dataset, device, batch_size, samples, workers) -> float:
     """Samples per second the loop's DataLoader delivers (pinned on CUDA) with no member running:
     the most the loop can reach on these inputs."""
-    loader = make_loader(dataset, {m.transform_key: m.transform for m in members}, list(range(samples)), batch_size,
+    split = device_splits(members, device, "auto")  # as the loop loads them: pixels where it normalises on the device
+    host = {m.transform_key: split[m.transform_key].host if m.transform_key in split else m.transform for m in members}
+    loader = make_loader(dataset, host, list(range(samples)), batch_size,
                          workers, pin_memory=device.type == "cuda", member_inputs=task.member_inputs)
     start = time.perf_counter()
     for _ in loader:
         pass
     return samples / (time.perf_counter() - start)
+
+
+def inputs_of(dataset) -> str:
+    return "uint8 pixels normalised on the device" if dataset.inputs.dtype == np.uint8 else "float32 inputs"
 
 
 def cascade_speedup(task, device, batch_size, samples, rounds, small, autotune="both") -> dict:
@@ -219,9 +228,16 @@ def main(argv=None) -> int:
     pair = [Member.from_module(torchvision.models.resnet18(num_classes=10).eval(), name="loop_a"),
             Member.from_module(torchvision.models.resnet34(num_classes=10).eval(), name="loop_b")]
     data = ArrayDataset(torch.randn((args.samples, *shape)), torch.zeros(args.samples, dtype=torch.long), name="rand")
+    # the same nets on decoded images' pixels, (H, W, C) uint8, with ImageNet's normalisation
+    pixels = ArrayDataset(torch.randint(0, 256, (args.samples, *shape[1:], shape[0]), dtype=torch.uint8),
+                          torch.zeros(args.samples, dtype=torch.long), name="pixels")
+    normalise = ImagePreprocessing(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    on_pixels = [Member.from_module(m.module, transform=normalise, name=m.name, num_classes=10) for m in pair]
     with cudnn_autotuner(device):  # the loop's batches have one shape
         loops = [loop_vs_bare(task, pair, data, device, args.batch_size, args.samples, int(w))
                  for w in args.workers.split(",")] if "loop" in parts else []
+        loops += [loop_vs_bare(task, on_pixels, pixels, device, args.batch_size, args.samples, 0)] \
+            if "loop" in parts else []
     data_path = gpu_breakdown.data_path(data, pair, range(min(args.samples, 16 * args.batch_size)), args.batch_size,
                                         device) if "loop" in parts else None
     cascade = cascade_speedup(task, device, args.batch_size, args.samples, args.rounds, args.small, args.cascade_autotune) \
@@ -235,7 +251,7 @@ def main(argv=None) -> int:
         print(f"{r['row']:52s} {r['max_abs_diff']:15.5f} {100 * r['argmax_agreement']:11.1f}% "
               f"{r['samples_per_s']:10.1f}{'' if good else '  FAILED'}")
     for loop in loops:
-        print(f"evaluation loop, resnet18 + resnet34, {args.samples} samples, {loop['workers']} workers: "
+        print(f"evaluation loop, resnet18 + resnet34, {loop['inputs']}, {args.samples} samples, {loop['workers']} workers: "
               f"{loop['loop']:.0f} samples/s with set-up, {loop['pass']:.0f} samples/s in its pass over the data; "
               f"bare forward passes of both on the same preprocessed inputs {loop['bare']:.0f} samples/s; pass / bare "
               f"{loop['pass_ratio']:.2f} (goal >= 0.95: {'met' if loop['pass_ratio'] >= 0.95 else 'MISSED'}), "

@@ -70,10 +70,15 @@ class ExecutionOptions:
     threads: int | None = None  # torch CPU threads; None: the CPUs this process may use
     shard: str | None = None  # "I/N": only share I of N of the missing samples (engine/distributed.py)
     flush_seconds: float = 60.0  # outputs reach the cache at least this often (and every 4,096 samples)
+    # image members' float conversion and normalisation on the device, uint8 pixels copied
+    # (core/device_preprocessing.py): "auto" (on CUDA), "on", "off"
+    device_preprocessing: str = "auto"
 
     def __post_init__(self):
         if self.amp not in ("auto", "on", "off"):
             raise CommitteeError(f"amp must be 'auto', 'on' or 'off', got {self.amp!r}")
+        if self.device_preprocessing not in ("auto", "on", "off"):
+            raise CommitteeError(f"device_preprocessing must be 'auto', 'on' or 'off', got {self.device_preprocessing!r}")
         if self.output_dtype not in OUTPUT_DTYPE_NAMES:
             raise CommitteeError(f"unknown output dtype {self.output_dtype!r}; valid: {list(OUTPUT_DTYPE_NAMES)}")
         at_least(0, workers=self.workers)

@@ -117,7 +117,7 @@ class Pool:
                            num_workers=default_workers() if workers is None else workers,
                            amp=options.amp_mode, output_dtype=options.output_dtype, progress=options.progress,
                            share=None if options.shard is None else Share.parse(options.shard),
-                           flush_seconds=options.flush_seconds)
+                           flush_seconds=options.flush_seconds, device_preprocessing=options.device_preprocessing)
         preds, throughput = evaluate_pool(task, list(members.values()), dataset, cache, limit, loop)
         return cls(task, dict(members), preds, dataset, throughput, cache, options)
 

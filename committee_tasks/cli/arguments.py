@@ -85,6 +85,9 @@ def add_execution_args(p: argparse.ArgumentParser) -> None:
     run = p.add_argument_group("execution")
     run.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     run.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="mixed precision (auto: on CUDA)")
+    run.add_argument("--device-preprocessing", choices=["auto", "on", "off"], default="auto",
+                     help="image members: copy uint8 pixels to the device and convert and normalise them there, a "
+                          "quarter of the bytes float32 inputs take (auto: on CUDA; the members' inputs are the same)")
     run.add_argument("--batch-size", type=int, help="samples per batch (default: the task's, e.g. 128 images, 2 videos)")
     run.add_argument("--workers", type=int, default=None,
                      help="DataLoader worker processes (default: the CPUs this process may use, at most 4)")
@@ -196,7 +199,8 @@ def execution_options(args: argparse.Namespace):
     from committee_tasks.api.options import ExecutionOptions
 
     return ExecutionOptions(args.device, args.amp, args.batch_size, args.workers, args.cache_dir, args.output_dtype,
-                            not args.no_progress, args.threads, args.shard, args.flush_seconds)
+                            not args.no_progress, args.threads, args.shard, args.flush_seconds,
+                            args.device_preprocessing)
 
 
 def calibration_options(args: argparse.Namespace):

@@ -96,6 +96,10 @@ class ImagePreprocessing:
         return (x / self.scale - mean) / std
 
     def __call__(self, image: Any) -> torch.Tensor:
+        return self.normalise(self.pixels(image))
+
+    def pixels(self, image: Any) -> torch.Tensor:
+        """The image resized and cropped: (C, H, W) pixels as decoded (uint8 for 8-bit images)."""
         import torch
         from PIL import Image
         from torchvision.transforms.v2 import InterpolationMode
@@ -109,4 +113,4 @@ class ImagePreprocessing:
                              antialias=True)
         if self.crop is not None:
             image = F.center_crop(image, list(self.crop))
-        return self.normalise(F.to_image(image).as_subclass(torch.Tensor))
+        return F.to_image(image).as_subclass(torch.Tensor)

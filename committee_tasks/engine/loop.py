@@ -12,7 +12,7 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -97,6 +97,9 @@ class LoopOptions:
     output_dtype: str = "float16"
     progress: bool = True
     share: Share | None = None  # --shard I/N: only this share of the missing samples (engine/distributed.py)
+    # image members' float conversion and normalisation run on the batch on the device, so uint8
+    # pixels are stacked and copied (core/device_preprocessing.py): "auto" (on CUDA), "on", "off"
+    device_preprocessing: str = "auto"
 
 
 @dataclass
@@ -412,19 +415,31 @@ class _Runner:
             m.module = place_module(m.module, self.device)
         self.watches = {m.name: Stopwatch(self.device) for m in self.members}
         self.timed = {m.name: 0 for m in self.members}
+        self.split = device_splits(self.members, self.device, self.options.device_preprocessing)
+
+    def host_transforms(self) -> dict[str, Any]:
+        """What the data loading applies to each sample, by transform key: the whole preprocessing,
+        or its host part where the rest runs on the device."""
+        return {m.transform_key: self.split[m.transform_key].host if m.transform_key in self.split else m.transform
+                for m in self.members}
+
+    def to_member_inputs(self, key: str, x: torch.Tensor) -> torch.Tensor:
+        """``x``, a batch on the device as the data loading made it, as the members of ``key`` take it."""
+        return self.split[key].device(x) if key in self.split else x
 
     def predict(self, m: Member, batch, rows: list[int], on_device: dict[str, torch.Tensor]
                 ) -> tuple[torch.Tensor, np.ndarray]:
         """``on_device``: the batch's whole inputs by preprocessing, copied to the device once and
         shared by the members that take them."""
         self.phases.lap("outputs")
-        x = batch.inputs[m.transform_key]
+        key = m.transform_key
+        x = batch.inputs[key]
         if len(rows) < len(batch.ids):
-            x = to_device(x[rows], self.device)
+            x = self.to_member_inputs(key, to_device(x[rows], self.device))
         else:
-            if m.transform_key not in on_device:
-                on_device[m.transform_key] = to_device(x, self.device)
-            x = on_device[m.transform_key]
+            if key not in on_device:
+                on_device[key] = self.to_member_inputs(key, to_device(x, self.device))
+            x = on_device[key]
         try:
             with self.watches[m.name].section(), autocast(self.device, self.amp):
                 probs, macs = m.predict_with_cost(x)
@@ -500,13 +515,29 @@ class _Runner:
             raise errors[0]
 
 
+DEVICE_PREPROCESSING = ("auto", "on", "off")
+
+
+def device_splits(members: Sequence[Member], device: torch.device, setting: str) -> dict[str, Any]:
+    """The members' preprocessings that run in part on the device, by transform key: on CUDA
+    ("auto"), where bytes copied cost the most; "on" everywhere (the CPU: what the tests compare)."""
+    from committee_tasks.core.device_preprocessing import split_for_device
+
+    if setting not in DEVICE_PREPROCESSING:
+        raise CommitteeError(f"device_preprocessing {setting!r}: choose one of {', '.join(DEVICE_PREPROCESSING)}")
+    if setting == "off" or (setting == "auto" and device.type != "cuda"):
+        return {}
+    splits = {m.transform_key: split_for_device(m.transform) for m in members}
+    return {key: split for key, split in splits.items() if split is not None}
+
+
 def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: list[int],
          pending: dict[str, _Pending], options: LoopOptions,
          subsets: dict[tuple[int, ...], _Pending] | None = None,
          phases: LoopPhases | None = None) -> tuple[dict[str, str], dict[str, str]]:
     phases = phases or LoopPhases()
     runner = _Runner(task, members, pending, options, subsets, phases)
-    loader = make_loader(dataset, {m.transform_key: m.transform for m in members}, todo, options.batch_size,
+    loader = make_loader(dataset, runner.host_transforms(), todo, options.batch_size,
                          options.num_workers, pin_memory=runner.device.type == "cuda",
                          member_inputs=task.member_inputs, prefetch_batches=task.prefetch_batches,
                          input_shapes=declared_input_shapes(members))
