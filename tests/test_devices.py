@@ -75,3 +75,19 @@ def test_channels_last_benchmark_runs_and_compares_both_layouts():
     for condition in ("quiet", "one competing process"):
         assert re.search(rf"  {condition} +contiguous +[\d.]+ samples/s, channels-last +[\d.]+: [\d.]+x", out), out
     assert "goal: channels-last >= contiguous" in out
+
+
+def test_amp_takes_the_clis_words_and_booleans_and_refuses_others():
+    import pytest
+
+    from committee_tasks.core.devices import use_amp
+    from committee_tasks.core.errors import CommitteeError
+    from committee_tasks.engine.executor import MemberRunner
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [use_amp(cpu, a) for a in ("auto", "on", "off", True, False)] == [False, True, False, True, False]
+    assert use_amp(cuda, "auto") and not use_amp(cuda, "off")  # "off" was truthy: autocast on
+    assert MemberRunner("cpu", amp="off").amp is False  # what load_committee and CommitteeExecutor build
+    for bad in ("maybe", 1, None):
+        with pytest.raises(CommitteeError, match="choose 'auto'"):
+            use_amp(cpu, bad)

@@ -25,10 +25,15 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+AMP_MODES = {"auto": None, "on": True, "off": False, True: True, False: False}
+
+
 def use_amp(device: torch.device, amp: str | bool = "auto") -> bool:
-    if amp == "auto":
-        return device.type == "cuda"
-    return bool(amp)
+    """Whether members run under autocast: ``amp`` "auto" (on CUDA), "on"/True, "off"/False."""
+    if not isinstance(amp, (str, bool)) or amp not in AMP_MODES:
+        raise CommitteeError(f"amp {amp!r}: choose 'auto' (on CUDA), 'on' or 'off' (or True / False)")
+    chosen = AMP_MODES[amp]
+    return device.type == "cuda" if chosen is None else chosen
 
 
 def autocast(device: torch.device, enabled: bool):
