@@ -228,6 +228,29 @@ def test_a_card_of_a_tempered_pool_carries_its_temperatures():
         pool.tempered({"tiny": 2.0})
 
 
+def test_a_member_put_back_in_training_mode_is_refused_not_run():
+    """A notebook fine-tuning a member after its card was made: its BatchNorm would learn from
+    the committee's batches and its outputs differ from the card's."""
+    from committee_tasks import Cascade, load_committee
+
+    small, large = _members()
+    large.module = torch.nn.Sequential(large.module, torch.nn.BatchNorm1d(3))  # statistics to update
+    large.module.eval()
+    data = _data(40)
+    pool = Pool.evaluate([small, large], data, options=ExecutionOptions(cache_dir="memory", progress=False))
+    committee = load_committee(pool.card(Cascade(["small", "large"], [0.9])), members=[small, large])
+    assert not committee.training
+    before = {k: v.clone() for k, v in large.module.state_dict().items()}
+    large.module.train()
+    with pytest.raises(CommitteeError, match="member 'large' is in training mode .*call .eval\\(\\)"):
+        committee(torch.as_tensor(data.inputs))
+    assert all(torch.equal(before[k], v) for k, v in large.module.state_dict().items())  # nothing learned
+    with pytest.raises(CommitteeError, match="member 'large' is in training mode"):
+        Pool.evaluate([small, large], _data(41), options=ExecutionOptions(cache_dir="memory", progress=False))
+    committee.eval()
+    committee(torch.as_tensor(data.inputs))
+
+
 def test_card_takes_a_member_name_and_refuses_none():
     small, large = _members()
     pool = Pool.evaluate([small, large], _data())

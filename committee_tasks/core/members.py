@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from committee_tasks.core.checkpoints import load_fitting, read_checkpoint, read_state_dict
+from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.macs import count_macs
 from committee_tasks.core.member_spec import member_fingerprint, transform_key
 from committee_tasks.core.outputs import OutputSpec, output_spec
@@ -171,3 +172,14 @@ def load_weights(entry: ZooEntry, module: torch.nn.Module, weights_dir: str | Pa
 def _module_device(module: torch.nn.Module) -> torch.device:
     tensor = next(module.parameters(), None)
     return tensor.device if tensor is not None else torch.device("cpu")
+
+
+def check_eval_mode(member: Member) -> None:
+    """Refuse a member whose module was put back in training mode after it was built (a notebook
+    fine-tuning it): BatchNorm would update its statistics from these batches and dropout draw at
+    random, so its outputs would not be the ones its cache and cards hold."""
+    if member.module.training:
+        raise CommitteeError(f"member {member.name!r} is in training mode ({type(member.module).__name__}.training "
+                             "is True): its outputs would not be those its cache and cards hold, and BatchNorm "
+                             "layers would update their statistics; call .eval() on the member's module (or on "
+                             "the committee)")

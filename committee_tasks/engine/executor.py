@@ -18,7 +18,7 @@ from committee_tasks.core.devices import (Stopwatch, autocast, cudnn_autotuner, 
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.engine.gathered import GatheredCascade, join_outputs, row_shapes
 from committee_tasks.engine.loop import output_dtype as cached_dtype
-from committee_tasks.core.members import Member
+from committee_tasks.core.members import Member, check_eval_mode
 from committee_tasks.core.task import Task
 from committee_tasks.committees.temperature import tempered_numpy
 
@@ -52,6 +52,7 @@ class MemberRunner:
             m.module = place_module(m.module, self.device)
 
     def __call__(self, member: Member, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        check_eval_mode(member)
         with autocast(self.device, self.amp):
             probs, macs = member.predict_with_cost(to_device(x, self.device))  # no copy when already there
         rounded = probs.cpu().numpy().astype(self.out_dtype)  # as the cache stores them

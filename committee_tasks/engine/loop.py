@@ -28,7 +28,7 @@ from committee_tasks.engine.inputs import PoolInputs, Skipped, declared_input_sh
 from committee_tasks.committees.subsets import member_subsets, subset_sums
 from committee_tasks.core.threads import default_workers, other_ranks_done
 from committee_tasks.core.member_spec import MemberSpec
-from committee_tasks.core.members import Member
+from committee_tasks.core.members import Member, check_eval_mode
 from committee_tasks.core.samples import SampleDataset
 from committee_tasks.core.task import Task
 from committee_tasks.core.zoo import each_with_weights
@@ -412,6 +412,7 @@ class _Runner:
         self.amp = use_amp(self.device, self.options.amp)
         self.out_dtype = output_dtype(self.options.output_dtype)
         for m in self.members:
+            check_eval_mode(m)
             m.module = place_module(m.module, self.device)
         self.watches = {m.name: Stopwatch(self.device) for m in self.members}
         self.timed = {m.name: 0 for m in self.members}

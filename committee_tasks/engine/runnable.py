@@ -56,6 +56,7 @@ class CommitteeModule(torch.nn.Module):
         self.input_keys = list(dict.fromkeys(m.transform_key for m in self.members))
         self.as_tensor_keys = {m.transform_key for m in self.members if isinstance(m.transform, AsTensor)}
         self.input_shapes = declared_input_shapes(self.members)
+        self.eval()  # as its members run (and `training` says so)
 
     def train(self, mode: bool = True) -> CommitteeModule:
         return super().train(False)  # members run in eval mode, as when the card's figures were measured
