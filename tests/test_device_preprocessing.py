@@ -102,3 +102,26 @@ def test_a_bad_setting_is_refused(tmp_path):
     with pytest.raises(CommitteeError, match="device_preprocessing 'yes': choose one of auto, on, off"):
         evaluate_pool(get_task("classification"), cifar_members(), ArrayDataset(np.stack(images(8, (32, 32))),
                       np.zeros(8, dtype=int)), PredictionCache(tmp_path), options=options)
+
+
+def test_a_loaded_committee_takes_pixels_and_converts_them_as_the_loop_does():
+    from committee_tasks import Cascade, Pool, load_committee
+    from committee_tasks.api.options import ExecutionOptions
+
+    members = cifar_members()
+    raw = np.stack(images(16, size=(32, 32), seed=2))
+    pool = Pool.evaluate(members, ArrayDataset(raw, np.arange(16) % 10), options=ExecutionOptions(
+        cache_dir="memory", progress=False, output_dtype="float32"))
+    committee = load_committee(pool.card(Cascade(["resnet8", "resnet14"], [0.15])), members=members, device="cpu")
+    pixels = torch.from_numpy(raw).permute(0, 3, 1, 2).contiguous()  # what v2.ToImage makes of decoded images
+    preprocessed = torch.stack([cifar_transform()(image) for image in raw])
+    from_pixels, from_floats = committee(pixels), committee(preprocessed)
+    assert torch.equal(from_pixels.probs, from_floats.probs) and torch.equal(from_pixels.exit_stage,
+                                                                             from_floats.exit_stage)
+    other = Member.from_module(members[0].module, transform=lambda image: cifar_transform()(image), name="resnet8",
+                               num_classes=10)
+    others = Pool.evaluate([other, members[1]], ArrayDataset(raw, np.arange(16) % 10), options=ExecutionOptions(
+        cache_dir="memory", progress=False))
+    with pytest.raises(CommitteeError, match=r"a torch.uint8 batch for \['resnet8'\].*predict_samples"):
+        load_committee(others.card(Cascade(["resnet8", "resnet14"], [0.15])), members=[other, members[1]])(
+            {other.transform_key: pixels, members[1].transform_key: pixels})

@@ -23,6 +23,8 @@ from committee_tasks.committees.scoring import Cascade
 from committee_tasks.engine.executor import MemberRunner, run_early_exit
 from committee_tasks.engine.gathered import GatheredCascade
 from committee_tasks.engine.inputs import collate, declared_input_shapes, wrong_shape
+from committee_tasks.engine.loop import device_splits
+from committee_tasks.core.devices import to_device
 
 if TYPE_CHECKING:
     from committee_tasks.committees.cards import CardMember, CommitteeCard
@@ -55,6 +57,8 @@ class CommitteeModule(torch.nn.Module):
         # what every batch is keyed and checked by, fixed with the members (not worked out per batch)
         self.input_keys = list(dict.fromkeys(m.transform_key for m in self.members))
         self.as_tensor_keys = {m.transform_key for m in self.members if isinstance(m.transform, AsTensor)}
+        self.device_parts = {key: split.device for key, split in device_splits(self.members, self.runner.device,
+                                                                               "on").items()}
         self.input_shapes = declared_input_shapes(self.members)
         self.eval()  # as its members run (and `training` says so)
 
@@ -138,11 +142,20 @@ class CommitteeModule(torch.nn.Module):
     def _as_evaluated(self, key: str, batch: torch.Tensor) -> torch.Tensor:
         """``batch`` as the pool's evaluation gave it to the members of ``key``: `AsTensor` (a
         `Member.from_module` without a transform) made float32 of any numeric array, so here too;
+        uint8 pixels (resized and cropped as the preprocessing does) are converted and normalised
+        on the device where the preprocessing splits (`core/device_preprocessing.py`);
         other preprocessing made the tensors the members take, and another floating dtype is refused
         by name where it would fail inside a convolution (float64 anywhere, half precision on the
         CPU; CUDA's autocast takes float16 and bfloat16)."""
         if key in self.as_tensor_keys:
             return batch.to(torch.float32)
+        if batch.dtype == torch.uint8:  # decoded pixels: converted and normalised on the device, as the loop does
+            if key not in self.device_parts:
+                users = [m.name for m in self.members if m.transform_key == key]
+                raise CommitteeError(f"a torch.uint8 batch for {users}, whose preprocessing ({key[:80]}) makes float "
+                                     "inputs in a way this cannot apply to a batch: pass its output, or the decoded "
+                                     "samples to predict_samples")
+            return self.device_parts[key](to_device(batch, self.runner.device))
         half_on_cuda = self.runner.device.type == "cuda" and batch.dtype in (torch.float16, torch.bfloat16)
         if batch.is_floating_point() and batch.dtype != torch.float32 and not half_on_cuda:
             raise CommitteeError(f"a {batch.dtype} batch for {key!r}: its members' preprocessing gives float32 "
