@@ -181,7 +181,9 @@ def check_members(card: CommitteeCard, members: Mapping[str, Member]) -> None:
 def _what_changed(chosen: CardMember, member: Member) -> str:
     parts = (("weights", chosen.weights, member.weights_sha256), ("preprocessing", chosen.preprocessing,
                                                                     member.transform_key))
-    changed = [f"its {what} changed ({before[:60]!r} -> {now[:60]!r})"
+    changed = [f"its {what} changed ({before[:60]!r} -> {now[:60]!r})" + (
+               " (other weights, or the same ones digested another way: Member.from_module hashes the state dict "
+               "in memory, a zoo or zoo-file model its weight file)" if what == "weights" else "")
                for what, before, now in parts if before is not None and before != now]
     if changed:
         return "; ".join(changed)
