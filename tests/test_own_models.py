@@ -541,3 +541,28 @@ def test_real_camvid_models_through_the_example_zoo_file(shared_data):
 
 
 CLASSES_CAMVID = 11
+
+
+def test_a_module_in_memory_declares_its_input_size_and_other_sizes_are_refused():
+    """A convnet with global pooling runs at any size: without input_size= a 64x64 batch for a card
+    fitted at 32x32 would run silently at other exits and MACs."""
+    from committee_tasks import ArrayDataset, Cascade, Member, Pool, load_committee
+
+    def net(seed):
+        torch.manual_seed(seed)
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                   torch.nn.Linear(4, 3))
+
+    small, large = (Member.from_module(net(s), name=n, input_size=(3, 16, 16)) for s, n in ((0, "small"), (1, "big")))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 3, 16, 16)).astype(np.float32)
+    pool = Pool.evaluate([small, large], ArrayDataset(x, rng.integers(0, 3, 12)), options=OPTIONS)
+    committee = load_committee(pool.card(Cascade(["small", "big"], [0.5])), members=[small, large])
+    committee(torch.from_numpy(x))
+    with pytest.raises(CommitteeError, match=r"each input has shape \(3, 32, 32\) but small, big take \(3, 16, 16\)"):
+        committee(torch.randn(2, 3, 32, 32))
+    with pytest.raises(CommitteeError, match=r"no sample of .* could be read \(4 skipped\)"):  # each skipped: wrong size
+        Pool.evaluate([small, large], ArrayDataset(rng.normal(size=(4, 3, 32, 32)).astype(np.float32),
+                                                   np.zeros(4, dtype=int)), options=OPTIONS)
+    with pytest.raises(CommitteeError, match=r"input_size \(16, 16\) of 'x': give an image member's"):
+        Member.from_module(net(0), name="x", input_size=(16, 16))

@@ -54,25 +54,43 @@ class Member:
         self.variant = dict(variant or {})  # what else changes its outputs, where no zoo entry says (outputs=)
         self._macs_by_shape: dict[tuple, int] = {}
         self._outputs_checked = False
+        self.declared_input_size: tuple[int, ...] | None = None  # from_module's input_size=
+
+    @property
+    def input_size(self) -> tuple[int, ...] | None:
+        """The (channels, height, width) its inputs must have, where it is fixed: given to
+        `from_module`, or by its zoo entry's crop. Samples of another size are skipped."""
+        return self.declared_input_size or getattr(self.entry, "input_size", None)
 
     @classmethod
     def from_module(cls, module: torch.nn.Module, transform: Callable[[Any], torch.Tensor] | None = None, *,
                     name: str, num_classes: int | None = None, task: str | Task = "classification",
-                    outputs: str | Mapping[str, Any] | OutputSpec | None = None) -> Member:
+                    outputs: str | Mapping[str, Any] | OutputSpec | None = None,
+                    input_size: tuple[int, ...] | None = None) -> Member:
         """A member from a module in memory: fingerprinted by the sha256 of its state dict, its
         preprocessing ``transform`` (default: the data is already a preprocessed array), its
         classes (default: the width of its last Linear/Conv layer, or of ``outputs``' class map)
         and what its outputs are: ``outputs`` "logits" (the task's ``to_probs``, a softmax, by
         default) or "probabilities" (a module ending in a softmax), or a zoo file's ``outputs``
-        object (``{"type": ..., "class_map": [...]}``)."""
+        object (``{"type": ..., "class_map": [...]}``). ``input_size``: the (channels, height,
+        width) its preprocessed inputs must have (e.g. (3, 32, 32)): samples of another size are
+        skipped and counted, and a loaded committee refuses batches of it, where a convnet with
+        global pooling would run at any size without a word."""
         from committee_tasks.core import in_memory
         from committee_tasks.core.registry import get_task
 
         task = get_task(task) if isinstance(task, str) else task
         spec = _output_spec(outputs, name)
         classes = num_classes or (len(spec.class_map) if spec and spec.class_map else in_memory.infer_num_classes(module))
-        return cls(name, module, transform or in_memory.AsTensor(), in_memory.state_dict_sha256(module), classes,
-                   spec or task.to_probs, variant={"outputs": spec.key()} if spec else None)
+        member = cls(name, module, transform or in_memory.AsTensor(), in_memory.state_dict_sha256(module), classes,
+                     spec or task.to_probs, variant={"outputs": spec.key()} if spec else None)
+        if input_size is not None:
+            size = tuple(input_size) if isinstance(input_size, (list, tuple)) else ()
+            if len(size) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size):
+                raise CommitteeError(f"input_size {input_size!r} of {name!r}: give an image member's preprocessed "
+                                     "input shape, (channels, height, width) as positive integers, e.g. (3, 32, 32)")
+            member.declared_input_size = size
+        return member
 
     @property
     def weights_sha256(self) -> str:

@@ -34,13 +34,14 @@ InputShapes = Mapping[str, tuple[tuple[int, ...], str]]  # transform key -> (sha
 
 
 def declared_input_shapes(members: Sequence) -> dict[str, tuple[tuple[int, ...], str]]:
-    """The input shape each preprocessing must give, where its members' zoo entries fix one: an
-    image member's (channels, height, width), e.g. (3, 32, 32) for the CIFAR ResNets. Members
+    """The input shape each preprocessing must give, where its members' zoo entries (or
+    ``Member.from_module(input_size=)``) fix one: an image member's (channels, height, width), e.g.
+    (3, 32, 32) for the CIFAR ResNets. Members
     taking any size (segmentation's (3,)), video members (their views add dimensions) and members
     without an entry declare none."""
     shapes: dict[str, tuple[tuple[int, ...], str]] = {}
     for m in members:
-        size = tuple(getattr(getattr(m, "entry", None), "input_size", None) or ())
+        size = tuple(getattr(m, "input_size", None) or getattr(getattr(m, "entry", None), "input_size", None) or ())
         if len(size) == 3 and all(isinstance(s, int) for s in size):
             shape, names = shapes.get(m.transform_key, (size, ""))
             if shape == size:  # members sharing a preprocessing but declaring other sizes: no claim
