@@ -111,7 +111,7 @@ def fixed_sequence_test(ref_scores: np.ndarray, path_scores: list[np.ndarray], e
 def threshold_path(confidence: str, num_classes: int, steps: int = 101) -> np.ndarray:
     """Data-independent thresholds from strictest to loosest for a named confidence."""
     if confidence in ("max_prob", "margin"):
-        return np.linspace(1.0, 0.0, steps)
+        return np.linspace(1.0, 0.0, steps).round(12)  # 0.82, not linspace's 0.8200000000000001, in names
     if confidence == "neg_entropy":
         return np.linspace(0.0, -np.log(num_classes), steps)
     raise CommitteeError(f"--guarantee supports the confidences max_prob, margin, neg_entropy, not {confidence!r}")
