@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from committee_tasks import LoopOptions, PredictionCache, evaluate_pool
 from committee_tasks.core.threads import available_cpus
-from committee_tasks.core.errors import ShareDone
+from committee_tasks.core.errors import CommitteeError, ShareDone
 from committee_tasks.engine.distributed import Share
 from committee_tasks_builtin.classification.datasets import DigitsDataset
 
@@ -360,3 +361,29 @@ def test_identical_copies_of_two_writers_are_warned_about_once(tmp_path, caplog)
     with caplog.at_level(logging.WARNING):
         MemberCache(tmp_path / "m", "f" * 64, {"member": "m"}).load(["a", "b"])
     assert "2 samples were computed by two writers" in caplog.text
+
+
+def test_an_incomplete_torchrun_environment_and_a_missing_gpu_are_named(monkeypatch):
+    """A job template exporting WORLD_SIZE, or a subprocess of a torchrun script, failed inside torch
+    (KeyError 'RANK', MASTER_ADDR expected); --device cuda under torchrun on a CPU node failed
+    in torch.cuda.set_device in every rank."""
+    from committee_tasks.engine.distributed import Rank, rank_device, torchrun_rank
+
+    for name in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(CommitteeError, match="WORLD_SIZE=2 is set but RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT not"):
+        torchrun_rank()
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(CommitteeError, match="WORLD_SIZE='two' in the environment is not a whole number"):
+        torchrun_rank()
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "1"), ("LOCAL_RANK", "1"), ("MASTER_ADDR", "h"),
+                        ("MASTER_PORT", "1")):
+        monkeypatch.setenv(name, value)
+    assert torchrun_rank() == Rank(1, 2, 1)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert torchrun_rank() is None
+    if not torch.cuda.is_available():
+        with pytest.raises(CommitteeError, match="device 'cuda' requested but CUDA is not available; use --device cpu"):
+            rank_device(Rank(1, 2, 1), "cuda")
+    assert rank_device(Rank(1, 2, 1), "cpu") == "cpu"

@@ -19,12 +19,15 @@ and locks keep writers apart); the cache is the only thing the processes share.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
 from datetime import timedelta
 
 from committee_tasks.core.errors import CommitteeError
+
+log = logging.getLogger("committee_tasks")
 
 BARRIER_TIMEOUT = timedelta(days=7)  # ranks wait at the barrier for the slowest one's share
 
@@ -68,21 +71,51 @@ class Rank:
         return Share(self.rank, self.world)
 
 
+TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")  # what torchrun sets besides WORLD_SIZE
+
+
 def torchrun_rank() -> Rank | None:
-    """The torchrun rank of this process, or None outside a job of several processes."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    """The torchrun rank of this process, or None outside a job of several processes. A job's
+    environment that is incomplete (``WORLD_SIZE`` exported by a job template, or inherited by a
+    subprocess of a torchrun script) is refused by name, not failed on inside torch."""
+    text = os.environ.get("WORLD_SIZE", "1")
+    try:
+        world = int(text)
+    except ValueError:
+        raise CommitteeError(f"WORLD_SIZE={text!r} in the environment is not a whole number: launch with torchrun, "
+                             "or unset it") from None
     if world <= 1:
         return None
-    return Rank(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", os.environ["RANK"])))
+    missing = [name for name in TORCHRUN_VARIABLES if not os.environ.get(name)]
+    if missing:
+        raise CommitteeError(f"WORLD_SIZE={world} is set but {', '.join(missing)} not: a job of several processes is "
+                             "launched with torchrun (or srun torchrun), which sets them all; outside one, unset "
+                             "WORLD_SIZE")
+    try:
+        return Rank(int(os.environ["RANK"]), world, int(os.environ["LOCAL_RANK"]))
+    except ValueError:
+        raise CommitteeError(f"RANK={os.environ['RANK']!r} and LOCAL_RANK={os.environ['LOCAL_RANK']!r} must be "
+                             "whole numbers (torchrun sets them)") from None
 
 
 def rank_device(rank: Rank, device: str) -> str:
     """Each rank's own device: ``cuda:LOCAL_RANK`` where the option leaves the choice to us
-    (auto, cuda) and CUDA is there; the option as given otherwise (cpu, cuda:N)."""
+    (auto, cuda) and CUDA is there; the option as given otherwise (cpu, cuda:N), checked as a
+    single process checks it, before the job's process group is joined."""
     import torch
 
-    if device in ("auto", "cuda") and torch.cuda.is_available():
+    from committee_tasks.core.devices import resolve_device
+
+    chosen = resolve_device(device)  # "cuda" without CUDA: the same one-line error as one process
+    if chosen.type == "cuda" and chosen.index is None:
+        count = torch.cuda.device_count()
+        if rank.local >= count:
+            raise CommitteeError(f"rank {rank.rank} is local rank {rank.local} on its machine, which has {count} CUDA "
+                                 f"device(s): one rank per GPU, so --nproc_per_node at most {count}")
         return f"cuda:{rank.local}"
+    if chosen.type == "cuda" and rank.world > 1:
+        log.warning("--device %s puts every rank of this machine on that one GPU; --device cuda gives each rank its "
+                    "own (cuda:LOCAL_RANK)", device)
     return "cpu" if device == "auto" else device
 
 
