@@ -85,6 +85,25 @@ def test_shares_computed_one_after_another_give_the_single_process_pool(classifi
     same_cache(tmp_path / "single", tmp_path / "shared")
 
 
+def test_shares_of_other_batch_sizes_name_the_shares_that_hold_what_is_missing(classification, digits_members,
+                                                                              tmp_path):
+    """Shares split by batches: share 0/2 in batches of 128 and 1/2 in batches of 64 leave samples
+    in no share that ran, and each said to run "the other shares", which computed nothing."""
+    shared = PredictionCache(tmp_path / "shared")
+    options = {**OPTIONS, "shard_size": 4096}
+
+    def share(index, batch):
+        evaluate_pool(classification, members_of(digits_members), DigitsDataset(), shared, limit=512,
+                      options=LoopOptions(**{**options, "batch_size": batch}, share=Share(index, 2)))
+
+    with pytest.raises(ShareDone, match=r"share 0/2: computed 256 samples; 256 .* in share\(s\) 1/2 of this split"):
+        share(0, 128)
+    with pytest.raises(ShareDone, match=r"share 1/2: computed 128 samples; 128 .* in share\(s\) 0/2 of this split "
+                                        r"\(batches of 64\).*same --batch-size and --limit"):
+        share(1, 64)
+    share(0, 64)  # as it says: the union is complete, the pool goes on
+
+
 def test_an_interrupted_share_computes_only_what_it_lacks(classification, digits_members, tmp_path, monkeypatch):
     cache = PredictionCache(tmp_path)
     members = members_of(digits_members)

@@ -204,6 +204,7 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
     todo = [i for rank, (i, sid) in enumerate(zip(indices, wanted))
             if any(sid in p.needed for p in (*pending.values(), *subsets.values()))
             and (options.share is None or options.share.holds(rank, options.batch_size))]
+    computed = 0  # samples this process computed (skips not counted)
     if todo:
         cache.require_writable(f"{len(todo)} samples are missing from it")  # before any member is built or run
         built = _build_needed(members, pending, every=bool(subsets))
@@ -215,6 +216,7 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
             log.info("%d samples skipped by an earlier run were read this time", len(read_again))
         skipped.update(new_skips)
         cache.record_dataset(folder, dataset_fp, new_skips, new_notes, read_again)
+        computed = len(todo) - len(new_skips)
     elif options.share is None:
         log.info("all %d samples of %d members are cached in %s", len(wanted), len(members), folder)
     else:  # this share's part only: the rest may well be missing
@@ -225,7 +227,8 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
                  f"holds none of the {len(wanted)} samples ({batches} batches of {options.batch_size} shared among "
                  f"{options.share.count}: fewer batches than shares)")
     if options.share is not None:  # every share's shards, skips and timings, read afresh
-        skipped, pending, subsets = _after_share(task, members, cache, folder, wanted, options, rank, len(todo))
+        skipped, pending, subsets = _after_share(task, members, cache, folder, wanted, options, rank,
+                                                 computed)
 
     kept = [sid for sid in wanted if sid not in skipped]
     if not kept:
@@ -268,9 +271,16 @@ def _after_share(task: Task, members, cache: BasePredictionCache, folder, wanted
     if rank is not None:
         raise CommitteeError(f"after every rank's share {len(missing)} samples are still missing from {folder} "
                              f"(e.g. {sorted(missing)[:3]}); a rank failed: run the job again to compute them")
+    # whose they are by this run's split: shares run with another --batch-size or --limit split
+    # otherwise, which can leave samples in no share that ran; naming the owners tells how to finish
+    place = {sid: i for i, sid in enumerate(wanted)}
+    count, batch = options.share.count, options.batch_size
+    owners = sorted({(place[sid] // batch) % count for sid in missing})
     raise ShareDone(f"share {options.share}: computed {computed} samples; {len(missing)} of the {len(wanted)} samples "
-                    f"are still missing (the other shares'). Run the other shares (--shard I/{options.share.count}); "
-                    "the same command without --shard, after them, reads the union")
+                    f"are still missing, in share(s) {', '.join(f'{i}/{count}' for i in owners)} of this split "
+                    f"(batches of {batch}). Run them with the same options: shares split by batches, so every "
+                    "share must use the same --batch-size and --limit. The same command without --shard, after "
+                    "them, reads the union (or computes what is still missing)")
 
 
 def _skips_to_retry(task: Task, members: Sequence[Member | MemberSpec], dataset: SampleDataset,
