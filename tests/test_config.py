@@ -98,6 +98,12 @@ def test_the_command_line_overrides_the_file(tmp_path):
         ["x"], 8, "off", [["c", "d"]])
 
 
+def test_a_config_files_share_is_turned_off_on_the_command_line(tmp_path):
+    content = {"dataset": "digits", "models": "digits_cnn_s", "shard": "0/2"}
+    assert parse(tmp_path, content, parser=eval_parser()).shard == "0/2"
+    assert parse(tmp_path, content, "--shard", "none", parser=eval_parser()).shard is None
+
+
 def test_lists_repeatable_options_and_nargs(tmp_path):
     args = parse(tmp_path, {"pool": ["a", "b"], "ensemble": [["a", "b"], "c,d"], "size": [3, 4]})
     assert args.pool == ["a", "b"] and args.ensemble == [["a", "b"], ["c", "d"]] and args.size == [3, 4]

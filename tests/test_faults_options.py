@@ -51,7 +51,7 @@ def _error(main, argv, capsys) -> str:
     ([*MODELS, "--workers", "-1"], "--workers must be >= 0"),
     ([*MODELS, "--limit", "0"], "--limit must be at least 1"),
     ([*MODELS, "--threads", "0"], "--threads must be at least 1"),
-    ([*MODELS, "--flush-seconds", "nan"], "--flush-seconds must be a number >= 0"),
+    ([*MODELS, "--flush-seconds", "nan"], "--flush-seconds must be a finite number >= 0"),
     ([*MODELS, "--measure-rounds", "0"], "--measure-rounds must be at least 1"),
     ([*MODELS, "--later-stages", "gather"], "--later-stages 'gather': choose one of gathered, per-batch"),
     ([*MODELS, "--interval-level", "nan"], "confidence level must be in (0, 1)"),

@@ -205,6 +205,6 @@ def test_flush_seconds_is_validated():
     from committee_tasks.core.errors import CommitteeError
 
     for bad in (-1, float("nan"), float("inf"), "10"):
-        with pytest.raises(CommitteeError, match="--flush-seconds must be a number >= 0"):
+        with pytest.raises(CommitteeError, match="--flush-seconds must be a finite number >= 0"):
             ExecutionOptions(flush_seconds=bad)
     assert ExecutionOptions(flush_seconds=0).flush_seconds == 0

@@ -171,6 +171,7 @@ def test_torchrun_with_two_ranks_equals_one_process(single, tmp_path):
     # rank 0 reports (and measures) alone after the barrier: on every CPU, not its rank's share
     threads = json.loads((tmp_path / "ranks.json").read_text())["provenance"]["threads"]
     assert threads["local_ranks"] == 1 and threads["torch"] == threads["cpus_available"] == available_cpus()
+    assert threads["world_size"] == 2  # the job's size, which local_ranks no longer says
     per_rank = [r["throughput_eval_loop_by_writer"] for r in rows if r["kind"] == "member"]
     assert per_rank and all(len(w) == 2 and all(v > 0 for v in w.values()) for w in per_rank)  # each rank's own
 

@@ -84,7 +84,7 @@ class ExecutionOptions:
         at_least(0, workers=self.workers)
         at_least(1, batch_size=self.batch_size, threads=self.threads)
         if not (isinstance(self.flush_seconds, (int, float)) and 0 <= self.flush_seconds < float("inf")):
-            raise CommitteeError(f"--flush-seconds must be a number >= 0 (0: write after every batch), "
+            raise CommitteeError(f"--flush-seconds must be a finite number >= 0 (0: write after every batch), "
                                  f"got {self.flush_seconds!r}")
         if self.shard is not None:
             from committee_tasks.engine.distributed import Share

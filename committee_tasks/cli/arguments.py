@@ -40,11 +40,13 @@ def floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from err
 
 
-def share(text: str) -> str:
+def share(text: str) -> str | None:
     """``I/N``, checked where it is given (the command line, or a config file, which the error
-    then names): share I of N, 0-based."""
+    then names): share I of N, 0-based; ``none``: no share (overrides a config file's)."""
     from committee_tasks.engine.distributed import Share
 
+    if text.strip().lower() == "none":
+        return None
     try:
         return str(Share.parse(text))
     except CommitteeError as err:
@@ -96,10 +98,11 @@ def add_execution_args(p: argparse.ArgumentParser) -> None:
     run.add_argument("--output-dtype", choices=["float16", "float32"], default="float16",
                      help="dtype of cached probabilities")
     run.add_argument("--threads", type=int, help="torch CPU threads (default: the CPUs this process may use)")
-    run.add_argument("--shard", metavar="I/N", type=share,
+    run.add_argument("--shard", metavar="I/N", type=share,  # "none": a config file's share off
                      help="compute only share I of N (0-based) of the samples missing from the cache, then stop "
-                          "(SLURM arrays, several machines); the same command without --shard reads the union. "
-                          "Under torchrun each rank takes its share by itself")
+                          "(SLURM arrays, several machines); the same command without --shard reads the union "
+                          "(--shard none: a config file's share off). Under torchrun each rank takes its share by "
+                          "itself")
     run.add_argument("--flush-seconds", type=float, default=60.0, metavar="S",
                      help="write computed outputs to the cache at least every S seconds (default 60; and every "
                           "4,096 samples), so an interruption loses at most about that much work")

@@ -122,8 +122,13 @@ def thread_settings() -> dict:
     wait = os.environ.get("OMP_WAIT_POLICY") or "unset (OpenMP's default)"
     if _set_too_late:
         wait += " (set after torch was loaded: not in effect)"
+    try:  # the job's processes (torchrun), which local_ranks no longer counts once rank 0 goes on alone
+        world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        world = 1
     return {"torch": torch.get_num_threads(), "interop": torch.get_num_interop_threads(),
-            "omp_wait_policy": wait, "cpus_available": available_cpus(), "local_ranks": local_ranks()}
+            "omp_wait_policy": wait, "cpus_available": available_cpus(), "local_ranks": local_ranks(),
+            "world_size": world}
 
 
 @contextmanager
