@@ -6,6 +6,7 @@ interrupted run resumes where it stopped.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -17,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from committee_tasks.engine.cache import BaseMemberCache, BasePredictionCache, MemoryPredictionCache
 from committee_tasks.committees.predictions import PoolPredictions, SubsetRecord
@@ -557,18 +559,22 @@ def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: li
     bar = tqdm(total=len(todo), desc=f"evaluating {len(members)} members", unit="sample",
                disable=not options.progress)
     phases.lap("setup")
+    # warnings during the pass (a skipped sample, outputs that look like probabilities) on lines of
+    # their own, above the bar, not written over by it
+    redirect = logging_redirect_tqdm([logging.root, log]) if options.progress else contextlib.nullcontext()
     try:
-        for batch in loader:
-            phases.lap("waiting_for_data")
-            phases.samples += len(batch)
-            for s in batch.skipped:
-                skipped[s.id] = s.reason
-                log.warning("skipped sample %s: %s", s.id, s.reason)
-            for part in batch.parts():  # one per input shape (images of different sizes)
-                notes.update(part.notes)
-                runner.run_batch(part)
-            bar.update(len(batch) + len(batch.skipped))
-            phases.lap("outputs")
+        with redirect:
+            for batch in loader:
+                phases.lap("waiting_for_data")
+                phases.samples += len(batch)
+                for s in batch.skipped:
+                    skipped[s.id] = s.reason
+                    log.warning("skipped sample %s: %s", s.id, s.reason)
+                for part in batch.parts():  # one per input shape (images of different sizes)
+                    notes.update(part.notes)
+                    runner.run_batch(part)
+                bar.update(len(batch) + len(batch.skipped))
+                phases.lap("outputs")
     finally:  # keep what was computed, even when interrupted or failing
         bar.close()
         runner.finish()
