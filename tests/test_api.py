@@ -362,3 +362,22 @@ def test_a_card_made_in_python_carries_its_figures():
     assert figures["metric"] == scored.metric and figures["samples"] == 200
     assert figures["exit_fractions"] == scored.exit_fractions and figures["macs_mean"] == scored.macs_mean
     assert pool.card(cascade, figures={"note": "mine"}).figures == {"note": "mine"}
+
+
+def test_pools_and_committees_print_short_and_other_inputs_are_named(tmp_path):
+    from committee_tasks import Cascade, CommitteeCard, load_committee
+
+    small, large = _members()
+    pool = Pool.evaluate([small, large], _data(40), options=ExecutionOptions(cache_dir="memory", progress=False))
+    assert repr(pool) == "Pool(task='classification', members=['small', 'large'], samples=40, dataset='arrays')"
+    cascade = Cascade("small,large", 0.75, combine="last")
+    assert repr(cascade) == "Cascade(['small', 'large'], [0.75], combine='last')" and repr(Ensemble("small,large")) \
+        == "Ensemble(['small', 'large'])"
+    card = pool.card(cascade)
+    assert load_committee(card.to_dict(), members=[small, large]).card.name == card.name  # its JSON as a dict
+    with pytest.raises(CommitteeError, match="load_committee takes a CommitteeCard, a path to one or its JSON"):
+        load_committee(42)
+    report = tmp_path / "search.json"
+    report.write_text('{"provenance": {}, "tables": []}')
+    with pytest.raises(CommitteeError, match=r"search.json is not a committee card \(a report of tools/eval.py"):
+        CommitteeCard.load(report)

@@ -91,6 +91,12 @@ class Pool:
     options: ExecutionOptions = field(default_factory=ExecutionOptions)
     temperatures: dict[str, float] = field(default_factory=dict)  # `tempered`: what its predictions were scaled by
 
+    def __repr__(self) -> str:  # what it holds, not every per-sample array (a notebook cell of 10,000 rows)
+        dataset = f", dataset={self.dataset.name!r}" if self.dataset is not None else ""
+        tempered = f", temperatures={self.temperatures}" if self.temperatures else ""
+        return (f"Pool(task={self.task.name!r}, members={list(self.members)}, samples={len(self.predictions.ids)}"
+                f"{dataset}{tempered})")
+
     @classmethod
     def evaluate(cls, members: Sequence[str | Member], dataset: SampleDataset, task: str | Task = "classification",
                  *, cache: Path | str | None = MEMORY, limit: int | None = None,

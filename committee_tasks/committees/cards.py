@@ -175,12 +175,16 @@ class CommitteeCard:
         if not isinstance(data, Mapping):
             raise CommitteeError(f"{source}: a committee card is a JSON object, got {type(data).__name__}")
         version = data.get("card_version")
+        if version is None and "members" not in data:  # another JSON file: a search or eval report
+            kind = " (a report of tools/eval.py or tools/search.py)" if "provenance" in data else ""
+            raise CommitteeError(f"{source} is not a committee card{kind}: it has no card_version or members; cards "
+                                 "are written by --cards DIR (eval and search) or Pool.card(...).save(path)")
         if version != CARD_VERSION:
             raise CommitteeError(f"{source}: card_version {version!r}, but this committee-tasks reads card_version "
                                  f"{CARD_VERSION}; write the card again with this version, or load it with the "
                                  "version that wrote it")
         fields = _check_fields(cls, {k: v for k, v in data.items() if k != "card_version"}, source)
-        if not isinstance(fields["members"], list):
+        if not isinstance(fields["members"], (list, tuple)):
             raise CommitteeError(f"{source}: field 'members' must be a list of member records")
         fields["members"] = tuple(CardMember(**_check_fields(CardMember, m, f"{source}: member {i}"))
                                   for i, m in enumerate(fields["members"]))

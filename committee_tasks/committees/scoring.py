@@ -87,6 +87,9 @@ class Single:
     def evaluate(self, preds: PoolPredictions, task: Task) -> CommitteeResult:
         return member_result(preds, task, self.name)
 
+    def __repr__(self) -> str:
+        return f"Single({self.name!r})"
+
 
 class Ensemble:
     """Run every member and average their outputs."""
@@ -103,6 +106,9 @@ class Ensemble:
     @property
     def name(self) -> str:
         return "ensemble(" + "+".join(self.members) + ")"
+
+    def __repr__(self) -> str:
+        return f"Ensemble({self.members})"
 
     def evaluate(self, preds: PoolPredictions, task: Task) -> CommitteeResult:
         stage = preds.stage(self.members, task)
@@ -163,6 +169,13 @@ class Cascade:
     @property
     def name(self) -> str:
         return "cascade(" + ">".join(self.members) + ")@" + ",".join(threshold_text(t) for t in self.thresholds)
+
+    def __repr__(self) -> str:  # what builds it again
+        confidence = self.confidence if isinstance(self.confidence, str) else getattr(self.confidence, "__name__", "?")
+        thresholds = "[" + ", ".join(threshold_text(t) for t in self.thresholds) + "]"
+        return (f"Cascade({self.members}, {thresholds}"
+                + (f", confidence={confidence!r}" if confidence != "max_prob" else "")
+                + (f", combine={self.combine!r}" if self.combine != "mean" else "") + ")")
 
     def stage_output(self, task: Task, outputs: Sequence[np.ndarray]) -> np.ndarray:
         """The prediction after the stages whose member outputs are given (in order)."""

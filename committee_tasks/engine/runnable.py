@@ -192,7 +192,7 @@ def _what_changed(chosen: CardMember, member: Member) -> str:
     return "its number of classes changed"
 
 
-def load_committee(card_or_path: CommitteeCard | str | Path, task: Task | None = None,
+def load_committee(card_or_path: CommitteeCard | str | Path | Mapping[str, Any], task: Task | None = None,
                    members: Mapping[str, Member] | Sequence[Member] | None = None, weights_dir: str | Path | None = None,
                    device: str = "auto", amp: str | bool = "auto") -> CommitteeModule:
     """The card's committee as a module. Members come from ``members`` (built ones, e.g. in-memory
@@ -200,7 +200,13 @@ def load_committee(card_or_path: CommitteeCard | str | Path, task: Task | None =
     ``weights_dir`` or the zoo)."""
     from committee_tasks.committees.cards import CommitteeCard
 
-    card = card_or_path if isinstance(card_or_path, CommitteeCard) else CommitteeCard.load(card_or_path)
+    if isinstance(card_or_path, Mapping):  # a card's JSON already read
+        card = CommitteeCard.from_dict(card_or_path, "the card given as a dict")
+    elif isinstance(card_or_path, (CommitteeCard, str, Path)):
+        card = card_or_path if isinstance(card_or_path, CommitteeCard) else CommitteeCard.load(card_or_path)
+    else:
+        raise CommitteeError(f"load_committee takes a CommitteeCard, a path to one or its JSON as a dict, got "
+                             f"{type(card_or_path).__name__}")
     task = task_of(card, task)
     given = dict(members or {}) if isinstance(members, Mapping) or members is None else {m.name: m for m in members}
     built = {m.name: given[m.name] if m.name in given else _build(task, m, weights_dir) for m in card.members}
