@@ -66,3 +66,13 @@ def classification():
 def digits_members(classification, isolated_caches):
     """The three embedded-default CNNs, trained once per session (seeded, ~15 s)."""
     return {n: classification.build_member(n) for n in ("digits_cnn_s", "digits_cnn_m", "digits_cnn_l")}
+
+
+def read_strict_json(path: Path):
+    """A result file read as strict JSON (RFC 8259): a bare NaN or Infinity token fails."""
+    import json
+
+    def refuse(token):
+        raise ValueError(f"{path}: {token} is not JSON")
+
+    return json.loads(Path(path).read_text(), parse_constant=refuse)

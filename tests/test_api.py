@@ -381,3 +381,25 @@ def test_pools_and_committees_print_short_and_other_inputs_are_named(tmp_path):
     report.write_text('{"provenance": {}, "tables": []}')
     with pytest.raises(CommitteeError, match=r"search.json is not a committee card \(a report of tools/eval.py"):
         CommitteeCard.load(report)
+
+
+def test_result_files_are_strict_json_and_read_back_infinite_thresholds(tmp_path):
+    """A cascade stage no sample exits at has threshold inf: Python wrote a bare Infinity token,
+    which JSON.parse, jq and strict parsers refuse."""
+    import json
+
+    from committee_tasks import Cascade, CommitteeCard, load_committee
+
+    def strict(path):
+        def refuse(token):
+            raise ValueError(f"non-JSON token {token}")
+        return json.loads(path.read_text(), parse_constant=refuse)
+
+    small, large = _members()
+    pool = Pool.evaluate([small, large], _data(40), options=ExecutionOptions(cache_dir="memory", progress=False))
+    card = pool.card(Cascade(["small", "large"], [float("inf")]), figures={"spread": float("nan")})
+    path = card.save(tmp_path / "card.json")
+    assert strict(path)["thresholds"] == ["Infinity"] and strict(path)["figures"]["spread"] == "NaN"
+    again = CommitteeCard.load(path)
+    assert again.thresholds == (float("inf"),) and np.isnan(again.figures["spread"]) and again.name == card.name
+    assert load_committee(path, members=[small, large])(torch.as_tensor(_data(40).inputs)).exit_stage.eq(1).all()

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from committee_tasks.cli.eval import main
-from tests.conftest import REPO
+from tests.conftest import REPO, read_strict_json
 
 CONFIG = REPO / "configs" / "committees" / "digits_default.json"
 
@@ -20,7 +20,7 @@ def test_main_job_config(digits_members, tmp_path, capsys):
                  "--json", str(out_json), "--csv", str(out_csv), "--markdown", str(out_md)])
     assert code == 0
     printed = capsys.readouterr().out
-    report = json.loads(out_json.read_text())
+    report = read_strict_json(out_json)
     rows = {r["name"]: r for r in report["rows"]}
     assert report["samples"] == 599 and report["dataset"] == "digits-test"
     assert [r["kind"] for r in report["rows"]] == ["member"] * 3 + ["ensemble", "cascade"]

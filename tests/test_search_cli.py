@@ -1,7 +1,6 @@
 """tools/search.py end to end, greedy construction for large pools, and its errors."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -10,7 +9,7 @@ import pytest
 from committee_tasks import CommitteeError, PoolPredictions, Single
 from committee_tasks.search.greedy import greedy_cascade
 from committee_tasks.cli.search import main
-from tests.conftest import REPO
+from tests.conftest import REPO, read_strict_json
 from tests.test_committees import random_pool
 
 DIGITS = ["digits_cnn_s", "digits_cnn_m", "digits_cnn_l"]
@@ -22,7 +21,7 @@ def test_search_on_digits_writes_the_report_schema(digits_members, tmp_path, cap
     assert main(["--pool", ",".join(DIGITS), *COMMON, "--confidence", "max_prob,margin", "--temperature",
                  "--json", str(out)]) == 0
     printed = capsys.readouterr().out
-    report = json.loads(out.read_text())
+    report = read_strict_json(out)
     assert report["task"] == "classification" and report["metric_name"] == "top-1"
     assert report["split"]["calibration"] + report["split"]["evaluation"] == 599
     assert [m["name"] for m in report["members"]] == DIGITS
@@ -46,7 +45,7 @@ def test_search_on_digits_writes_the_report_schema(digits_members, tmp_path, cap
 def test_worst_case_keeps_committees_within_the_reference(digits_members, tmp_path):
     out = tmp_path / "search.json"
     assert main(["--pool", ",".join(DIGITS), *COMMON, "--worst-case", "--json", str(out)]) == 0
-    report = json.loads(out.read_text())
+    report = read_strict_json(out)
     members = {m["name"]: m for m in report["members"]}
     for ref in report["references"]:
         for key in ("similar_accuracy", "similar_cost"):
@@ -116,7 +115,7 @@ def test_a_cached_search_builds_no_model_and_reads_no_weight_file(digits_members
     monkeypatch.setattr(zoo_module, "hash_file", refuse)
     again = tmp_path / "again.json"
     assert main(["--pool", ",".join(DIGITS), *COMMON, "--json", str(again)]) == 0
-    first, second = (json.loads(p.read_text()) for p in (out, again))
+    first, second = (read_strict_json(p) for p in (out, again))
     assert first["references"] == second["references"] and first["points"] == second["points"]
 
 
@@ -128,16 +127,16 @@ def test_search_writes_a_card_for_every_pick_members_included(digits_members, tm
     out, cards = tmp_path / "search.json", tmp_path / "cards"
     assert main(["--pool", ",".join(DIGITS), *COMMON, "--limit", "100", "--json", str(out),
                  "--cards", str(cards)]) == 0
-    picks = {e[k]["name"] for e in json.loads(out.read_text())["references"]
+    picks = {e[k]["name"] for e in read_strict_json(out)["references"]
              for k in ("similar_accuracy", "similar_cost") if e[k]}
     assert "digits_cnn_s" in picks and any(p.startswith("cascade(") for p in picks)
-    written = {json.loads(f.read_text())["kind"]: f for f in cards.glob("*.json")}
+    written = {read_strict_json(f)["kind"]: f for f in cards.glob("*.json")}
     assert len(list(cards.glob("*.json"))) == len(picks) and set(written) == {"member", "cascade"}
     member = load_committee(written["member"])
     assert member.card.members[0].name == "digits_cnn_s" and member.card.figures["exit_fractions"] == [1.0]
     # figures in the shape tools/eval.py's cards have: the evaluation split's numbers, the calibration's apart
-    report = json.loads(out.read_text())
-    cascade = json.loads(written["cascade"].read_text())["figures"]
+    report = read_strict_json(out)
+    cascade = read_strict_json(written["cascade"])["figures"]
     point = next(p for p in report["points"] if p["name"] == load_committee(written["cascade"]).card.name)
     assert cascade["metric"] == point["metric"]["evaluation"] and cascade["samples"] == report["split"]["evaluation"]
     assert cascade["calibration"] == {"metric": point["metric"]["calibration"], "samples": report["split"]["calibration"],
@@ -164,7 +163,7 @@ def test_a_greedy_search_picks_and_fronts_as_the_exhaustive_one_does(digits_memb
     reference's match a cascade costlier than the reference itself."""
     out = tmp_path / "greedy.json"
     assert main(["--pool", ",".join(DIGITS), *COMMON, "--greedy", "--json", str(out)]) == 0
-    report = json.loads(out.read_text())
+    report = read_strict_json(out)
     figures = {p["name"]: (p["macs_mean"]["calibration"], p["metric"]["calibration"])
                for p in [*report["points"], *report["members"]]}
     front = [figures[n] for n in report["front"]]
@@ -185,7 +184,7 @@ def test_a_greedy_search_keeps_to_max_size_and_refuses_worst_case(digits_members
     (a greedy cascade ends with its reference, so its worst case always exceeds the reference's)."""
     out = tmp_path / "greedy2.json"
     assert main(["--pool", ",".join(DIGITS), *COMMON, "--greedy", "--max-size", "2", "--json", str(out)]) == 0
-    report = json.loads(out.read_text())
+    report = read_strict_json(out)
     assert report["points"] and max(len(p["members"]) for p in report["points"]) <= 2
     capsys.readouterr()
     assert main(["--pool", ",".join(DIGITS), *COMMON, "--greedy", "--worst-case"]) == 2

@@ -30,11 +30,11 @@ class ReportRequest:
 
 def load_result(path: Path) -> dict[str, Any]:
     """One search result, checked; errors name the file and what is wrong with it."""
-    from committee_tasks.core.files import parse_json, read_text
+    from committee_tasks.core.files import from_strict_json, parse_json, read_text
     from committee_tasks.reporting.search_tables import validate_result
 
     text = read_text(path, "search result", "pass the --json output of tools/search.py")
-    return validate_result(parse_json(text, str(path)), str(path))
+    return validate_result(from_strict_json(parse_json(text, str(path))), str(path))
 
 
 def _plot_names(results: Sequence[dict], paths: Sequence[Path]) -> list[str]:

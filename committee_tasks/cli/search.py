@@ -70,7 +70,7 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
     result = search_committees(request)
     print(render_search(result.report, args.front))
     if args.json:
-        atomic_write_json(args.json, result.report)
+        atomic_write_json(args.json, result.report, strict=True)
     write_cards(result, args.cards)
     return 0
 

@@ -24,7 +24,7 @@ from committee_tasks.core.provenance import provenance as current_provenance
 
 if TYPE_CHECKING:
     from committee_tasks.core.members import Member
-from committee_tasks.core.files import atomic_write_json
+from committee_tasks.core.files import atomic_write_json, from_strict_json
 from committee_tasks.core.member_spec import check_stable_key
 
 CARD_VERSION = 1
@@ -155,14 +155,14 @@ class CommitteeCard:
         for member in self.members:  # a saved card is loaded by another session
             if member.preprocessing:
                 check_stable_key(member.name, member.preprocessing, "a card loaded in another session")
-        atomic_write_json(path, self.to_dict())
+        atomic_write_json(path, self.to_dict(), strict=True)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> CommitteeCard:
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
+            data = from_strict_json(json.loads(path.read_text()))
         except FileNotFoundError:
             raise CommitteeError(f"committee card {path} not found; write one with CommitteeCard.save") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:

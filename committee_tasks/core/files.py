@@ -6,6 +6,7 @@ interrupted run never leaves a half-written file behind.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path, PurePath
@@ -68,8 +69,42 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True).encode()))
+# Non-finite numbers in result files (a cascade stage no sample exits at has threshold inf) as the
+# strings JavaScript's Number() and Python's float() read back: bare Infinity and NaN tokens,
+# which Python writes by default, are not JSON (RFC 8259) and JSON.parse, jq and strict parsers
+# refuse them.
+NON_FINITE_TEXT = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
+
+
+def strict_json(obj: Any) -> Any:
+    """``obj`` with every non-finite float (values, not keys) as its `NON_FINITE_TEXT` string."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def from_strict_json(obj: Any) -> Any:
+    """`strict_json` undone: the strings of `NON_FINITE_TEXT` (as values) read back as floats."""
+    if isinstance(obj, str):
+        return NON_FINITE_TEXT.get(obj, obj)
+    if isinstance(obj, dict):
+        return {k: from_strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [from_strict_json(v) for v in obj]
+    return obj
+
+
+def atomic_write_json(path: Path, obj: Any, strict: bool = False) -> None:
+    """``obj`` as JSON, atomically; ``strict``: non-finite numbers as strings (`strict_json`),
+    for result files other programs read."""
+    if strict:
+        obj = strict_json(obj)
+    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=not strict)
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def resolve_in(folder: Path, path: str | PurePath) -> Path:

@@ -161,4 +161,4 @@ def write_csv(rows: Sequence[dict[str, Any]], path: str | Path, prov: Mapping[st
 
 
 def write_json(report: dict[str, Any], path: str | Path) -> None:
-    atomic_write_json(Path(path), json.loads(json.dumps(report, default=float)))
+    atomic_write_json(Path(path), json.loads(json.dumps(report, default=float)), strict=True)

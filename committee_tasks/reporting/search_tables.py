@@ -328,5 +328,5 @@ def to_json(tables: Mapping[str, Any], path: str | Path, report_provenance: Mapp
     report itself, when given, beside each block's."""
     path = Path(path)
     extra = {"provenance": dict(report_provenance)} if report_provenance else {}
-    atomic_write_json(path, json.loads(json.dumps({**tables, **extra})))
+    atomic_write_json(path, json.loads(json.dumps({**tables, **extra})), strict=True)
     return path
