@@ -35,6 +35,7 @@ from typing import Callable
 
 from _common import REPO, run_script
 
+from committee_tasks.core.files import from_strict_json  # noqa: E402
 from committee_tasks.reporting.eval_table import MEASURED_COLUMNS, fit_lines, markdown_table  # noqa: E402
 from committee_tasks.reporting.search_tables import build_tables, format_macs, to_markdown  # noqa: E402
 
@@ -59,7 +60,7 @@ def _run(argv: list[str], env: dict | None = None, ok=(0,)) -> str:
 def digits_outputs(folder: Path) -> dict[str, dict]:
     if not (folder / "eval.json").is_file() or not (folder / "search.json").is_file():
         _run(["bash", str(REPO / "tools" / "main_job.sh"), str(folder)])
-    return {name: json.loads((folder / f"{name}.json").read_text()) for name in ("eval", "search")}
+    return {name: from_strict_json(json.loads((folder / f"{name}.json").read_text())) for name in ("eval", "search")}
 
 
 def cifar_outputs(folder: Path, data_root: Path, measure: bool) -> dict[str, dict]:
@@ -71,7 +72,7 @@ def cifar_outputs(folder: Path, data_root: Path, measure: bool) -> dict[str, dic
             tool = "search.py" if name == "cifar-search" else "eval.py"
             timing = [] if measure and name == "cifar-eval" or tool == "search.py" else ["--measure-samples", "0"]
             _run([PY, str(REPO / "tools" / tool), *argv, *common, *timing, "--json", str(path)])
-        outputs[name] = json.loads(path.read_text())
+        outputs[name] = from_strict_json(json.loads(path.read_text()))
     return outputs
 
 
