@@ -17,9 +17,13 @@ COMMON = ["--dataset", "digits", "--workers", "0", "--no-progress"]
 
 
 def test_search_on_digits_writes_the_report_schema(digits_members, tmp_path, capsys):
-    out = tmp_path / "search.json"
+    from committee_tasks import Pool, load_committee
+    from committee_tasks.api.options import ExecutionOptions
+    from committee_tasks_builtin.classification.datasets import DigitsDataset
+
+    out, cards = tmp_path / "search.json", tmp_path / "cards"
     assert main(["--pool", ",".join(DIGITS), *COMMON, "--confidence", "max_prob,margin", "--temperature",
-                 "--json", str(out)]) == 0
+                 "--json", str(out), "--cards", str(cards)]) == 0
     printed = capsys.readouterr().out
     report = read_strict_json(out)
     assert report["task"] == "classification" and report["metric_name"] == "top-1"
@@ -40,6 +44,18 @@ def test_search_on_digits_writes_the_report_schema(digits_members, tmp_path, cap
     assert cost["macs_mean"]["calibration"] <= largest["macs_mean"] * 1.05
     assert len(report["comparison"]) == 4  # two confidences, with and without temperature
     assert "Pareto front" in printed and "speedup at similar top-1" in printed
+    # each variant names its committees, prints its temperatures and writes their cards, which run
+    # as the variant scored them (they had no name, no temperatures and no card)
+    tempered = report["comparison"][3]
+    assert (tempered["confidence"], tempered["temperature"]) == ("margin", True) and tempered["temperatures"]
+    pick = tempered["picks"]["similar_accuracy"]
+    assert f"similar top-1: {pick['name']}" in printed and "temperatures: digits_cnn_s" in printed
+    card = load_committee(cards / f"{pick['name'].replace('(', '_').replace(')', '').replace('>', '-').replace('@', '_')}"
+                                  "_margin_tempered.json").card
+    assert card.confidence == "margin" and card.temperatures == {m: tempered["temperatures"][m] for m in card.member_names}
+    pool = Pool.evaluate(DIGITS, DigitsDataset(), options=ExecutionOptions(cache_dir=None, progress=False))
+    scored = pool.split(0.5)[1].tempered(card.temperatures).score(card.committee())
+    assert (scored.metric, scored.macs_mean) == (pick["metric"]["evaluation"], pick["macs_mean"]["evaluation"])
 
 
 def test_worst_case_keeps_committees_within_the_reference(digits_members, tmp_path):

@@ -46,38 +46,53 @@ class SearchResult:
 
     def cards(self) -> dict[str, Any]:
         """A committee card of every committee chosen for a reference (similar accuracy or cost),
-        with its figures on both splits, by committee name."""
-        from committee_tasks.committees.scoring import Cascade, Ensemble, Single
-
+        with its figures on both splits, by committee name; and of those each other confidence
+        variant (``--confidence a,b``, ``--temperature``) chose against the most expensive model,
+        keyed ``<name> [<confidence>, tempered]``, with its confidence and temperatures."""
         report = self.report
         points = {p["name"]: p for p in report["points"]}
-        # a pick may be a member on its own (the cheapest model that matches is another member):
-        # its card runs that member, as `tools/eval.py --committee` and `load_committee` take
-        points |= {m["name"]: {"kind": "member", "members": [m["name"]], "macs_worst": m["macs_worst"],
-                               "exit_fractions": [1.0]} for m in report["members"]}
         cards = {}
         for entry in report["references"]:
             for key in ("similar_accuracy", "similar_cost"):
                 pick = entry.get(key)
-                if not pick or pick["name"] in cards:
-                    continue
-                point = points[pick["name"]]
-                committee = (Cascade(point["members"], point["thresholds"], confidence=report["confidence"],
-                                     combine=report["combine"]) if point["kind"] == "cascade"
-                             else Ensemble(point["members"]) if point["kind"] == "ensemble"
-                             else Single(pick["name"]))
-                # in the shape tools/eval.py's cards have: the evaluation split's figures, the calibration's apart
-                figures = {k: v for k, v in pick.items() if k not in ("name", "metric", "macs_mean")} | {
-                    "metric": pick["metric"]["evaluation"], "macs_mean": pick["macs_mean"]["evaluation"],
-                    "samples": report["split"]["evaluation"],
-                    "calibration": {"metric": pick["metric"]["calibration"],
-                                    "macs_mean": pick["macs_mean"]["calibration"],
-                                    "samples": report["split"]["calibration"]},
-                    "chosen_for": f"{key.replace('_', ' ')} to {entry['reference']}", "metric_name": report["metric_name"],
-                    "macs_worst": point["macs_worst"], "exit_fractions": point["exit_fractions"],
-                    "split": report["split"], "worst_case": report["worst_case"]}
-                cards[pick["name"]] = self.pool.card(committee, figures, report["temperatures"])
+                if pick and pick["name"] not in cards:
+                    cards[pick["name"]] = self._card(pick, points.get(pick["name"]), f"{key.replace('_', ' ')} to "
+                                                     f"{entry['reference']}", report["confidence"],
+                                                     report["temperatures"])
+        for variant in report.get("comparison", [])[1:]:  # the first is the search above
+            label = variant["confidence"] + (", tempered" if variant["temperature"] else "")
+            for key, pick in variant.get("picks", {}).items():
+                name = f"{pick['name']} [{label}]"
+                if name not in cards:
+                    cards[name] = self._card(pick, pick["point"], f"{key.replace('_', ' ')} to {variant['reference']} "
+                                             f"({label})", variant["confidence"], variant["temperatures"])
         return cards
+
+    def _card(self, pick: dict, point: dict | None, chosen_for: str, confidence: str, temperatures: dict):
+        from committee_tasks.committees.scoring import Cascade, Ensemble, Single
+
+        report = self.report
+        if point is None:
+            # a pick may be a member on its own (the cheapest model that matches is another member):
+            # its card runs that member, as `tools/eval.py --committee` and `load_committee` take
+            member = next(m for m in report["members"] if m["name"] == pick["name"])
+            point = {"kind": "member", "members": [member["name"]], "macs_worst": member["macs_worst"],
+                     "exit_fractions": [1.0]}
+        committee = (Cascade(point["members"], point["thresholds"], confidence=confidence,
+                             combine=report["combine"]) if point["kind"] == "cascade"
+                     else Ensemble(point["members"]) if point["kind"] == "ensemble"
+                     else Single(pick["name"]))
+        # in the shape tools/eval.py's cards have: the evaluation split's figures, the calibration's apart
+        figures = {k: v for k, v in pick.items() if k not in ("name", "metric", "macs_mean", "point")} | {
+            "metric": pick["metric"]["evaluation"], "macs_mean": pick["macs_mean"]["evaluation"],
+            "samples": report["split"]["evaluation"],
+            "calibration": {"metric": pick["metric"]["calibration"],
+                            "macs_mean": pick["macs_mean"]["calibration"],
+                            "samples": report["split"]["calibration"]},
+            "chosen_for": chosen_for, "metric_name": report["metric_name"],
+            "macs_worst": point["macs_worst"], "exit_fractions": point["exit_fractions"],
+            "split": report["split"], "worst_case": report["worst_case"]}
+        return self.pool.card(committee, figures, temperatures)
 
 
 def search_committees(request: SearchRequest) -> SearchResult:

@@ -225,8 +225,10 @@ def _plain(value: Any, what: str) -> Any:
 
 
 def card_filename(name: str) -> str:
-    """A committee's name as a file name: ``cascade(a>b)@0.9`` -> ``cascade_a-b_0.9.json``."""
-    out = name.replace(">", "-").replace("+", "-").replace("(", "_").replace(")", "").replace("@", "_")
+    """A committee's name as a file name: ``cascade(a>b)@0.9`` -> ``cascade_a-b_0.9.json``; a
+    search variant's ``cascade(a>b)@0.9 [margin, tempered]`` -> ``cascade_a-b_0.9_margin_tempered.json``."""
+    out = name.replace(" [", "_").replace("]", "").replace(", ", "_")
+    out = out.replace(">", "-").replace("+", "-").replace("(", "_").replace(")", "").replace("@", "_")
     return "".join(c if c.isalnum() or c in "-_.," else "_" for c in out) + ".json"
 
 

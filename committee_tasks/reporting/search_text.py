@@ -53,6 +53,12 @@ def _comparison_lines(report: Mapping[str, Any]) -> list[str]:
         speed = f"{c['speedup']:.2f}x" if c["speedup"] else "–"
         delta_text = f"{c['delta_at_cost']:+.2f}" if c["delta_at_cost"] is not None else "–"
         lines.append(f"  {name:28s} speedup at similar {metric}: {speed:>7s}   Δ{metric} at similar cost: {delta_text}")
+        picks = c.get("picks", {})  # absent from reports written before committees were named here
+        for key, what in (("similar_accuracy", f"similar {metric}"), ("similar_cost", "similar cost")):
+            if key in picks:
+                lines.append(f"      {what}: {picks[key]['name']}")
+        if c.get("temperatures"):
+            lines.append("      temperatures: " + ", ".join(f"{m} {t:.3g}" for m, t in c["temperatures"].items()))
     return lines
 
 

@@ -237,9 +237,15 @@ def add_intervals(task: Task, references: list[dict], statistics: dict, deltas: 
 
 
 def compare_line(summary: dict) -> dict:
-    """How a confidence variant does against the most expensive single model."""
+    """How a confidence variant does against the most expensive single model: its figures, the
+    committees that make them (``picks``: each with the point that builds it, so its card can be
+    written) and the temperatures they run with."""
     ref = max(summary["references"], key=lambda r: r["macs_mean"])
     acc, cost = ref["similar_accuracy"], ref["similar_cost"]
+    points = {p["name"]: p for p in summary["points"]}
+    picks = {key: pick | {"point": points.get(pick["name"])} for key, pick in
+             (("similar_accuracy", acc), ("similar_cost", cost)) if pick}
     return {"confidence": summary["confidence"], "temperature": bool(summary["temperatures"]),
+            "temperatures": dict(summary["temperatures"]),
             "reference": ref["reference"], "speedup": acc["speedup"] if acc else None,
-            "delta_at_cost": cost["delta"] if cost else None}
+            "delta_at_cost": cost["delta"] if cost else None, "picks": picks}
