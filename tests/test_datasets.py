@@ -293,12 +293,15 @@ def seg_task():
     return SegmentationTask()
 
 
-def test_reduce_zero_label_and_ignore_index(tmp_path, seg_task):
+def test_reduce_zero_label_and_ignore_index(tmp_path, seg_task, caplog):
     write_image(tmp_path / "images" / "a.jpg", 0, size=(4, 2))
     write_map(tmp_path / "labels" / "a.png", np.array([[0, 1, 2, 3], [255, 3, 2, 1]]))
     ds = segmentation_folder(seg_task, tmp_path, num_classes="3", reduce_zero_label="true")
     np.testing.assert_array_equal(ds[0].target.numpy(), [[255, 0, 1, 2], [255, 2, 1, 0]])
+    assert "ignore_index" not in caplog.text
     ds = segmentation_folder(seg_task, tmp_path, classes="a,b,c", ignore_index="0")
+    # the ignore index is class a's stored id: its IoU would be 0 wherever it is predicted
+    assert "ignore_index 0 is the stored id of class 0 'a'" in caplog.text and "about 1/3" in caplog.text
     from committee_tasks_builtin.segmentation.datasets import LabelMapError
 
     with pytest.raises(LabelMapError, match=r"ids \[3, 255\] that are neither a class \(0..2\) nor the ignore index 0"):

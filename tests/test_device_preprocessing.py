@@ -118,10 +118,3 @@ def test_a_loaded_committee_takes_pixels_and_converts_them_as_the_loop_does():
     from_pixels, from_floats = committee(pixels), committee(preprocessed)
     assert torch.equal(from_pixels.probs, from_floats.probs) and torch.equal(from_pixels.exit_stage,
                                                                              from_floats.exit_stage)
-    other = Member.from_module(members[0].module, transform=lambda image: cifar_transform()(image), name="resnet8",
-                               num_classes=10)
-    others = Pool.evaluate([other, members[1]], ArrayDataset(raw, np.arange(16) % 10), options=ExecutionOptions(
-        cache_dir="memory", progress=False))
-    with pytest.raises(CommitteeError, match=r"a torch.uint8 batch for \['resnet8'\].*predict_samples"):
-        load_committee(others.card(Cascade(["resnet8", "resnet14"], [0.15])), members=[other, members[1]])(
-            {other.transform_key: pixels, members[1].transform_key: pixels})

@@ -81,8 +81,9 @@ def test_a_torchrun_job_with_a_memory_cache_is_refused_before_its_ranks_meet(mon
     """Each rank would compute its share and throw it away; rank 0 then said a rank had failed."""
     from committee_tasks.engine import loop
 
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "0")
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "localhost"),
+                        ("MASTER_PORT", "29500")):  # what torchrun sets
+        monkeypatch.setenv(name, value)
     monkeypatch.setattr(loop, "join", lambda *a: pytest.fail("the ranks met"))
     assert "a torchrun job with --cache-dir memory" in _error(eval_main, [*RUN, *MODELS, "--cache-dir", "memory"],
                                                              capsys)

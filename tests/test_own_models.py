@@ -438,6 +438,24 @@ def test_a_base_model_with_new_weights_is_one_entry(tmp_path):
     assert member.fingerprint != get_task("classification").describe_member("resnet20").fingerprint
 
 
+def test_an_entry_without_weights_is_built_the_same_every_time(tmp_path, caplog):
+    """Random weights drawn from torch's global generator differed with what was built before
+    (one model scored 40 or 20), yet were cached as the same "random-init" member."""
+    builder = "committee_tasks_builtin.classification.cifar_resnet:CifarResNet"
+    zoo = _zoo(tmp_path, *({"name": f"rand{depth}", "builder": builder, "kwargs": {"depth": depth}, "num_classes": 10}
+                           | {"preprocessing": {"crop": 32}} for depth in (20, 32)))
+    task = get_task("classification")
+    task.add_zoo_file(zoo)
+    alone = task.build_member("rand20").module.state_dict()
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    task.build_member("rand32")
+    after = task.build_member("rand20").module.state_dict()
+    assert all(torch.equal(alone[k], after[k]) for k in alone)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's generator untouched
+    assert "model 'rand20' has no weights: it runs with random ones" in caplog.text
+
+
 def test_a_card_of_zoo_file_models_loads_with_the_task_that_read_the_file(image_world):
     """get_task makes a new task each call, so load_committee(card) does not know the zoo file: the
     error says to pass the task (it said only to build the members by hand)."""

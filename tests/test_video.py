@@ -313,6 +313,14 @@ def test_kinetics_layouts(tmp_path):
     (root / "kinetics_classnames.json").unlink()
     ds = load_kinetics(root)
     assert ds.classes == ["abseiling", "air drumming"] and [r.label for r in ds.rows] == [0, 1]
+    # folders for only some of a 400-class model's classes: refused, not relabelled 0, 1 (which
+    # scored a correct model 0); with the full class list each folder keeps its class's index
+    with pytest.raises(CommitteeError, match=r"has 2 classes but the members predict 400.*class_list=FILE"):
+        ds.check_classes(400)
+    (root / "classes.txt").write_text("\n".join(["zumba", "air drumming", "yoga", "abseiling"]) + "\n")
+    ds = load_kinetics(root, class_list=root / "classes.txt")
+    assert [r.label for r in ds.rows] == [3, 1]
+    ds.check_classes(4)
     with pytest.raises(CommitteeError, match="not a folder"):
         load_kinetics(tmp_path / "nowhere")
 

@@ -6,6 +6,7 @@ tasks, models and datasets stays fast; building a member is where torch comes in
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -173,6 +174,20 @@ def load_checkpoint(path: str | Path, saved_as: str) -> Any:
     """A checkpoint file's content, read with ``weights_only`` (tensors and plain containers, no
     pickled code); a file that is not one is an error saying how to re-save it: as ``saved_as``."""
     return read_checkpoint(Path(path), saved_as)  # one reader, one message for every bad file
+
+
+def build_module(entry: ZooEntry) -> torch.nn.Module:
+    """``entry.builder()``; for an entry without weights, under a random seed of its own (from its
+    name), so its random weights are the same in every run and whatever was built before it: its
+    outputs are cached under the weight digest "random-init", which only that makes true."""
+    if entry.weights is not None:
+        return entry.builder()
+    log.warning("model %r has no weights: it runs with random ones (seeded by its name, the same every run)",
+                entry.name)
+    seed = int.from_bytes(hashlib.sha256(f"random-init|{entry.name}".encode()).digest()[:8], "little")
+    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+        torch.manual_seed(seed)
+        return entry.builder()
 
 
 def load_weights(entry: ZooEntry, module: torch.nn.Module, weights_dir: str | Path | None = None) -> str:

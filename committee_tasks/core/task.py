@@ -105,10 +105,10 @@ class Task(abc.ABC):
         """Turn a member's raw outputs into probabilities."""
 
     def build_member(self, name: str, weights_dir: str | Path | None = None) -> Member:
-        from committee_tasks.core.members import load_weights
+        from committee_tasks.core.members import build_module, load_weights
 
         entry = self.model_entry(name)
-        module = entry.builder()
+        module = build_module(entry)
         digest = load_weights(entry, module, weights_dir)
         return self.member_from_module(name, entry, module, digest)
 

@@ -143,18 +143,14 @@ class CommitteeModule(torch.nn.Module):
         """``batch`` as the pool's evaluation gave it to the members of ``key``: `AsTensor` (a
         `Member.from_module` without a transform) made float32 of any numeric array, so here too;
         uint8 pixels (resized and cropped as the preprocessing does) are converted and normalised
-        on the device where the preprocessing splits (`core/device_preprocessing.py`);
+        on the device where the preprocessing splits (`core/device_preprocessing.py`; members whose
+        preprocessing gives uint8, segmentation's, take them as they are);
         other preprocessing made the tensors the members take, and another floating dtype is refused
         by name where it would fail inside a convolution (float64 anywhere, half precision on the
         CPU; CUDA's autocast takes float16 and bfloat16)."""
         if key in self.as_tensor_keys:
             return batch.to(torch.float32)
-        if batch.dtype == torch.uint8:  # decoded pixels: converted and normalised on the device, as the loop does
-            if key not in self.device_parts:
-                users = [m.name for m in self.members if m.transform_key == key]
-                raise CommitteeError(f"a torch.uint8 batch for {users}, whose preprocessing ({key[:80]}) makes float "
-                                     "inputs in a way this cannot apply to a batch: pass its output, or the decoded "
-                                     "samples to predict_samples")
+        if batch.dtype == torch.uint8 and key in self.device_parts:  # pixels: finished on the device, as the loop does
             return self.device_parts[key](to_device(batch, self.runner.device))
         half_on_cuda = self.runner.device.type == "cuda" and batch.dtype in (torch.float16, torch.bfloat16)
         if batch.is_floating_point() and batch.dtype != torch.float32 and not half_on_cuda:

@@ -40,6 +40,13 @@ class LabelRule:
     reduce_zero_label: bool = False
     palette: tuple[tuple[int, tuple[int, int, int]], ...] | None = None
 
+    def ignored_class(self) -> int | None:
+        """The class whose stored id is the ignore index, if one is: its pixels leave the metric
+        while predictions of it still count against it, so its IoU is 0 wherever it is predicted
+        (as mmseg computes it too) -- a mistake, unless that class is a void the model predicts."""
+        first = 1 if self.reduce_zero_label else 0  # the stored id of class 0
+        return self.ignore_index - first if first <= self.ignore_index < first + self.num_classes else None
+
     def read(self, path: Path) -> np.ndarray:
         """The label map at ``path`` as int64 ids 0..C-1 and `IGNORE_INDEX` (or `LabelMapError`)."""
         with Image.open(path) as img:
@@ -145,6 +152,14 @@ def load_segmentation_folder(root: str | Path, split: str | None = None, *, imag
     if not label_dir.is_dir():
         raise CommitteeError(f"no label folder {label_dir}: name it with --data-option labels=SUBFOLDER")
     rule = LabelRule(_class_count(classes, num_classes), ignore_index, reduce_zero_label, _palette(palette))
+    clash = rule.ignored_class()
+    if clash is not None:
+        named = f" {classes[clash]!r}" if classes and clash < len(classes) else ""
+        log.warning("ignore_index %d is the stored id of class %d%s: its pixels leave the metric while the members' "
+                    "predictions of it still count against it, so its IoU is 0 wherever it is predicted and the "
+                    "mIoU falls by about 1/%d. If the label maps mark void with another id, give that one (%d by "
+                    "default); if the class is a void the members predict, select the other classes' outputs with "
+                    "a class_map", ignore_index, clash, named, rule.num_classes, IGNORE_INDEX)
     suffixes = (image_suffix,) if image_suffix else IMAGE_SUFFIXES
     image_paths = sorted(p for p in image_dir.rglob("*") if p.is_file()
                          and (p.name.endswith(image_suffix) if image_suffix else p.suffix.lower() in IMAGE_SUFFIXES))

@@ -84,13 +84,13 @@ class VideoTask(Top1Statistics, Task):
                        notes={**model.entry.notes, "views": f"{recipe.clips}x{recipe.crops}"})
 
     def build_member(self, name: str, weights_dir: str | Path | None = None) -> Member:
-        from committee_tasks.core.members import load_weights
+        from committee_tasks.core.members import build_module, load_weights
 
         from .decoding import VideoViews
         from .members import VideoClassifier, VideoMember
 
         model, recipe, exit_at = self.parse_name(name)
-        module = model.entry.builder()
+        module = build_module(model.entry)
         digest = load_weights(model.entry, module, weights_dir)
         classifier = VideoClassifier(module, recipe).eval()
         to_probs = _identity if classifier.outputs_probabilities else _softmax

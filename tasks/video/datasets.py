@@ -137,7 +137,13 @@ def load_kinetics(root: str | Path, split: str | None = None, label_file: str | 
     log.info("%s: %d videos, %d classes (%s)", name, len(rows), len(classes or []),
              f"class file {class_file}" if class_file else "classes in sorted name order")
     video = VideoDataset(f"{name}-{split}", rows, classes, source)
-    video.num_classes = len(classes) if class_file else None  # a class file names the members' label set
+    # a class file names the members' label set; so do class folders, whose sorted names are the
+    # labels: a folder for only some of the classes relabels the rest (a subset of Kinetics' 400
+    # folders scored a correct model 0), so their count is checked against the members' too
+    video.num_classes = len(classes) if class_file or list_file is None else None
+    video.classes_fix = ("give the full class list in the members' order, --data-option class_list=FILE (one name "
+                         "per line; Kinetics: the model's published class list), so that a folder for some of the "
+                         "classes keeps its class's index")
     if name.startswith("kinetics"):
         pretty = re.sub(r"^kinetics(\d+)$", r"Kinetics-\1", name)
         video.title = f"{pretty} {split} split"
