@@ -108,6 +108,32 @@ def test_greedy_cascade_on_a_large_pool(classification):
     assert result.exit_fractions[0] > 0  # the first stage does let samples out
     with pytest.raises(CommitteeError, match="not in the pool"):
         greedy_cascade(pool, classification, names[:3], reference)
+    last = greedy_cascade(pool, classification, names, reference, alpha=0.0, levels=10, combine="last")
+    assert last.combine == "last"  # built, and so scored, as the report and cards say
+
+
+def test_greedy_builds_the_combine_rule_it_reports(digits_members, tmp_path):
+    """--greedy --cascade-combine last built mean-combined cascades while the report and cards said
+    last: a card scored 93.23 where the report said 93.78."""
+    from committee_tasks import load_committee
+
+    out, cards = tmp_path / "search.json", tmp_path / "cards"
+    assert main(["--pool", ",".join(DIGITS), *COMMON, "--greedy", "--cascade-combine", "last", "--json", str(out),
+                 "--cards", str(cards)]) == 0
+    report = read_strict_json(out)
+    cascades = [p for p in report["points"] if p["kind"] == "cascade"]
+    assert cascades and report["combine"] == "last"
+    from committee_tasks import Pool
+    from committee_tasks.api.options import ExecutionOptions
+    from committee_tasks_builtin.classification.datasets import DigitsDataset
+
+    evaluation = Pool.evaluate(DIGITS, DigitsDataset(), options=ExecutionOptions(cache_dir=None, progress=False)
+                               ).split(0.5)[1]
+    for card in cards.glob("cascade*.json"):
+        committee = load_committee(card).card.committee()
+        assert committee.combine == "last"
+        point = next(p for p in cascades if p["name"] == committee.name)
+        assert evaluation.score(committee).metric == point["metric"]["evaluation"]
 
 
 def test_tools_search_script_runs(digits_members):

@@ -121,7 +121,8 @@ def _greedy_picks(task: Task, cal: PoolPredictions, s: SearchSettings, confidenc
     slack) and the most accurate within its MACs, so a greedy cascade costlier than its reference
     is not its match (the reference is), and the front holds only points none dominates."""
     t0 = time.perf_counter()
-    built = [greedy_cascade(cal, task, s.pool, ref, s.alpha, confidence, s.levels, max_stages=s.max_size)
+    built = [greedy_cascade(cal, task, s.pool, ref, s.alpha, confidence, s.levels, max_stages=s.max_size,
+                            combine=s.combine)
              for ref in s.references] if s.max_size >= 2 else []  # --max-size 1: members only
     timings["greedy"] = time.perf_counter() - t0
     candidates = list({c.name: c for c in [*(Single(m) for m in s.pool), *built]}.values())

@@ -21,13 +21,16 @@ from committee_tasks.core.task import Task
 
 
 def greedy_cascade(preds: PoolPredictions, task: Task, pool: Sequence[str], reference: str, alpha: float = 0.0,
-                   confidence: str = "max_prob", levels: int = 20, max_stages: int = 6) -> Cascade:
+                   confidence: str = "max_prob", levels: int = 20, max_stages: int = 6,
+                   combine: str = "mean") -> Cascade:
+    """``combine``: a stage's prediction is the mean of the members so far ("mean"), or its own
+    member's ("last"), as the cascade it returns combines them."""
     if reference not in pool:
         raise CommitteeError(f"reference {reference!r} is not in the pool {list(pool)}")
 
     def stage(members: Sequence[str], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Confidence and statistics of the mean prediction of ``members`` on ``rows``."""
-        combined = preds.stage(members, task, rows)
+        """Confidence and statistics of the prediction of a stage after ``members`` on ``rows``."""
+        combined = preds.stage(members if combine == "mean" else members[-1:], task, rows)
         return combined.confidence(confidence), combined.statistics
 
     ref_stats = preds.stage_statistics([reference], task)
@@ -61,4 +64,4 @@ def greedy_cascade(preds: PoolPredictions, task: Task, pool: Sequence[str], refe
         remaining[exiting] = False
     if not chosen:
         raise CommitteeError(f"no member of the pool lets any sample exit within {alpha} of {reference}")
-    return Cascade([*chosen, reference], thresholds, confidence=confidence)
+    return Cascade([*chosen, reference], thresholds, confidence=confidence, combine=combine)
