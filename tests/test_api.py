@@ -403,3 +403,19 @@ def test_result_files_are_strict_json_and_read_back_infinite_thresholds(tmp_path
     again = CommitteeCard.load(path)
     assert again.thresholds == (float("inf"),) and np.isnan(again.figures["spread"]) and again.name == card.name
     assert load_committee(path, members=[small, large])(torch.as_tensor(_data(40).inputs)).exit_stage.eq(1).all()
+
+
+def test_a_calibration_dataset_that_is_the_evaluated_one_is_refused():
+    """Its thresholds would be fitted on the samples they are scored on, every figure in-sample but
+    labelled the evaluation split's (and the plot said 'the other 10,000 samples')."""
+    from committee_tasks.api.options import CalibrationOptions
+
+    small, large = _members()
+    data = _data(40)
+    pool = Pool.evaluate([small, large], data, options=ExecutionOptions(cache_dir="memory", progress=False))
+    same = ArrayDataset(data.inputs.copy(), data.targets.copy(), name="again")  # another object, the same samples
+    with pytest.raises(CommitteeError, match="--calibration-dataset again is the dataset being evaluated"):
+        pool.calibration_and_evaluation(CalibrationOptions(dataset="again"), lambda options: same)
+    other = _data(30)
+    calib, evaluation = pool.calibration_and_evaluation(CalibrationOptions(dataset="other"), lambda options: other)
+    assert len(calib.predictions.ids) == 30 and evaluation is pool

@@ -146,6 +146,12 @@ class Pool:
         if not calibration.dataset:
             return self.split(calibration.fraction)
         other = build_dataset(calibration)
+        if self.dataset is not None and other.fingerprint() == self.dataset.fingerprint():
+            # every figure would be in-sample, yet labelled the evaluation split's
+            raise CommitteeError(f"--calibration-dataset {calibration.dataset} is the dataset being evaluated (the same "
+                                 "samples, by content): thresholds would be fitted on the samples they are then scored "
+                                 "on; fit on a part of it (--calibration-fraction, 0.5 by default) or give another "
+                                 "dataset")
         calib = Pool.from_described(self.task, self.members, other, self.cache, None, self.options)
         return calib, self
 
