@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the embedded default (real handwritten digits, three CNNs trained on first use):
+# The main job on the embedded default (real handwritten digits, three CNNs whose checkpoints ship in tasks/classification/weights):
 # evaluate the zoo, one ensemble and one cascade (measured for real), search every committee of
 # the pool, and write the paper-style table and plot. Usage: tools/main_job.sh [OUTPUT_DIR]
 set -euo pipefail
