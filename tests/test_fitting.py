@@ -252,7 +252,7 @@ def test_cli_match_and_budget(digits_members, digits_ids, tmp_path, capsys):
         assert f"(Δ {r['delta_metric']:+.2f}, 95% CI [{lo:+.2f}, {hi:+.2f}]: {verdict})" in printed
 
 
-def test_cli_temperature_and_fractions(digits_members, digits_ids, tmp_path, caplog):
+def test_cli_temperature_and_fractions(digits_members, digits_ids, tmp_path, caplog, capsys):
     caplog.set_level(logging.INFO, logger="committee_tasks")
     report = _run([*FIT, "--match", "digits_cnn_l", "--temperature", "--measure-samples", "32"], tmp_path)
     temperatures = report["temperatures"]
@@ -275,9 +275,14 @@ def test_cli_temperature_and_fractions(digits_members, digits_ids, tmp_path, cap
     assert calib.mean() == pytest.approx(0.3, abs=0.06)
 
     # a separate calibration set: the evaluation covers every sample of --dataset
-    report = _run([*FIT, "--match", "digits_cnn_l", "--calibration-dataset", "digits", "--measure-samples", "0"],
+    report = _run([*FIT, "--match", "digits_cnn_l", "--calibration-dataset", "digits", "--calibration-split", "train",
+                   "--measure-samples", "0"],
                   tmp_path, "separate.json")
-    assert report["samples"] == 599 and report["rows"][0]["calibration"]["samples"] == 599
+    assert report["samples"] == 599 and report["rows"][0]["calibration"]["samples"] == 1198  # the training split
+    with pytest.raises(AssertionError):  # the evaluated dataset itself: refused (every figure in-sample)
+        _run([*FIT, "--match", "digits_cnn_l", "--calibration-dataset", "digits", "--measure-samples", "0"],
+             tmp_path, "same.json")
+    assert "--calibration-dataset digits is the dataset being evaluated" in capsys.readouterr().err
 
     # --worst-case: the cascade may run both members, more than digits_cnn_l alone: nothing fits
     report = _run([*FIT, "--match", "digits_cnn_l", "--worst-case", "--measure-samples", "0"], tmp_path, "worst.json")

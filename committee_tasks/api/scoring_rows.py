@@ -97,6 +97,7 @@ def fit_cascades(request: EvalRequest, calib: Pool, objectives: Sequence[Objecti
                             ",".join(cascade.members), objective.label)
                 result = UnsatisfiedFit(cascade.members, objective.label)
             result.fit = objective.label
+            result.fit_target = objective.reference if objective.reference in calib.members else None
             fitted.append(result)
     return fitted
 
@@ -174,6 +175,8 @@ def _row(task: Task, spec, results: dict, reference: str, intervals, measured: d
                               "samples": len(split.calib.predictions.ids)}
     if getattr(spec, "fit", None):
         row["fit"] = spec.fit
+        if getattr(spec, "fit_target", None):  # the model the objective names (match it, stay within its MACs)
+            row["fit_target"] = spec.fit_target
     return row
 
 

@@ -60,7 +60,11 @@ class ClassificationTask(Top1Statistics, Task):
         if name == "digits":  # shipped with scikit-learn: no --data-root
             from .datasets import DigitsDataset
 
-            return DigitsDataset("test")
+            split = options.get("split") or "test"
+            if split not in ("test", "train"):
+                raise CommitteeError(f"digits has the splits test (the held-out 599 digits, the default) and train "
+                                     f"(the 1,198 its CNNs were trained on), not {split!r}")
+            return DigitsDataset(split)
         root = self.dataset_root(name, root)
         from .datasets import load_cifar10, load_imagenet
         from .generic_datasets import load_image_csv, load_image_folder
