@@ -48,7 +48,9 @@ def test_main_job_config(digits_members, tmp_path, capsys):
     assert rows["digits_cnn_s"]["metric"] < rows["digits_cnn_m"]["metric"] < reference["metric"]
     with open(out_csv) as f:
         assert [r["name"] for r in csv.DictReader(f)] == [r["name"] for r in report["rows"]]
-    assert out_md.read_text().startswith("| model / committee |")
+    markdown = out_md.read_text()  # what the table is of, and the note, as printed (the table alone hid the split)
+    assert markdown.startswith("**classification on digits-test: 599 samples**\n\n| model / committee |")
+    assert report["note"] in markdown and "<!-- committee-tasks" in markdown
 
 
 def test_later_stages_per_batch_is_measured_and_said(digits_members, tmp_path):

@@ -18,14 +18,21 @@ def skip_kinds(skipped: Mapping[str, str]) -> str:
     return ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
 
 
+def heading(report: Mapping[str, Any]) -> str:
+    """What the table is of: task, dataset, split and samples (and skips)."""
+    split = " (evaluation split)" if any("calibration" in r for r in report["rows"]) else ""
+    skipped = report["skipped"]
+    return (f"{report['task']} on {report['dataset']}{split}: {report['samples']} samples"
+            + (f" ({len(skipped)} skipped: {skip_kinds(skipped)})" if skipped else ""))
+
+
 def render_eval_report(report: Mapping[str, Any]) -> str:
     """The table and every line under it, from an evaluation report's dict (``EvalReport.to_dict()``)."""
     rows = report["rows"]
     confidence = report["interval"]["confidence"]
-    split = " (evaluation split)" if any("calibration" in r for r in rows) else ""
-    skipped, notes = report["skipped"], report["notes"]
-    lines = ["", f"{report['task']} on {report['dataset']}{split}: {report['samples']} samples"
-             + (f" ({len(skipped)} skipped: {skip_kinds(skipped)})" if skipped else ""), markdown_table(rows, confidence)]
+    notes = report["notes"]
+    skipped = report["skipped"]
+    lines = ["", heading(report), markdown_table(rows, confidence)]
     lines += fit_lines(rows, confidence)
     lines += [f"  {r['name']}: {r['measurement_flag']}" for r in rows if r.get("measurement_flag")]
     noisy = [r["name"] for r in rows if (r.get("measurement") or {}).get("noisy") and not r.get("measurement_flag")]
@@ -51,7 +58,10 @@ def write_eval_files(report: Mapping[str, Any], json_path: Path | None = None, c
         write_json(dict(report), json_path)
     if csv_path:
         write_csv(report["rows"], csv_path, report["provenance"])
-    if markdown_path:
-        table = markdown_table(report["rows"], report["interval"]["confidence"])
-        text = table + "\n\n<!-- " + short_line(report["provenance"]) + " -->\n"
+    if markdown_path:  # what the terminal shows around the table too: which split, the fits, the note
+        confidence = report["interval"]["confidence"]
+        fits = [f"- {line.strip()}" for line in fit_lines(report["rows"], confidence)]
+        parts = [f"**{heading(report)}**", markdown_table(report["rows"], confidence), "\n".join(fits),
+                 report["note"], "<!-- " + short_line(report["provenance"]) + " -->"]
+        text = "\n\n".join(part for part in parts if part) + "\n"
         atomic_write(Path(markdown_path), lambda f: f.write(text.encode()))
