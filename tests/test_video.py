@@ -268,8 +268,18 @@ def test_temporal_sampling_follows_pytorchvideo():
     assert idx.tolist() == [[0, 6, 12, 19], [140, 146, 152, 159], [280, 286, 292, 299]]
     # at 15 fps the clip spans half as many source frames
     assert recipe.frame_indices(300, 15.0)[0].tolist() == [0, 3, 6, 9]
-    # shorter than a clip: uniform over the whole video, frames repeat
-    assert recipe.frame_indices(6, 30.0).tolist() == [[0, 2, 3, 5]] * 3
+    # shorter than a clip: uniform over the whole video, frames repeat, truncated as pytorchvideo's
+    # uniform_temporal_subsample truncates (they were rounded: 10 frames gave 0,1,1,2,2,... not 0,0,1,1,2)
+    assert recipe.frame_indices(6, 30.0).tolist() == [[0, 1, 3, 5]] * 3
+    from committee_tasks.core.compat import import_pytorchvideo
+
+    import_pytorchvideo()  # pytorchvideo 0.1.5 imports a renamed torchvision module: registered first
+    from pytorchvideo.transforms.functional import uniform_temporal_subsample
+
+    frames = torch.arange(10).view(10, 1)
+    long_clip = SamplingRecipe(frames=16, sampling_rate=5, short_side=8, crop_size=8, clips=1, crops=1)
+    expected = uniform_temporal_subsample(frames, 16, temporal_dim=0).view(-1).tolist()
+    assert long_clip.frame_indices(10, 30.0)[0].tolist() == expected
 
 
 def test_spatial_crops_and_view_order():

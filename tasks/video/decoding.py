@@ -98,6 +98,8 @@ class VideoViews:
     batches cross to it in uint8 (4x less than float32)."""
 
     recipe: SamplingRecipe
+    # in the repr, so in the cache key: a short video's frames were rounded, not truncated, before
+    short_videos: str = "truncated"
 
     def frame_indices(self, video: OpenVideo) -> np.ndarray:
         return self.recipe.frame_indices(video.num_frames, video.fps)

@@ -6,9 +6,12 @@ crop. The test protocol takes ``clips`` temporal clips uniformly over the video 
 spatial crops (left/top, centre, right/bottom along the longer side) - PySlowFast's and the
 pytorchvideo model zoo's "3 x 10 views".
 
-Clip starts are spaced as pytorchvideo's ``ConstantClipsPerVideoSampler`` spaces them (from the
-video's start to the last possible start, both included; PySlowFast's default ``get_start_end_idx``
-stops one step short of the end instead); the frames of a clip are ``linspace(start, end)``
+Clip starts run from the video's start to the last possible start, both included, i / (N - 1) of
+the way (a single clip centred): PySlowFast's ``get_start_end_idx`` with ``USE_OFFSET_SAMPLING`` and
+pytorchvideo's ``ConstantClipsPerVideoSampler`` on its main branch. The pinned pytorchvideo 0.1.5
+release and PySlowFast's default space them i / N of the way instead, stopping one step short
+of the end (not verified here against published figures: no Kinetics data on this machine);
+the frames of a clip are ``linspace(start, end)``
 truncated to indices (PySlowFast's ``temporal_sampling``, pytorchvideo's ``UniformTemporalSubsample``);
 the short side is scaled by ``pytorchvideo``'s ``ShortSideScale`` rule and crops are taken as
 ``uniform_crop`` does. A video shorter than a clip follows pytorchvideo's convention: the clip
@@ -66,7 +69,8 @@ class SamplingRecipe:
             raise ValueError("the video has no frames")
         clip_size = self.clip_length(video_fps)
         if clip_size >= num_frames:  # short video: each clip spans all of it, frames repeat
-            line = torch.linspace(0, num_frames - 1, self.frames).round().long()
+            # truncated, as pytorchvideo's uniform_temporal_subsample (and a long video's clip) index
+            line = torch.linspace(0, num_frames - 1, self.frames).clamp(0, num_frames - 1).long()
             return line.expand(self.clips, -1).numpy().copy()
         delta = num_frames - clip_size
         rows = []
