@@ -143,3 +143,15 @@ def parse_json(text: str, what: str, hint: str = "") -> Any:
     except json.JSONDecodeError as err:
         raise CommitteeError(f"{what}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})"
                              + (f"; {hint}" if hint else "")) from None
+
+
+def display_path(path: str | PurePath, parts: int = 2) -> str:
+    """A data folder as titles show it: relative to the working directory where it lies below it,
+    else its last ``parts`` parts after ".../" (a table's or plot's title, not the whole path;
+    provenance keeps that)."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve())) or "."
+    except (ValueError, OSError):
+        tail = path.parts[-parts:]
+        return str(Path(*tail)) if len(path.parts) <= parts else str(Path("...", *tail))

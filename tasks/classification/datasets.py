@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from committee_tasks.core.files import display_path
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.file_hashes import remembered_sha256s
 from committee_tasks.core.safe_pickle import load_data_pickle
@@ -149,7 +150,7 @@ class ImageFileDataset(SampleDataset):
     def __init__(self, name: str, root: Path, files: list[str], labels: list[int], title: str = "",
                  num_classes: int | None = None, classes_fix: str = ""):
         self.name = name
-        self.title = title or f"images in {root}"
+        self.title = title or f"images in {display_path(root)}"
         self.root = root
         self.files = self._ids = files
         self.labels = labels
@@ -311,7 +312,7 @@ def load_imagenet(root: str | Path, split: str = "val", class_list: str | Path |
 
 def _imagenet(split: str, root: Path, files: list[str], labels: list[int],
               num_classes: int | None) -> ImageFileDataset:
-    title = f"ImageNet {'validation' if split == 'val' else split} images in {root}"
+    title = f"ImageNet {'validation' if split == 'val' else split} images in {display_path(root)}"
     return ImageFileDataset(f"imagenet-{split}", root, files, labels, title, num_classes, IMAGENET_CLASSES_FIX)
 
 

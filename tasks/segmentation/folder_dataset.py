@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from committee_tasks.core.files import display_path
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.samples import Sample, SampleDataset
 
@@ -176,7 +177,7 @@ def load_segmentation_folder(root: str | Path, split: str | None = None, *, imag
                     label_dir)
     _check_first_map(label_paths, rule)
     name = f"{root.name}-{image_dir.name}"
-    title = f"{image_dir} with label maps in {label_dir.name}/ ({rule.num_classes} classes)"
+    title = f"{display_path(image_dir)} with label maps in {label_dir.name}/ ({rule.num_classes} classes)"
     return FolderSegmentationDataset(name, root, image_paths, label_paths, classes, rule, title)
 
 

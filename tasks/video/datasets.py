@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Sequence
 
 from committee_tasks.core.errors import CommitteeError
-from committee_tasks.core.files import parse_json, read_text
+from committee_tasks.core.files import display_path, parse_json, read_text
 from committee_tasks.core.names import check_split
 from committee_tasks.core.samples import Sample, SampleDataset, contained_path
 
@@ -148,7 +148,7 @@ def load_kinetics(root: str | Path, split: str | None = None, label_file: str | 
         pretty = re.sub(r"^kinetics(\d+)$", r"Kinetics-\1", name)
         video.title = f"{pretty} {split} split"
     else:  # your own videos: no dataset name to show
-        video.title = f"videos in {root} ({split} split)"
+        video.title = f"videos in {display_path(root)} ({split} split)"
     return video
 
 
