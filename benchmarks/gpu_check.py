@@ -43,7 +43,8 @@ from committee_tasks.core.devices import cudnn_autotuner, resolve_device  # noqa
 from committee_tasks.engine.executor import MemberRunner  # noqa: E402
 from committee_tasks.engine.inputs import make_loader, pinned, preprocessed_batches  # noqa: E402
 from committee_tasks.core.image_preprocessing import ImagePreprocessing  # noqa: E402
-from committee_tasks.engine.loop import LoopPhases, device_splits  # noqa: E402
+from committee_tasks.core.device_preprocessing import device_splits  # noqa: E402
+from committee_tasks.engine.loop import LoopPhases  # noqa: E402
 from committee_tasks.engine.timing import measure_interleaved  # noqa: E402
 
 import gpu_breakdown  # noqa: E402  (beside this file)

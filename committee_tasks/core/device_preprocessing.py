@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.image_preprocessing import ImagePreprocessing
 
 Host = Callable[[Any], torch.Tensor]  # one decoded sample -> its pixels, (C, H, W), uint8 as decoded
@@ -33,6 +34,20 @@ Device = Callable[[torch.Tensor], torch.Tensor]  # a batch of pixels on the devi
 class SplitPreprocessing:
     host: Host
     device: Device
+
+
+DEVICE_PREPROCESSING = ("auto", "on", "off")
+
+
+def device_splits(members: Sequence[Any], device: torch.device, setting: str) -> dict[str, SplitPreprocessing]:
+    """The members' preprocessings that run in part on the device, by transform key: on CUDA
+    ("auto"), where bytes copied cost the most; "on" everywhere (the CPU: what the tests compare)."""
+    if setting not in DEVICE_PREPROCESSING:
+        raise CommitteeError(f"device_preprocessing {setting!r}: choose one of {', '.join(DEVICE_PREPROCESSING)}")
+    if setting == "off" or (setting == "auto" and device.type != "cuda"):
+        return {}
+    splits = {m.transform_key: split_for_device(m.transform) for m in members}
+    return {key: split for key, split in splits.items() if split is not None}
 
 
 def split_for_device(transform: Any) -> SplitPreprocessing | None:

@@ -30,6 +30,7 @@ from committee_tasks.engine.inputs import PoolInputs, Skipped, declared_input_sh
 from committee_tasks.committees.subsets import member_subsets, subset_sums
 from committee_tasks.core.threads import default_workers, other_ranks_done
 from committee_tasks.core.member_spec import MemberSpec
+from committee_tasks.core.device_preprocessing import device_splits
 from committee_tasks.core.members import Member, check_eval_mode
 from committee_tasks.core.samples import SampleDataset
 from committee_tasks.core.task import Task
@@ -526,22 +527,6 @@ class _Runner:
                     attempt(self.pending[m.name].cache.record_cost_note, m.cost_note())
         if errors:
             raise errors[0]
-
-
-DEVICE_PREPROCESSING = ("auto", "on", "off")
-
-
-def device_splits(members: Sequence[Member], device: torch.device, setting: str) -> dict[str, Any]:
-    """The members' preprocessings that run in part on the device, by transform key: on CUDA
-    ("auto"), where bytes copied cost the most; "on" everywhere (the CPU: what the tests compare)."""
-    from committee_tasks.core.device_preprocessing import split_for_device
-
-    if setting not in DEVICE_PREPROCESSING:
-        raise CommitteeError(f"device_preprocessing {setting!r}: choose one of {', '.join(DEVICE_PREPROCESSING)}")
-    if setting == "off" or (setting == "auto" and device.type != "cuda"):
-        return {}
-    splits = {m.transform_key: split_for_device(m.transform) for m in members}
-    return {key: split for key, split in splits.items() if split is not None}
 
 
 def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: list[int],

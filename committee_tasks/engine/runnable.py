@@ -23,7 +23,7 @@ from committee_tasks.committees.scoring import Cascade
 from committee_tasks.engine.executor import MemberRunner, run_early_exit
 from committee_tasks.engine.gathered import GatheredCascade
 from committee_tasks.engine.inputs import collate, declared_input_shapes, wrong_shape
-from committee_tasks.engine.loop import device_splits
+from committee_tasks.core.device_preprocessing import device_splits
 from committee_tasks.core.devices import to_device
 
 if TYPE_CHECKING:
