@@ -605,9 +605,9 @@ class PredictionCache(BasePredictionCache):
         except OSError as err:
             writable, reason = False, f"{type(err).__name__}: {err.strerror or err}"
         if not writable:
-            raise CommitteeError(f"cannot write the prediction cache in {self.root} ({reason}){why and f', and {why}'}: "
-                                 "pass --cache-dir DIR "
-                                 "(a writable folder), set $COMMITTEE_TASKS_CACHE, or --cache-dir memory to write "
+            lacking = f", and {why}" if why else ""
+            raise CommitteeError(f"cannot write the prediction cache in {self.root} ({reason}){lacking}: pass --cache-dir "
+                                 "DIR (a writable folder), set $COMMITTEE_TASKS_CACHE, or --cache-dir memory to write "
                                  "nothing")
 
     def _open_member(self, folder: Path, fingerprint: str, description: Mapping[str, Any]) -> MemberCache:
