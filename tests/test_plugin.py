@@ -66,6 +66,11 @@ from committee_tasks.core.samples import Sample, SampleDataset
 from committee_tasks.core.task import Task
 from committee_tasks.core.zoo import WeightsSource, ZooEntry
 
+from committee_tasks.committees.confidence import register_confidence
+
+# a confidence of the plugin's own, registered on import: the search and cards must find it
+register_confidence("toy_top2", lambda probs: probs.topk(2, dim=1).values.sum(dim=1).float())
+
 DIM, CLASSES = 16, 4
 HIDDEN = {"a": 2, "b": 8, "c": 32}  # hidden width of each member
 STEPS = {"a": 60, "b": 40, "c": 120}  # full-batch training steps of each member
@@ -285,6 +290,25 @@ def test_plugin_ensemble_and_cascade_match_independent_numpy(toy_plugin, tmp_pat
     assert "all 300 samples of 2 members are cached" in done.stderr
     again = json.loads((tmp_path / "again.json").read_text())
     assert [r["metric"] for r in again["rows"]] == [r["metric"] for r in report["rows"]]
+
+
+def test_a_plugins_confidence_and_cards_work_without_naming_the_plugin_again(toy_plugin, tmp_path):
+    """search.py checked the confidence before importing the task (its plugin registers it), and
+    eval --committee ran a toy card as classification ('unknown model a') without --task."""
+    cards = tmp_path / "cards"
+    search = subprocess.run([sys.executable, str(EVAL.with_name("search.py")), "--task", "toy", "--dataset", "toyset",
+                             "--pool", "a,b", "--confidence", "toy_top2", "--cache-dir", str(toy_plugin.cache),
+                             "--workers", "0", "--no-progress", "--cards", str(cards)],
+                            capture_output=True, text=True, timeout=300, cwd=toy_plugin.root,
+                            env={**os.environ, "PYTHONPATH": str(toy_plugin.site),
+                                 "TORCH_HOME": str(toy_plugin.torch_home)})
+    assert search.returncode == 0, search.stdout + search.stderr
+    card = next(cards.glob("cascade*.json"))
+    assert json.loads(card.read_text())["confidence"] == "toy_top2"
+    done = run_eval(toy_plugin, "--dataset", "toyset", "--committee", str(card), "--cache-dir", str(toy_plugin.cache),
+                    "--workers", "0", "--measure-samples", "0", "--no-progress")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "toy on toyset" in done.stdout
 
 
 def _task_class(task_name: str, class_name: str, module: str) -> type[Task]:

@@ -199,11 +199,11 @@ def evaluate(request: EvalRequest, task: Task | None = None) -> EvalReport:
     cache_confidences(task, [request.confidence])
     objectives = request.fit_objectives()
     pool_names = request.pool_names(objectives)
-    check_pool(task, pool_names)
     from committee_tasks.engine.runnable import task_of
 
-    for card in request.cards:
+    for card in request.cards:  # before the pool's names are looked up in the task's zoo
         task_of(card, task)
+    check_pool(task, pool_names)
     card_temperatures(request)  # cards that disagree, or --temperature with theirs: refused before any work
     limit, timed = request.data.limit, request.measure.samples
     if limit is not None and timed is not None and timed > limit:  # known now, not after the evaluation pass

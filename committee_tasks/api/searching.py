@@ -102,9 +102,9 @@ def search_committees(request: SearchRequest) -> SearchResult:
     from committee_tasks.core.provenance import SCHEMA_VERSION, provenance
     from committee_tasks.search.committee_search import compare_line, search_variant
 
+    task = prepare_task(request.task, request.models_from)  # first: a plugin registers its confidences on import
     for name in request.confidences:
         get_confidence(name)  # an unknown name fails before anything runs
-    task = prepare_task(request.task, request.models_from)
     cache_confidences(task, request.confidences)
     check_pool(task, request.pool)
     pool = load_pool(task, request.pool, request.data, request.models_from, request.execution)

@@ -17,6 +17,7 @@ from committee_tasks.cli.arguments import (CONFIDENCE_HELP, add_cards_arg, add_d
 
 def build_parser(prog: str = "tools/eval.py") -> argparse.ArgumentParser:
     p = tool_parser(prog, __doc__)
+    p.set_defaults(task=None)  # classification, or the task of the --committee cards (run: task_of_run)
     p.add_argument("--list-tasks", action="store_true", help="list registered tasks and exit")
     p.add_argument("--list-models", nargs="?", const="*", metavar="PATTERN",
                    help="list the task's models (optionally filtered by a wildcard) and exit")
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
         return 0
     from committee_tasks.api.evaluation import evaluate, prepare_task
 
+    args.task = task_of_run(args.task, args.committee)
     task = prepare_task(args.task, model_options(args))
     if args.list_models:
         lines = model_lines(task, args.list_models)
@@ -171,6 +173,18 @@ def objectives(args: argparse.Namespace) -> list:
         found.append(Guarantee(reference, *args.guarantee, args.bound))
     return found
 
+
+
+def task_of_run(given: str | None, cards) -> str:
+    """``--task`` as given, else the task the --committee cards name (a card of a plugin's task,
+    evaluated without --task, ran as classification and said its members were unknown), else
+    classification."""
+    if given:
+        return given
+    from committee_tasks.committees.cards import CommitteeCard
+
+    named = {CommitteeCard.load(path).task for path in cards}
+    return named.pop() if len(named) == 1 else "classification"  # several: task_of names the clash
 
 
 main = tool_main(build_parser, run)  # tools/eval.py and `committee eval`

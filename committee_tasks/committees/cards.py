@@ -188,6 +188,7 @@ class CommitteeCard:
             raise CommitteeError(f"{source}: field 'members' must be a list of member records")
         fields["members"] = tuple(CardMember(**_check_fields(CardMember, m, f"{source}: member {i}"))
                                   for i, m in enumerate(fields["members"]))
+        _import_task(fields.get("task"))
         try:
             return cls(**fields)
         except (CommitteeError, TypeError, ValueError) as err:
@@ -206,6 +207,19 @@ def _check_fields(cls: type, data: Any, source: str) -> dict[str, Any]:
     if missing:
         raise CommitteeError(f"{source}: missing field(s) {missing}")
     return dict(data)
+
+
+def _import_task(name: Any) -> None:
+    """Import the plugin of the card's task, which registers its own confidences (a card of a
+    plugin's confidence, loaded in a fresh process, was refused as naming an unknown one); a task
+    that cannot be imported is said where the card's members are built."""
+    from committee_tasks.core.registry import get_task
+
+    if isinstance(name, str):
+        try:
+            get_task(name)
+        except CommitteeError:
+            pass
 
 
 def _plain(value: Any, what: str) -> Any:
