@@ -584,3 +584,19 @@ def test_a_module_in_memory_declares_its_input_size_and_other_sizes_are_refused(
                                                    np.zeros(4, dtype=int)), options=OPTIONS)
     with pytest.raises(CommitteeError, match=r"input_size \(16, 16\) of 'x': give an image member's"):
         Member.from_module(net(0), name="x", input_size=(16, 16))
+
+
+def test_a_module_made_for_one_task_is_refused_by_a_pool_of_another():
+    """Member.from_module defaults to classification (softmax): in a pool of another task it ran
+    with softmax instead of that task's to_probs, and shared its cache key with the right one."""
+    from committee_tasks import ArrayDataset, Member, Pool
+
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(3, 4, 1)
+    data = ArrayDataset(np.zeros((2, 3, 8, 8), dtype=np.float32), np.zeros((2, 8, 8), dtype=np.int64))
+    with pytest.raises(CommitteeError, match=r"member 'seg' was made for task 'classification'.*"
+                                             r"Member.from_module\(\.\.\., task='segmentation'\)"):
+        Pool.evaluate([Member.from_module(net, name="seg", num_classes=4)], data, task="segmentation", options=OPTIONS)
+    right = Member.from_module(net, name="seg", num_classes=4, task="segmentation")
+    assert right.fingerprint != Member.from_module(net, name="seg", num_classes=4).fingerprint
+    assert list(Pool.evaluate([right], data, task="segmentation", options=OPTIONS).predictions.ids) == ["0", "1"]

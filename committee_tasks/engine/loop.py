@@ -190,7 +190,7 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
                                  "disk (one folder every rank writes); give a --cache-dir folder, or run one process")
         options = replace(options, device=rank_device(rank, options.device), share=rank.share)
         join(rank, options.device)
-    _check_pool(members, options)  # at least one member: members[0] below
+    _check_pool(members, options, task)  # at least one member: members[0] below
     dataset.check_classes(members[0].num_classes)
     known = getattr(dataset, "targets", None)  # an ArrayDataset's: checked before anything runs
     if isinstance(known, np.ndarray):
@@ -331,9 +331,15 @@ def _reads(dataset: SampleDataset, index: int) -> bool:
     return True
 
 
-def _check_pool(members: Sequence[Member | MemberSpec], options: LoopOptions) -> None:
+def _check_pool(members: Sequence[Member | MemberSpec], options: LoopOptions, task: Task) -> None:
     if not members:
         raise CommitteeError("no members to evaluate: give at least one (a zoo model's name or a Member)")
+    for m in members:  # its outputs became probabilities by another task's rule (softmax for sigmoid outputs)
+        made_for = getattr(m, "task_name", None)
+        if made_for is not None and made_for != task.name:
+            raise CommitteeError(f"member {m.name!r} was made for task {made_for!r}, whose to_probs turns its outputs "
+                                 f"into probabilities, but the pool is of task {task.name!r}: make it with "
+                                 f"Member.from_module(..., task={task.name!r})")
     output_dtype(options.output_dtype)
     check_same_classes({m.name: m.num_classes for m in members})
     names = [m.name for m in members]
