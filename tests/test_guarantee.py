@@ -210,6 +210,17 @@ def test_binomial_refuses_non_binary_scores():
     assert 0 <= pvalue(ref, np.array([R, 0.0, R, 0.0]), 1.0, "binomial", R) <= 1  # 0/R scores are fine
 
 
+@pytest.mark.parametrize("bound", ["bernstein", "hoeffding"])
+def test_scores_outside_the_tasks_score_range_are_refused(bound):
+    """A plugin's scores in % under the default range 1: Hoeffding certified a 3.32-point drop as
+    within eps 3 (its bound 100x too tight)."""
+    with pytest.raises(CommitteeError, match=r"scores lie in \[0, 100\], outside the task's score_range \[0, 1\]"):
+        pvalue(np.array([100.0, 0.0, 100.0]), np.array([100.0, 0.0, 0.0]), 3.0, bound, 1.0)
+    with pytest.raises(CommitteeError, match="outside the task's score_range"):
+        pvalue(np.array([1.0, -0.5]), np.array([1.0, 0.0]), 0.1, bound, 1.0)
+    assert 0 <= pvalue(np.array([100.0, 0.0, 100.0]), np.array([100.0, 0.0, 0.0]), 3.0, bound, 100.0) <= 1
+
+
 def test_unknown_bound_and_invalid_eps_delta():
     ref, com = np.full(10, R), np.full(10, R)
     with pytest.raises(CommitteeError, match="unknown bound 'chernoff'; valid: bernstein, hoeffding, binomial"):

@@ -71,8 +71,20 @@ def binomial_pvalue(losses: np.ndarray, eps_rate: float) -> float:
     return float(scipy_stats.binom.cdf(int(np.sum(losses)), len(losses), eps_rate))
 
 
+def check_score_range(scores: np.ndarray, score_range: float) -> None:
+    """The bounds hold only for scores in [0, score_range] (a task's ``score_range``): scores in %
+    under the default range 1 made Hoeffding certify a drop 100x too small, and it was broken."""
+    low, high = float(np.min(scores)), float(np.max(scores))
+    if low < 0 or high > score_range:
+        raise CommitteeError(f"per-sample scores lie in [{low:g}, {high:g}], outside the task's score_range "
+                             f"[0, {score_range:g}] that the guarantee's bound assumes: set the task's score_range "
+                             "to the largest score a sample can have (100 for scores in %)")
+
+
 def pvalue(ref_scores: np.ndarray, committee_scores: np.ndarray, eps: float, bound: str,
            score_range: float) -> float:
+    check_score_range(ref_scores, score_range)
+    check_score_range(committee_scores, score_range)
     if bound == "bernstein":
         return bernstein_pvalue(ref_scores - committee_scores, eps, score_range)
     if bound == "hoeffding":
