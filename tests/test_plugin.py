@@ -422,3 +422,26 @@ def test_a_metric_written_for_one_vector_is_refused_before_any_search():
     with pytest.raises(CommitteeError, match=r"task 'one_vector': metric\(summed\) .* must take \(\.\.\., K\)"):
         Pool.evaluate([member], data, OneVector())
     assert Pool.evaluate([member], data, ClassificationTask()).score("m").metric >= 0
+
+
+@pytest.mark.parametrize("statistics, shape", [
+    (lambda s: s[:, 0], r"\(8,\)"),  # one number per sample: members scored above 100
+    (lambda s: s.sum(axis=0, keepdims=True), r"\(1, 2\)"),  # already summed
+    (lambda s: np.stack([s, s], axis=1), r"\(8, 2, 2\)"),  # an extra axis
+])
+def test_sample_statistics_of_another_shape_are_refused_before_any_search(statistics, shape):
+    from committee_tasks import ArrayDataset, Member, Pool
+    from committee_tasks_builtin.classification import ClassificationTask
+
+    class OddStatistics(ClassificationTask):
+        name = "odd_statistics"
+
+        def sample_statistics(self, combined, targets):
+            return statistics(super().sample_statistics(combined, targets))
+
+    torch.manual_seed(0)
+    member = Member.from_module(torch.nn.Linear(4, 3), name="m")
+    data = ArrayDataset(torch.randn(20, 4), torch.randint(0, 3, (20,)))
+    with pytest.raises(CommitteeError, match=rf"task 'odd_statistics': sample_statistics gave shape {shape} for 8 "
+                                             r"samples, where \(N, K\) is due"):
+        Pool.evaluate([member], data, OddStatistics())

@@ -209,6 +209,15 @@ class Task(abc.ABC):
 
         Takes (..., K) and returns (...): the search scores many committees in one call."""
 
+    def check_statistics(self, statistics: np.ndarray, samples: int) -> None:
+        """Refuse `sample_statistics` that are not one row per sample, (N, K): summed, or with
+        more axes, they scored members above 100% or broke deep inside a fit."""
+        shape = tuple(np.shape(statistics))
+        if len(shape) != 2 or shape[0] != samples:
+            raise CommitteeError(f"task {self.name!r}: sample_statistics gave shape {shape} for {samples} samples, "
+                                 "where (N, K) is due: one row of additive statistics per sample (e.g. [correct, 1] "
+                                 "for accuracy), which the search and the metric sum over samples")
+
     def check_metric(self, summed_statistics: np.ndarray) -> None:
         """Refuse a `metric` that does not take (..., K) to (...), once the statistics are known:
         written for one (K,) vector, it works for members and breaks deep in a search or a fit.

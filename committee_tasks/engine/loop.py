@@ -248,7 +248,9 @@ def evaluate_pool(task: Task, members: Sequence[Member | MemberSpec], dataset: S
     if getattr(preds, "targets", None) is not None and not isinstance(known, np.ndarray):  # what the dataset gave
         task.check_targets(preds.targets, preds.ids, members[0].num_classes)
     # a plugin's metric, before any search; a few samples' statistics tell (not the whole pool's, on every load)
-    task.check_metric(preds.stage([members[0].name], task, np.arange(min(len(kept), 8))).statistics.sum(axis=0))
+    few = preds.stage([members[0].name], task, np.arange(min(len(kept), 8))).statistics
+    task.check_statistics(few, min(len(kept), 8))
+    task.check_metric(few.sum(axis=0))
     preds.fingerprints = {"dataset": {"name": dataset.name, "fingerprint": dataset_fp},
                           "members": {m.name: m.fingerprint for m in members}}
     return preds, LoopThroughput({m.name: pending[m.name].cache.throughput() for m in members},
@@ -334,9 +336,9 @@ def _reads(dataset: SampleDataset, index: int) -> bool:
 def _check_pool(members: Sequence[Member | MemberSpec], options: LoopOptions, task: Task) -> None:
     if not members:
         raise CommitteeError("no members to evaluate: give at least one (a zoo model's name or a Member)")
-    for m in members:  # its outputs became probabilities by another task's rule (softmax for sigmoid outputs)
-        made_for = getattr(m, "task_name", None)
-        if made_for is not None and made_for != task.name:
+    for m in members:
+        made_for = _made_for_another_task(m, task)
+        if made_for:
             raise CommitteeError(f"member {m.name!r} was made for task {made_for!r}, whose to_probs turns its outputs "
                                  f"into probabilities, but the pool is of task {task.name!r}: make it with "
                                  f"Member.from_module(..., task={task.name!r})")
@@ -345,6 +347,17 @@ def _check_pool(members: Sequence[Member | MemberSpec], options: LoopOptions, ta
     names = [m.name for m in members]
     if len(set(names)) != len(names):
         raise CommitteeError(f"a member is listed twice: {names}")
+
+
+def _made_for_another_task(member: Member | MemberSpec, task: Task) -> str | None:
+    """The task a `Member.from_module` member was made for, where its outputs would become
+    probabilities by another rule than ``task``'s (softmax for a multi-label task's sigmoid
+    outputs); None where the rule is the same (a subclass of its task) or it is not known."""
+    made_for = getattr(member, "task_name", None)
+    rule = getattr(getattr(member, "to_probs", None), "__func__", None)  # a task's bound to_probs
+    if made_for in (None, task.name) or rule is None:
+        return None
+    return None if rule is type(task).to_probs else made_for
 
 
 def _open_caches(task: Task, members: Sequence[Member | MemberSpec], cache: BasePredictionCache, folder,
