@@ -179,9 +179,9 @@ def task_of_run(given: str | None, cards) -> str:
     """``--task`` as given, else the task the --committee cards name (a card of a plugin's task,
     evaluated without --task, ran as classification and said its members were unknown), else
     classification."""
-    if given:
-        return given
-    from committee_tasks.committees.cards import CommitteeCard
+    if given or not cards:
+        return given or "classification"
+    from committee_tasks.committees.cards import CommitteeCard  # (imports torch: not for a listing)
 
     named = {CommitteeCard.load(path).task for path in cards}
     return named.pop() if len(named) == 1 else "classification"  # several: task_of names the clash
