@@ -143,7 +143,8 @@ def loop_vs_bare(task, members, dataset, device, batch_size, samples, workers) -
             bare += time.perf_counter() - start
     phases = throughput.phases  # where the loop's wall time went; "setup" hashes the whole array (fingerprint)
     passed = loop_seconds - phases["setup"]
-    return {"inputs": inputs_of(dataset, device), "workers": workers, "loop": samples / loop_seconds, "bare": samples / bare, "ratio": bare / loop_seconds,
+    return {"inputs": inputs_of(dataset, device), "workers": workers, "loop": samples / loop_seconds,
+            "bare": samples / bare, "ratio": bare / loop_seconds,
             "pass": samples / passed, "pass_ratio": bare / passed, "phases": phases,
             "data_alone": data_alone(task, members, dataset, device, batch_size, samples, workers)}
 
@@ -255,7 +256,8 @@ def main(argv=None) -> int:
         print(f"{r['row']:52s} {r['max_abs_diff']:15.5f} {100 * r['argmax_agreement']:11.1f}% "
               f"{r['samples_per_s']:10.1f}{'' if good else '  FAILED'}")
     for loop in loops:
-        print(f"evaluation loop, resnet18 + resnet34, {loop['inputs']}, {args.samples} samples, {loop['workers']} workers: "
+        print(f"evaluation loop, resnet18 + resnet34, {loop['inputs']}, {args.samples} samples, "
+              f"{loop['workers']} workers: "
               f"{loop['loop']:.0f} samples/s with set-up, {loop['pass']:.0f} samples/s in its pass over the data; "
               f"bare forward passes of both on the same preprocessed inputs {loop['bare']:.0f} samples/s; pass / bare "
               f"{loop['pass_ratio']:.2f} (goal >= 0.95: {'met' if loop['pass_ratio'] >= 0.95 else 'MISSED'}), "
