@@ -56,6 +56,11 @@ def test_search_on_digits_writes_the_report_schema(digits_members, tmp_path, cap
     pool = Pool.evaluate(DIGITS, DigitsDataset(), options=ExecutionOptions(cache_dir=None, progress=False))
     scored = pool.split(0.5)[1].tempered(card.temperatures).score(card.committee())
     assert (scored.metric, scored.macs_mean) == (pick["metric"]["evaluation"], pick["macs_mean"]["evaluation"])
+    from committee_tasks.reporting.search_tables import build_tables, to_markdown
+
+    markdown = to_markdown(build_tables([report]))  # tools/report.py's: the variants, not the first one alone
+    assert "Confidence variants of" in markdown and f"| margin + temperature | {tempered['speedup']:.2f}x | " \
+        f"{pick['name']} |" in markdown
 
 
 def test_worst_case_keeps_committees_within_the_reference(digits_members, tmp_path):

@@ -141,11 +141,41 @@ def build_tables(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                        "split": {s: split.get(s) for s in SPLITS},
                        "interval": result.get("interval"), "provenance": result.get("provenance"),
                        "settings": search_settings(result),
-                       "rows": [_row(ref) for ref in result["references"]]})
+                       "rows": [_row(ref) for ref in result["references"]],
+                       "variants": _variants(result)})
     throughput = any(r["throughput"] is not None for b in blocks for r in b["rows"])
     levels = {b["interval"]["confidence"] for b in blocks if b["interval"]}
     return {"schema_version": SCHEMA_VERSION, "blocks": blocks, "throughput": throughput,
             "interval_level": levels.pop() if len(levels) == 1 else None}
+
+
+def _variants(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The search's confidence variants (``--confidence a,b``, ``--temperature``) against its most
+    expensive model, when it compared more than one: the tables are the first variant's."""
+    comparison = result.get("comparison") or []
+    if len(comparison) < 2:
+        return []
+    rows = []
+    for c in comparison:
+        picks = c.get("picks", {})
+        rows.append({"confidence": c["confidence"], "temperature": bool(c["temperature"]),
+                     "reference": c["reference"], "speedup": c["speedup"], "delta_at_cost": c["delta_at_cost"],
+                     "similar_accuracy": (picks.get("similar_accuracy") or {}).get("name"),
+                     "similar_cost": (picks.get("similar_cost") or {}).get("name")})
+    return rows
+
+
+def _variant_lines(block: Mapping[str, Any]) -> list[str]:
+    metric = block["metric_name"]
+    lines = [f"Confidence variants of {block_title(block)}, against {block['variants'][0]['reference']} "
+             "(the table above is the first one's):", "",
+             f"| confidence | speedup at similar {metric} | committee | Δ{metric} at similar cost | committee |",
+             "|---|---:|---|---:|---|"]
+    for v in block["variants"]:
+        name = v["confidence"] + (" + temperature" if v["temperature"] else "")
+        lines.append(f"| {name} | {format_number(v['speedup'], '.2f', 'x')} | {v['similar_accuracy'] or '–'} | "
+                     f"{format_number(v['delta_at_cost'], '+.2f')} | {v['similar_cost'] or '–'} |")
+    return lines
 
 
 # ---------------------------------------------------------------- formatting
@@ -238,6 +268,9 @@ def to_markdown(tables: Mapping[str, Any], names: bool = False, footer: bool = T
         lines.append("| " + " | ".join([f"**{block_title(block)}**"] + [""] * (len(header) - 1)) + " |")
         for row in block["rows"]:
             lines.append("| " + " | ".join(_cells(row, tables["throughput"], names)) + " |")
+    for block in tables["blocks"]:
+        if block.get("variants"):
+            lines += ["", *_variant_lines(block)]
     comments = "".join(f"\n<!-- {line} -->" for line in provenance_footer(tables)) if footer else ""
     return "\n".join(lines) + "\n\n" + _notes(tables) + "\n" + comments + ("\n" if comments else "")
 
