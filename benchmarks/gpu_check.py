@@ -162,6 +162,18 @@ def data_alone(task, members, dataset, device, batch_size, samples, workers) -> 
     return samples / (time.perf_counter() - start)
 
 
+def split_inputs_diff(transform, dataset, device, count: int = 64) -> float:
+    """The largest difference between a batch preprocessed whole on the host and split (pixels on
+    the host, float and normalise on the device): 0 on the CPU, about 1 ulp on CUDA."""
+    from committee_tasks.core.device_preprocessing import split_for_device
+
+    split = split_for_device(transform)
+    raw = [dataset[i].data for i in range(min(count, len(dataset)))]
+    whole = torch.stack([transform(x) for x in raw]).to(device)
+    finished = split.device(torch.stack([split.host(x) for x in raw]).to(device))
+    return float((whole - finished).abs().max())
+
+
 def inputs_of(dataset, device) -> str:
     if dataset.inputs.dtype != np.uint8:
         return "float32 inputs"
@@ -243,6 +255,7 @@ def main(argv=None) -> int:
                  for w in args.workers.split(",")] if "loop" in parts else []
         loops += [loop_vs_bare(task, on_pixels, pixels, device, args.batch_size, args.samples, 0)] \
             if "loop" in parts else []
+    split_diff = split_inputs_diff(normalise, pixels, device) if "loop" in parts else None
     data_path = gpu_breakdown.data_path(data, pair, range(min(args.samples, 16 * args.batch_size)), args.batch_size,
                                         device) if "loop" in parts else None
     cascade = cascade_speedup(task, device, args.batch_size, args.samples, args.rounds, args.small, args.cascade_autotune) \
@@ -265,6 +278,9 @@ def main(argv=None) -> int:
         print("  loop wall time by phase: " + ", ".join(f"{name.replace('_', ' ')} {loop['phases'][name]:.2f} s"
                                                        for name in LoopPhases.NAMES)
               + f"; its data loading alone delivers {loop['data_alone']:.0f} samples/s")
+    if split_diff is not None:
+        print(f"  uint8 pixels normalised on the device vs on the host: inputs differ by at most {split_diff:.3g} "
+              f"({'bit for bit' if split_diff == 0 else 'CUDA divides by a scalar through its reciprocal'})")
     if data_path:
         print(f"  data loading per batch of {args.batch_size}, step by step: "
               + ", ".join(f"{name} {ms:.1f} ms" for name, ms in data_path.items()))

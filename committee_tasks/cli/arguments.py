@@ -89,7 +89,8 @@ def add_execution_args(p: argparse.ArgumentParser) -> None:
     run.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="mixed precision (auto: on CUDA)")
     run.add_argument("--device-preprocessing", choices=["auto", "on", "off"], default="auto",
                      help="image members: copy uint8 pixels to the device and convert and normalise them there, a "
-                          "quarter of the bytes float32 inputs take (auto: on CUDA; the members' inputs are the same)")
+                          "quarter of the bytes float32 inputs take (auto: on CUDA; the members' inputs are the same, to 1 ulp "
+                          "on CUDA)")
     run.add_argument("--batch-size", type=int, help="samples per batch (default: the task's, e.g. 128 images, 2 videos)")
     run.add_argument("--workers", type=int, default=None,
                      help="DataLoader worker processes (default: the CPUs this process may use, at most 4)")

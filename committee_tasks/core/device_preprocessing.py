@@ -9,8 +9,10 @@ check"). timm's ``PrefetchLoader`` and NVIDIA DALI normalise on the device for t
 
 The device part runs the same torch functions on the batch that the whole transform runs on each
 sample (elementwise, so a batch changes nothing), and the host part the same steps before them:
-the members see the same float32 inputs bit for bit (tested on the CPU against the whole
-transforms). Transforms split: `ImagePreprocessing` (zoo files, timm), torchvision's weights
+on the CPU the members see the same float32 inputs bit for bit (tested against the whole
+transforms); on CUDA within 1 ulp (7e-7: CUDA divides by a scalar through its reciprocal), and
+the cached float16 outputs of 2,048 images through two ResNets were identical either way on an
+H200. Transforms split: `ImagePreprocessing` (zoo files, timm), torchvision's weights
 presets (``weights.transforms()``) and a ``Compose`` (v1 or v2) whose steps after its conversion
 to float are only a conversion and ``Normalize``. Any other transform is not split (None): it
 runs whole on the host, as before. The cache key is the whole transform's, which this leaves

@@ -59,6 +59,10 @@ class CommitteeModule(torch.nn.Module):
         self.as_tensor_keys = {m.transform_key for m in self.members if isinstance(m.transform, AsTensor)}
         self.device_parts = {key: split.device for key, split in device_splits(self.members, self.runner.device,
                                                                                "on").items()}
+        # predict_samples preprocesses as the loop does on this device: on CUDA the pixels are
+        # finished there (CUDA divides by a scalar through its reciprocal: inputs 1 ulp apart)
+        self.host_parts = {key: split.host for key, split in device_splits(self.members, self.runner.device,
+                                                                           "auto").items()}
         self.input_shapes = declared_input_shapes(self.members)
         self.eval()  # as its members run (and `training` says so)
 
@@ -80,7 +84,7 @@ class CommitteeModule(torch.nn.Module):
         if not len(raw_items):
             raise CommitteeError("no samples given: pass at least one")
         raw_items = [item.data if isinstance(item, Sample) else item for item in raw_items]  # a dataset's own items
-        transforms = {m.transform_key: m.transform for m in self.members}
+        transforms = {m.transform_key: self.host_parts.get(m.transform_key, m.transform) for m in self.members}
         items = [(str(i), None, *self.task.member_inputs(item, transforms)) for i, item in enumerate(raw_items)]
         for i, (_, _, inputs, _) in enumerate(items):  # never run a member at another size than its own
             reason = wrong_shape(inputs, self.input_shapes)
