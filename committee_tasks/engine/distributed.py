@@ -52,7 +52,12 @@ class Share:
         return cls(int(match.group(1)), int(match.group(2)))
 
     def holds(self, place: int, block: int = 1) -> bool:
-        return (place // block) % self.count == self.index
+        return self.owner(place, block, self.count) == self.index
+
+    @staticmethod
+    def owner(place: int, block: int, count: int) -> int:
+        """The share of ``count`` that holds the sample at ``place`` (in blocks of ``block``)."""
+        return (place // block) % count
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
