@@ -56,7 +56,6 @@ class Member:
         self._macs_by_shape: dict[tuple, int] = {}
         self._outputs_checked = False
         self.declared_input_size: tuple[int, ...] | None = None  # from_module's input_size=
-        self.task_name: str | None = None  # from_module's task, whose to_probs it uses: a pool of another refuses it
 
     @property
     def input_size(self) -> tuple[int, ...] | None:
@@ -75,10 +74,11 @@ class Member:
         and what its outputs are: ``outputs`` "logits" (the task's ``to_probs``, a softmax, by
         default) or "probabilities" (a module ending in a softmax), or a zoo file's ``outputs``
         object (``{"type": ..., "class_map": [...]}``). ``task``: the task (or its name) of the pool
-        it will be in, whose ``to_probs`` it uses; a pool of another task refuses it. ``input_size``: the (channels, height,
-        width) its preprocessed inputs must have (e.g. (3, 32, 32)): samples of another size are
-        skipped and counted, and a loaded committee refuses batches of it, where a convnet with
-        global pooling would run at any size without a word."""
+        it will be in, whose ``to_probs`` it uses; a pool of another task refuses it.
+        ``input_size``: the (channels, height, width) its preprocessed inputs must have (e.g.
+        (3, 32, 32)): samples of another size are skipped and counted, and a loaded committee
+        refuses batches of it, where a convnet with global pooling would run at any size without
+        a word."""
         from committee_tasks.core import in_memory
         from committee_tasks.core.registry import get_task
 
@@ -90,7 +90,6 @@ class Member:
             variant["task"] = task.name
         member = cls(name, module, transform or in_memory.AsTensor(), in_memory.state_dict_sha256(module), classes,
                      spec or task.to_probs, variant=variant or None)
-        member.task_name = task.name
         if input_size is not None:
             size = tuple(input_size) if isinstance(input_size, (list, tuple)) else ()
             if len(size) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size):

@@ -280,7 +280,7 @@ def _after_share(task: Task, members, cache: BasePredictionCache, folder, wanted
     # otherwise, which can leave samples in no share that ran; naming the owners tells how to finish
     place = {sid: i for i, sid in enumerate(wanted)}
     count, batch = options.share.count, options.batch_size
-    owners = sorted({(place[sid] // batch) % count for sid in missing})
+    owners = sorted({Share.owner(place[sid], batch, count) for sid in missing})
     raise ShareDone(f"share {options.share}: computed {computed} samples; {len(missing)} of the {len(wanted)} samples "
                     f"are still missing, in share(s) {', '.join(f'{i}/{count}' for i in owners)} of this split "
                     f"(batches of {batch}). Run them with the same options: shares split by batches, so every "
@@ -350,14 +350,14 @@ def _check_pool(members: Sequence[Member | MemberSpec], options: LoopOptions, ta
 
 
 def _made_for_another_task(member: Member | MemberSpec, task: Task) -> str | None:
-    """The task a `Member.from_module` member was made for, where its outputs would become
-    probabilities by another rule than ``task``'s (softmax for a multi-label task's sigmoid
-    outputs); None where the rule is the same (a subclass of its task) or it is not known."""
-    made_for = getattr(member, "task_name", None)
-    rule = getattr(getattr(member, "to_probs", None), "__func__", None)  # a task's bound to_probs
-    if made_for in (None, task.name) or rule is None:
+    """The task whose ``to_probs`` a member turns its outputs into probabilities with (a
+    `Member.from_module` member's), where it is another rule than ``task``'s (softmax for a
+    multi-label task's sigmoid outputs); None where the rule is the same (a subclass of its task)
+    or the member's rule is no task's (an outputs spec)."""
+    made_for = getattr(getattr(member, "to_probs", None), "__self__", None)
+    if not isinstance(made_for, Task) or type(made_for).to_probs is type(task).to_probs:
         return None
-    return None if rule is type(task).to_probs else made_for
+    return made_for.name
 
 
 def _open_caches(task: Task, members: Sequence[Member | MemberSpec], cache: BasePredictionCache, folder,
