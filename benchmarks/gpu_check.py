@@ -143,7 +143,7 @@ def loop_vs_bare(task, members, dataset, device, batch_size, samples, workers) -
             bare += time.perf_counter() - start
     phases = throughput.phases  # where the loop's wall time went; "setup" hashes the whole array (fingerprint)
     passed = loop_seconds - phases["setup"]
-    return {"inputs": inputs_of(dataset, device), "workers": workers, "loop": samples / loop_seconds,
+    return {"inputs": inputs_of(dataset, members, device), "workers": workers, "loop": samples / loop_seconds,
             "bare": samples / bare, "ratio": bare / loop_seconds,
             "pass": samples / passed, "pass_ratio": bare / passed, "phases": phases,
             "data_alone": data_alone(task, members, dataset, device, batch_size, samples, workers)}
@@ -174,11 +174,11 @@ def split_inputs_diff(transform, dataset, device, count: int = 64) -> float:
     return float((whole - finished).abs().max())
 
 
-def inputs_of(dataset, device) -> str:
+def inputs_of(dataset, members, device) -> str:
     if dataset.inputs.dtype != np.uint8:
         return "float32 inputs"
-    # --device-preprocessing auto: on CUDA only; the CPU preprocesses each sample whole
-    return "uint8 pixels normalised on the device" if device.type == "cuda" else "uint8 pixels"
+    # as the loop decides (--device-preprocessing auto): the CPU preprocesses each sample whole
+    return "uint8 pixels normalised on the device" if device_splits(members, device, "auto") else "uint8 pixels"
 
 
 def cascade_speedup(task, device, batch_size, samples, rounds, small, autotune="both") -> dict:
