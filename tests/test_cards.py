@@ -52,6 +52,29 @@ def test_card_round_trip(digits_members, tmp_path, committee, temperatures):
     assert loaded.provenance["fingerprints"]["members"]["digits_cnn_m"] == digits_members["digits_cnn_m"].fingerprint
 
 
+def test_cards_that_differ_beyond_their_name_get_their_own_files(digits_members, tmp_path):
+    """A margin, a combine-last and a tempered variant of one cascade share its name; before their
+    qualified names they were written to one file, each overwriting the last."""
+    from committee_tasks.committees.cards import save_cards
+
+    plain = card_of(Cascade(NAMES, [0.9, 0.8]), digits_members)
+    variants = [plain, card_of(Cascade(NAMES, [0.9, 0.8], confidence="margin"), digits_members),
+                card_of(Cascade(NAMES, [0.9, 0.8], combine="last"), digits_members),
+                card_of(Cascade(NAMES, [0.9, 0.8]), digits_members, TEMPERATURES),
+                card_of(Cascade(NAMES, [0.9, 0.8], confidence="margin", combine="last"), digits_members, TEMPERATURES)]
+    assert len({c.name for c in variants}) == 1
+    assert [c.qualified_name[len(plain.name):] for c in variants] == [
+        "", " [margin]", " [combine last]", " [tempered]", " [margin, combine last, tempered]"]
+    assert card_of(Ensemble(NAMES), digits_members, TEMPERATURES).qualified_name == "ensemble(" + "+".join(NAMES) + ") [tempered]"
+    paths = save_cards({f"key {i}": c for i, c in enumerate(variants)}, tmp_path)
+    assert [p.name for p in paths] == ["cascade_digits_cnn_s-digits_cnn_m-digits_cnn_l_0.9,0.8" + suffix + ".json" for suffix in
+                                       ("", "_margin", "_combine_last", "_tempered", "_margin_combine_last_tempered")]
+    assert [CommitteeCard.load(p) for p in paths] == variants
+    with pytest.raises(CommitteeError, match=r"cards 'a' and 'b' differ but would both be written to .*tempered\.json"):
+        save_cards({"a": variants[3], "b": card_of(Cascade(NAMES, [0.9, 0.8]), digits_members, {"digits_cnn_s": 2.0})},
+                   tmp_path)
+
+
 @pytest.mark.parametrize("committee, temperatures", COMMITTEES, ids=lambda c: getattr(c, "name", ""))
 def test_module_equals_executor(classification, cached, committee, temperatures):  # noqa: F811
     members, dataset, preds = cached

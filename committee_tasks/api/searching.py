@@ -46,26 +46,27 @@ class SearchResult:
 
     def cards(self) -> dict[str, Any]:
         """A committee card of every committee chosen for a reference (similar accuracy or cost),
-        with its figures on both splits, by committee name; and of those each other confidence
-        variant (``--confidence a,b``, ``--temperature``) chose against the most expensive model,
-        keyed ``<name> [<confidence>, tempered]``, with its confidence and temperatures."""
+        with its figures on both splits; and of those each other confidence variant (``--confidence
+        a,b``, ``--temperature``) chose against the most expensive model, with its confidence and
+        temperatures. Keyed by `CommitteeCard.qualified_name` (``<name> [margin, tempered]``), which
+        names their files."""
         report = self.report
         points = {p["name"]: p for p in report["points"]}
-        cards = {}
+        cards, chosen = {}, set()
         for entry in report["references"]:
             for key in ("similar_accuracy", "similar_cost"):
                 pick = entry.get(key)
-                if pick and pick["name"] not in cards:
-                    cards[pick["name"]] = self._card(pick, points.get(pick["name"]), f"{key.replace('_', ' ')} to "
-                                                     f"{entry['reference']}", report["confidence"],
-                                                     report["temperatures"])
+                if pick and pick["name"] not in chosen:  # its card names the first reference it was chosen for
+                    chosen.add(pick["name"])
+                    card = self._card(pick, points.get(pick["name"]), f"{key.replace('_', ' ')} to "
+                                      f"{entry['reference']}", report["confidence"], report["temperatures"])
+                    cards[card.qualified_name] = card
         for variant in report.get("comparison", [])[1:]:  # the first is the search above
             label = variant["confidence"] + (", tempered" if variant["temperature"] else "")
             for key, pick in variant.get("picks", {}).items():
-                name = f"{pick['name']} [{label}]"
-                if name not in cards:
-                    cards[name] = self._card(pick, pick["point"], f"{key.replace('_', ' ')} to {variant['reference']} "
-                                             f"({label})", variant["confidence"], variant["temperatures"])
+                card = self._card(pick, pick["point"], f"{key.replace('_', ' ')} to {variant['reference']} ({label})",
+                                  variant["confidence"], variant["temperatures"])
+                cards.setdefault(card.qualified_name, card)
         return cards
 
     def _card(self, pick: dict, point: dict | None, chosen_for: str, confidence: str, temperatures: dict):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from committee_tasks.committees.confidence import confidence_names
+from committee_tasks.committees.confidence import DEFAULT_CONFIDENCE, confidence_names
 from committee_tasks.committees.scoring import Cascade, Ensemble, Single
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.precision import OUTPUT_DTYPE_NAMES
@@ -101,6 +101,21 @@ class CommitteeCard:
     @property
     def name(self) -> str:
         return self.committee().name
+
+    @property
+    def qualified_name(self) -> str:
+        """The name with what it leaves out and the card runs with: ``cascade(a>b)@0.9 [margin,
+        combine last, tempered]`` for a non-default confidence, combine rule or temperatures (a
+        ``margin`` card and a ``max_prob`` one of the same members and thresholds are two committees;
+        their files must not overwrite each other)."""
+        qualifiers = []
+        if self.kind == "cascade" and self.confidence != DEFAULT_CONFIDENCE:
+            qualifiers.append(str(self.confidence))
+        if self.combine != "mean":
+            qualifiers.append(f"combine {self.combine}")
+        if any(t != 1.0 for t in self.temperatures.values()):
+            qualifiers.append("tempered")
+        return self.name + (f" [{', '.join(qualifiers)}]" if qualifiers else "")
 
     def committee(self) -> Cascade | Ensemble | Single:
         """The `Cascade`, `Ensemble` or `Single` this card describes."""
@@ -240,12 +255,19 @@ def _plain(value: Any, what: str) -> Any:
 
 def card_filename(name: str) -> str:
     """A committee's name as a file name: ``cascade(a>b)@0.9`` -> ``cascade_a-b_0.9.json``; a
-    search variant's ``cascade(a>b)@0.9 [margin, tempered]`` -> ``cascade_a-b_0.9_margin_tempered.json``."""
-    out = name.replace(" [", "_").replace("]", "").replace(", ", "_")
+    qualified name ``cascade(a>b)@0.9 [margin, tempered]`` -> ``cascade_a-b_0.9_margin_tempered.json``."""
+    out = name.replace(" [", "_").replace("]", "").replace(", ", "_").replace(" ", "_")
     out = out.replace(">", "-").replace("+", "-").replace("(", "_").replace(")", "").replace("@", "_")
     return "".join(c if c.isalnum() or c in "-_.," else "_" for c in out) + ".json"
 
 
 def save_cards(cards: Mapping[str, CommitteeCard], folder: str | Path) -> list[Path]:
-    """Each card in ``folder`` as ``<committee name>.json`` (see `card_filename`); returns the paths."""
-    return [card.save(Path(folder) / card_filename(name)) for name, card in cards.items()]
+    """Each card in ``folder`` as ``<qualified name>.json`` (see `CommitteeCard.qualified_name` and
+    `card_filename`); returns the paths."""
+    paths = {}
+    for key, card in cards.items():
+        path = Path(folder) / card_filename(card.qualified_name)
+        if path in paths and paths[path][1] != card:
+            raise CommitteeError(f"cards {paths[path][0]!r} and {key!r} differ but would both be written to {path}")
+        paths[path] = (key, card)
+    return [card.save(path) for path, (_, card) in paths.items()]

@@ -55,6 +55,7 @@ def frac_above_t(level: float) -> Callable[[torch.Tensor], torch.Tensor]:
 
 # name -> (where it was registered, the function on tensors); "frac_above_<level>" is a family
 _REGISTRY: dict[str, tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = {}
+DEFAULT_CONFIDENCE = "max_prob"  # the paper's: a cascade's confidence unless it names another
 FRAC_ABOVE = re.compile(r"^frac_above_(0(?:\.\d+)?|1(?:\.0+)?)$")
 _NAME = re.compile(r"^[A-Za-z_][\w.\-]*$")  # no commas or spaces: command lines list names with commas
 
