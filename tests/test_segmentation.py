@@ -89,6 +89,20 @@ def mmseg_miou(preds: list[np.ndarray], labels: list[np.ndarray]) -> float:
     return metric.compute_metrics(metric.results)["mIoU"]
 
 
+def mmseg_per_class(preds: list[np.ndarray], labels: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """IoU and Acc per class in %, as mmseg's IoUMetric tabulates them (its per-class table)."""
+    from mmseg.evaluation import IoUMetric
+
+    metric = IoUMetric(iou_metrics=["mIoU"])
+    metric.dataset_meta = {"classes": [f"c{i}" for i in range(C)]}
+    for pred, label in zip(preds, labels):
+        metric.process({}, [{"pred_sem_seg": {"data": torch.from_numpy(pred)[None]},
+                             "gt_sem_seg": {"data": torch.from_numpy(label)[None]}}])
+    areas = [sum(result[k] for result in metric.results) for k in range(4)]
+    figures = IoUMetric.total_area_to_metrics(*areas, ["mIoU"])
+    return {name: 100 * np.asarray(figures[name], dtype=np.float64) for name in ("IoU", "Acc")}
+
+
 def test_cached_subset_statistics_equal_recomputation_from_full_maps(world, full_maps):
     ids, probs, labels = full_maps
     task = task_with_zoo(world)
@@ -116,6 +130,11 @@ def test_miou_of_members_and_ensemble_equal_mmseg_iou_metric(world, full_maps):
         per_image = np.mean([np.nanmean(np.where(s[C:2 * C] > 0, s[:C] / np.maximum(s[C:2 * C], 1), np.nan))
                              for s in (numpy_stats(m, l) for m, l in zip(maps, labels))]) * 100
         assert abs(rows[name]["metric"] - per_image) > 1e-6  # summed over the dataset, not a mean of images
+        per_class = {k: np.array(v, dtype=np.float64) for k, v in rows[name]["per_class"].items()}  # None: NaN
+        for figure, values in mmseg_per_class([m.argmax(0) for m in maps], labels).items():
+            np.testing.assert_allclose(per_class[figure], values, rtol=1e-6, equal_nan=True)
+        assert np.isnan(per_class["IoU"]).any() and np.nanmean(per_class["IoU"]) == pytest.approx(rows[name]["metric"])
+    assert len(report["classes"]) == C and report["classes"][0] == "road"  # Cityscapes' names, in index order
 
 
 def test_cascade_matches_numpy_reference(world, full_maps):
@@ -267,6 +286,8 @@ def test_tools_eval_script_runs_segmentation(world, tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [r["kind"] for r in rows] == ["member", "member", "ensemble", "cascade"]
     assert all(was_measured(r) for r in rows) and "sliding window (32, 32)" in result.stdout
+    header = f"| IoU per class (%) | {A} | {B} | ensemble({A}+{B}) | {rows[3]['name']} |"
+    assert header in result.stdout and "\n| road | " in result.stdout  # a class per line, a column per row
 
 
 def test_the_generic_folder_reads_the_cityscapes_layout_as_mmseg_does(world):

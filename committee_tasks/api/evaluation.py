@@ -160,6 +160,7 @@ class EvalReport:
     measurement: dict[str, Any] | None
     provenance: dict[str, Any]
     note: str = ""
+    classes: list[str] | None = None  # names of the classes of the rows' per-class figures, when they have them
     pool: Pool | None = None  # the evaluation split's pool (not serialised)
     committees: dict[str, Any] = field(default_factory=dict)  # row name -> committee object (not serialised)
 
@@ -170,7 +171,7 @@ class EvalReport:
                 "dataset": self.dataset, "dataset_title": self.dataset_title, "samples": self.samples,
                 "skipped": self.skipped, "notes": self.notes, "cost_notes": self.cost_notes, "rows": self.rows,
                 "note": self.note, "temperatures": self.temperatures, "interval": self.interval,
-                "measurement": self.measurement}
+                "measurement": self.measurement, "classes": self.classes}
 
     def cards(self) -> dict[str, Any]:
         """The committee card of every ensemble and cascade row, by row name."""

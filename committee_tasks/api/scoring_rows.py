@@ -6,6 +6,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
+import numpy as np
+
 from committee_tasks.api.evaluation import (EvalReport, EvalRequest, calibration_dataset, fit_settings)
 from committee_tasks.api.objectives import Match, Objective
 from committee_tasks.core.errors import CommitteeError
@@ -164,6 +166,10 @@ def _row(task: Task, spec, results: dict, reference: str, intervals, measured: d
     entry = getattr(pool.members[r.name], "entry", None) if r.kind == "member" else None
     row = result_row(r, task.metric_name, results[reference], intervals, measured.get(r.name), flag or None,
                      entry.published() if entry else None)
+    per_class = task.per_class(r.statistics)
+    if per_class is not None:  # e.g. segmentation's IoU per class: where a committee gains, and loses
+        row["per_class"] = {name: [None if np.isnan(v) else float(v) for v in values]
+                            for name, values in per_class.items()}
     if r.kind == "member":  # forward-pass throughput inside the shared loop, when it ran
         row["throughput_eval_loop"] = pool.loop_throughput.get(r.name)
         by_writer = getattr(pool.loop_throughput, "by_writer", {}).get(r.name)
@@ -212,4 +218,15 @@ def _report(task: Task, request: EvalRequest, pool: Pool, ev: Pool, rows: list, 
          "method": "percentile bootstrap over samples, paired across rows"},
         measurement, provenance(request.execution.device, request.config, preds.fingerprints,
                                 list(request.command) if request.command else None),
-        note, ev, committees)
+        note, _class_names(pool.dataset, rows), ev, committees)
+
+
+def _class_names(dataset, rows: list) -> list[str] | None:
+    """The dataset's class names, where the rows have per-class figures of as many classes."""
+    classes = getattr(dataset, "classes", None)
+    counts = {len(v) for r in rows for v in (r.get("per_class") or {}).values()}
+    if not counts:
+        return None
+    if classes is not None and counts == {len(classes)}:
+        return [str(c) for c in classes]
+    return [str(i) for i in range(max(counts))]

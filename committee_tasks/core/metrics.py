@@ -106,3 +106,14 @@ class IntersectionUnionStatistics:
             iou = np.where(union > 0, inter / union, np.nan)
             miou = 100.0 * np.nanmean(iou, axis=-1)
         return float(miou) if np.ndim(miou) == 0 else miou
+
+    def per_class(self, summed_statistics: np.ndarray) -> dict[str, np.ndarray]:
+        """Each class's IoU and Acc (its labelled pixels predicted right) in %, as mmseg's
+        ``IoUMetric`` tabulates them; NaN for a class absent from both prediction and labels (IoU)
+        or from the labels (Acc)."""
+        summed = np.asarray(summed_statistics, dtype=np.float64)
+        classes = summed.shape[-1] // 4
+        inter, union, label = (summed[..., k * classes:(k + 1) * classes] for k in (0, 1, 3))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return {"IoU": np.where(union > 0, 100.0 * inter / union, np.nan),
+                    "Acc": np.where(label > 0, 100.0 * inter / label, np.nan)}

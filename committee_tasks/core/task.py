@@ -236,6 +236,12 @@ class Task(abc.ABC):
             raise CommitteeError(f"task {self.name!r}: metric(summed) gave shape {value.shape} for statistics of "
                                  f"shape {copies.shape}, where (2, 3) of its value on one sample is due; {fix}")
 
+    def per_class(self, summed_statistics: np.ndarray) -> dict[str, np.ndarray] | None:
+        """Per-class figures (in the metric's units) from the summed statistics, each an array of
+        one value per class (NaN for a class they say nothing of), or None when the statistics hold
+        none (top-1's [correct, 1]). Reports show them beside the metric (segmentation: IoU, Acc)."""
+        return None
+
     def sample_scores(self, statistics: np.ndarray) -> np.ndarray | None:
         """Per-sample scores whose mean is the metric, or None when the metric is not such a mean
         (mIoU): statistical guarantees on the metric need them."""

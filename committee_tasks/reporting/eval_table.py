@@ -109,6 +109,21 @@ def markdown_table(rows: Sequence[dict[str, Any]], confidence: float = 0.95) -> 
     return "\n".join(lines)
 
 
+def per_class_table(rows: Sequence[Mapping[str, Any]], classes: Sequence[str] | None) -> str:
+    """The rows' first per-class figure (segmentation's IoU) as a Markdown table, a class per line
+    and a column per row; "" where the rows have none. The JSON keeps every figure (IoU and Acc)."""
+    scored = [r for r in rows if r.get("per_class")]
+    if not scored or not classes:
+        return ""
+    figure = next(iter(scored[0]["per_class"]))
+    header = [f"{figure} per class (%)", *(r["name"] for r in scored)]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * len(scored)]
+    for k, name in enumerate(classes):
+        cells = [format_number(r["per_class"][figure][k], ".2f") for r in scored]
+        lines.append("| " + " | ".join([name, *cells]) + " |")
+    return "\n".join(lines)
+
+
 def fit_lines(rows: Sequence[Mapping[str, Any]], confidence: float = 0.95) -> list[str]:
     """For each fitted cascade: both splits against the reference (over-fitted thresholds show),
     and whether its Δ on the evaluation split is distinguishable from zero; or why it has no row."""

@@ -5,7 +5,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping
 
-from committee_tasks.reporting.eval_table import fit_lines, markdown_table, write_csv, write_json
+from committee_tasks.reporting.eval_table import fit_lines, markdown_table, per_class_table, write_csv, write_json
 
 NOISY_NOTE = ("the machine was noisy: the measured speedup of {names} varied by more than {spread:.0f}% "
               "(interquartile range) between rounds; rerun on a quieter machine or with more --measure-rounds")
@@ -45,6 +45,9 @@ def render_eval_report(report: Mapping[str, Any]) -> str:
         lines += [f"  {sid}: {note}" for sid, note in list(notes.items())[:10]]
     lines += [f"  {name}: {note}" for name, note in report["cost_notes"].items()]
     lines.append(report["note"])
+    per_class = per_class_table(rows, report.get("classes"))
+    if per_class:
+        lines += ["", per_class]
     return "\n".join(lines)
 
 
@@ -62,6 +65,7 @@ def write_eval_files(report: Mapping[str, Any], json_path: Path | None = None, c
         confidence = report["interval"]["confidence"]
         fits = [f"- {line.strip()}" for line in fit_lines(report["rows"], confidence)]
         parts = [f"**{heading(report)}**", markdown_table(report["rows"], confidence), "\n".join(fits),
-                 report["note"], "<!-- " + short_line(report["provenance"]) + " -->"]
+                 report["note"], per_class_table(report["rows"], report.get("classes")),
+                 "<!-- " + short_line(report["provenance"]) + " -->"]
         text = "\n\n".join(part for part in parts if part) + "\n"
         atomic_write(Path(markdown_path), lambda f: f.write(text.encode()))
