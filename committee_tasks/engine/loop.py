@@ -39,6 +39,15 @@ from committee_tasks.core.zoo import each_with_weights
 log = logging.getLogger(__name__)
 
 OUTPUT_DTYPES = {"float16": np.float16, "float32": np.float32}
+MEMBER_FAILURE = "member failure"  # how the reason of a sample skipped for a member's failure starts
+
+
+# never the sample's fault: the run ends (a CUDA error leaves the device unusable, so every sample would "fail")
+DEVICE_TROUBLE = (MemoryError, torch.cuda.OutOfMemoryError, getattr(torch, "AcceleratorError", torch.cuda.OutOfMemoryError))
+
+
+class MemberFailure(CommitteeError):
+    """A member raised on a batch (its cause is the member's own exception)."""
 
 
 def output_dtype(name: str) -> type[np.floating]:
@@ -295,14 +304,18 @@ def _skips_to_retry(task: Task, members: Sequence[Member | MemberSpec], dataset:
     have been fixed since); the others leave every cache's ``needed``. When the run computes other
     samples anyway, all of them (they are few); when all else is cached, only those that now read,
     decode and preprocess to the members' sizes as the loop would (`read_as_the_loop`: one read
-    each, no model built), so a fully cached pool with a still-corrupt video builds nothing."""
+    each, no model built), so a fully cached pool with a still-corrupt video builds nothing; not
+    those a member failed on."""
     everyone = (*pending.values(), *subsets.values())
     before = [(i, sid) for i, sid in zip(indices, wanted) if sid in skipped]
     if not before:
         return set()
     others = set().union(*(p.needed for p in everyone)) - set(skipped)
     read = None if others else read_as_the_loop(task, members, dataset)
-    retry = {sid for i, sid in before if read is None or read(int(i))}
+    # a sample a member failed on reads well: it is tried again only with other samples (a changed
+    # member has none cached), not by building every member for it alone
+    retry = {sid for i, sid in before
+             if read is None or (not skipped[sid].startswith(MEMBER_FAILURE) and read(int(i)))}
     if retry:
         log.info("trying again %d samples skipped by an earlier run", len(retry))
     still_skipped = set(skipped) - retry
@@ -478,7 +491,7 @@ class _Runner:
                 probs, macs = m.predict_with_cost(x)
         except Exception as err:  # e.g. a model fed another dataset's input size
             hint = f" ({self.task.member_failure_hint})" if self.task.member_failure_hint else ""
-            raise CommitteeError(
+            raise MemberFailure(
                 f"member {m.name!r} failed on a batch of inputs of shape {tuple(x.shape)} "
                 f"(samples {[batch.ids[i] for i in rows][:3]}...): {type(err).__name__}: {err}{hint}"
             ) from err
@@ -492,29 +505,93 @@ class _Runner:
         self.phases.lap("members")
         return probs, macs
 
-    def run_batch(self, batch) -> None:
+    def run_batch(self, batch) -> dict[str, str]:
+        """Run every member on the batch's rows it lacks and hand the results to the caches; returns
+        the samples skipped because a member fails on them alone (see `isolate`), with the reason.
+        A skipped sample is kept in no member's cache: a committee needs every member's output."""
         on_device: dict[str, torch.Tensor] = {}  # freed with the batch, before the next one arrives
-        kept = {}  # statistics-caching tasks: every member's probabilities of the batch, on the device
-        for m in self.members:
-            p = self.pending[m.name]
-            rows = (list(range(len(batch.ids))) if self.subsets  # every member runs where any subset needs it
-                    else [i for i, sid in enumerate(batch.ids) if sid in p.needed])
+        results = {}  # member -> (rows, probabilities or host outputs, MACs)
+        failed: dict[int, str] = {}  # row -> why
+        try:
+            for m in self.members:
+                p = self.pending[m.name]
+                rows = (list(range(len(batch.ids))) if self.subsets  # every member runs where any subset needs it
+                        else [i for i, sid in enumerate(batch.ids) if sid in p.needed])
+                rows = [i for i in rows if i not in failed]
+                if not rows:
+                    continue
+                try:
+                    probs, macs = self.predict(m, batch, rows, on_device)
+                except MemberFailure as failure:
+                    alone = self.isolate(m, batch, rows, failure)  # raises unless some fail alone, others run
+                    failed.update(alone)
+                    rows = [i for i in rows if i not in alone]
+                    if not rows:
+                        continue
+                    probs, macs = self.predict(m, batch, rows, on_device)
+                if not self.subsets:
+                    probs = probs.cpu().numpy()  # waits for the member on CUDA
+                    self.phases.lap("members")
+                    _check_finite(probs, m.name, [batch.ids[i] for i in rows])
+                results[m.name] = (rows, probs, np.asarray(macs))
+        except BaseException:  # interrupted, or a member's error: the members that finished keep the batch
+            if not self.subsets:
+                self.keep(batch, results, failed)
+            raise
+        self.keep(batch, results, failed)
+        return {batch.ids[i]: reason for i, reason in failed.items()}
+
+    def keep(self, batch, results: dict[str, tuple], failed: dict[int, str]) -> None:
+        """Hand each member's results of the batch to its cache, without the rows a member failed
+        on (members before the failing one ran on them too); for statistics-caching tasks also
+        every subset's statistics, which need every member's probabilities."""
+        for name, (rows, probs, macs) in results.items():
+            keep = [k for k, i in enumerate(rows) if i not in failed]
+            rows, probs, macs = [rows[k] for k in keep], probs[keep], macs[keep]
+            results[name] = rows, probs, macs
+            p = self.pending[name]
             if not rows:
                 continue
-            probs, macs = self.predict(m, batch, rows, on_device)
             if self.subsets:
-                kept[m.name] = probs.float()
-                rows = [i for i in rows if batch.ids[i] in p.needed]
-                self.append(p, batch, rows, np.asarray(macs)[rows])
+                needed = [k for k, i in enumerate(rows) if batch.ids[i] in p.needed]
+                self.append(p, batch, [rows[k] for k in needed], macs[needed])
             else:
-                outputs = probs.cpu().numpy()  # waits for the member on CUDA
-                self.phases.lap("members")
-                _check_finite(outputs, m.name, [batch.ids[i] for i in rows])
                 self.append(p, batch, rows, macs, targets=[batch.targets[i] for i in rows],
-                            outputs=outputs.astype(self.out_dtype))
-        if kept:
-            targets = to_device(torch.stack([torch.as_tensor(t) for t in batch.targets]), self.device)
-            _subset_statistics(self.task, self.members, kept, targets, self.subsets, batch.ids, self.options)
+                            outputs=probs.astype(self.out_dtype))
+        rows = next(iter(results.values()))[0] if results else []  # statistics-caching: the same for every member
+        if self.subsets and rows:
+            kept = {name: probs.float() for name, (_, probs, _) in results.items()}
+            targets = to_device(torch.stack([torch.as_tensor(batch.targets[i]) for i in rows]), self.device)
+            _subset_statistics(self.task, self.members, kept, targets, self.subsets, [batch.ids[i] for i in rows],
+                               self.options)
+
+    def isolate(self, m: Member, batch, rows: list[int], error: MemberFailure) -> dict[int, str]:
+        """The rows ``m`` fails on when run on each alone, with why, after it failed on them
+        together: those samples are odd (a size the model cannot take, a degenerate image), and a
+        long run skips and counts them rather than dying. The batch's failure is raised instead when
+        no row fails alone (the batch as a whole was the trouble), or every row does and the member
+        has run on nothing yet (the member is the trouble: wrong weights, a size it never takes),
+        or on running out of memory or a device error (after which the device runs nothing)."""
+        if isinstance(error.__cause__, DEVICE_TROUBLE):
+            raise error
+        alone = {}
+        for i in rows:
+            x = self.to_member_inputs(m.transform_key, to_device(batch.inputs[m.transform_key][[i]], self.device))
+            try:
+                with torch.no_grad(), autocast(self.device, self.amp):
+                    m.predict_with_cost(x)
+            except DEVICE_TROUBLE:
+                raise error from None
+            except Exception as err:
+                first_line = (str(err).strip().splitlines() or [""])[0][:300]
+                alone[i] = (f"{MEMBER_FAILURE}: member {m.name!r} fails on this sample alone (input shape "
+                            f"{tuple(x.shape)}): {type(err).__name__}: {first_line}")
+        ran_before = self.timed[m.name] > 0 or bool(self.pending[m.name].cache.cached_ids())
+        if not alone or (len(alone) == len(rows) and not ran_before):
+            raise error
+        for i, reason in alone.items():
+            log.warning("skipped sample %s: %s", batch.ids[i], reason)
+        return alone
 
     def append(self, p: _Pending, batch, rows: list[int], macs, **arrays) -> None:
         p.arrays["ids"].append(np.asarray([batch.ids[i] for i in rows]))
@@ -576,7 +653,7 @@ def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: li
                     log.warning("skipped sample %s: %s", s.id, s.reason)
                 for part in batch.parts():  # one per input shape (images of different sizes)
                     notes.update(part.notes)
-                    runner.run_batch(part)
+                    skipped.update(runner.run_batch(part))
                 bar.update(len(batch) + len(batch.skipped))
                 phases.lap("outputs")
     finally:  # keep what was computed, even when interrupted or failing
