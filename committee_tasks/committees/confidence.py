@@ -45,12 +45,15 @@ def neg_entropy_t(probs: torch.Tensor) -> torch.Tensor:
     return _reduce((p * p.log()).sum(dim=1))
 
 
-def frac_above_t(level: float) -> Callable[[torch.Tensor], torch.Tensor]:
+class frac_above_t:
     """Share of positions (pixels) whose largest class probability is at least ``level``."""
-    def frac_above(probs: torch.Tensor) -> torch.Tensor:
-        return _reduce((probs.amax(dim=1) >= level).float())
-    frac_above.__name__ = f"frac_above_{level:g}_t"
-    return frac_above
+
+    def __init__(self, level: float):
+        self.level = level
+        self.__name__ = f"frac_above_{level:g}_t"
+
+    def __call__(self, probs: torch.Tensor) -> torch.Tensor:
+        return _reduce((probs.amax(dim=1) >= self.level).float())
 
 
 # name -> (where it was registered, the function on tensors); "frac_above_<level>" is a family
@@ -81,17 +84,23 @@ def register_confidence(name: str, fn: Callable[[torch.Tensor], torch.Tensor] | 
     return fn
 
 
-def _float32_per_sample(name: str, fn: Callable) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``fn`` returning float32 (N,): every caller then compares the same values with a threshold."""
-    def confidence(probs: torch.Tensor) -> torch.Tensor:
-        out = torch.as_tensor(fn(probs)).to(torch.float32)
+class _Float32PerSample:
+    """``fn`` returning float32 (N,): every caller then compares the same values with a threshold.
+    A class, not a closure, so that what holds it pickles."""
+
+    def __init__(self, name: str, fn: Callable):
+        self.fn, self.__name__, self.__doc__ = fn, name, fn.__doc__
+
+    def __call__(self, probs: torch.Tensor) -> torch.Tensor:
+        out = torch.as_tensor(self.fn(probs)).to(torch.float32)
         if out.shape != probs.shape[:1]:
-            raise CommitteeError(f"confidence {name!r} returned shape {tuple(out.shape)} for probabilities of "
-                                 f"shape {tuple(probs.shape)}; it must return one value per sample")
+            raise CommitteeError(f"confidence {self.__name__!r} returned shape {tuple(out.shape)} for probabilities "
+                                 f"of shape {tuple(probs.shape)}; it must return one value per sample")
         return out
 
-    confidence.__name__, confidence.__doc__ = name, fn.__doc__
-    return confidence
+
+def _float32_per_sample(name: str, fn: Callable) -> Callable[[torch.Tensor], torch.Tensor]:
+    return _Float32PerSample(name, fn)
 
 
 def _origin(fn) -> str:
@@ -167,13 +176,24 @@ def _lookup(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
                            "add your own with committee_tasks.committees.register_confidence.")
 
 
-def _on_numpy(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[np.ndarray], np.ndarray]:
-    def confidence(probs: np.ndarray) -> np.ndarray:
-        return fn(torch.from_numpy(np.ascontiguousarray(probs, dtype=np.float32))).numpy()
+class _OnNumpy:
+    """A torch confidence on numpy arrays; a class, not a closure, so that committees holding one
+    pickle (``torch.save`` of a loaded committee, spawned worker processes)."""
 
-    confidence.__name__ = fn.__name__.removesuffix("_t")
-    confidence.__doc__ = fn.__doc__
-    return confidence
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]):
+        self.fn = fn
+        self.__name__ = getattr(fn, "__name__", "confidence").removesuffix("_t")
+        self.__doc__ = fn.__doc__
+
+    def __call__(self, probs: np.ndarray) -> np.ndarray:
+        return self.fn(torch.from_numpy(np.ascontiguousarray(probs, dtype=np.float32))).numpy()
+
+    def __repr__(self) -> str:
+        return f"<confidence {self.__name__}>"
+
+
+def _on_numpy(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[np.ndarray], np.ndarray]:
+    return _OnNumpy(fn)
 
 
 max_prob, margin, neg_entropy = (_on_numpy(f) for f in (max_prob_t, margin_t, neg_entropy_t))
