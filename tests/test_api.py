@@ -226,6 +226,9 @@ def test_a_card_of_a_tempered_pool_carries_its_temperatures():
         tempered.card(cascade, temperatures={"small": 1.0})
     with pytest.raises(CommitteeError, match=r"temperatures for \['tiny'\], which are not members"):
         pool.tempered({"tiny": 2.0})
+    for value in (0.0, -1.0, float("nan")):  # scored 9.60% (T=0: every probability NaN), then saved in its card
+        with pytest.raises(CommitteeError, match=f"member 'small': temperature {value!r} is not a finite number > 0"):
+            pool.tempered({"small": value})
 
 
 def test_a_member_put_back_in_training_mode_is_refused_not_run():

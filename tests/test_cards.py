@@ -93,6 +93,31 @@ def test_module_equals_executor(classification, cached, committee, temperatures)
     np.testing.assert_array_equal(module.predict_samples(samples).probs.numpy(), executor.run_batch(batches[0])[0])
 
 
+@pytest.mark.parametrize("confidence", ["max_prob", "margin", "frac_above_0.5"])
+def test_a_loaded_committee_pickles_and_runs_the_same(cached, confidence):  # noqa: F811
+    """torch.save of the module, and spawned worker processes, pickle it: its confidence was a
+    closure, which pickle refused."""
+    import pickle
+
+    members, dataset, preds = cached
+    module = load_committee(card_of(Cascade(NAMES, [0.9, 0.8], confidence=confidence), members, TEMPERATURES),
+                            members=members, device="cpu")
+    batch = preprocessed_batches(dataset, list(members.values()), preds.ids, 60, batch_size=60)[0]
+    again = pickle.loads(pickle.dumps(module))
+    out, out_again = module(batch), again(batch)
+    for field in ("probs", "exit_stage", "macs"):
+        np.testing.assert_array_equal(getattr(out, field).numpy(), getattr(out_again, field).numpy())
+
+
+def test_temperatures_are_finite_and_positive(digits_members):
+    """A temperature of 0 gave NaN probabilities and a negative one inverted them, without a word."""
+    for value in (0, -1.0, float("nan"), float("inf"), True, "hot"):
+        with pytest.raises(CommitteeError, match="is not a finite number > 0"):
+            card_of(Cascade(NAMES, [0.9, 0.8]), digits_members, {"digits_cnn_s": value})
+    assert card_of(Cascade(NAMES, [0.9, 0.8]), digits_members, {"digits_cnn_s": np.float32(1.5)}).temperatures == {
+        "digits_cnn_s": 1.5, "digits_cnn_m": 1.0, "digits_cnn_l": 1.0}
+
+
 @pytest.mark.parametrize("committee, temperatures", COMMITTEES, ids=lambda c: getattr(c, "name", ""))
 def test_module_predict_stream_gathers_later_stages_and_equals_forward(cached, committee, temperatures):  # noqa: F811
     """Over a stream, each batch comes back in order, as `forward` gives it, once its rows are

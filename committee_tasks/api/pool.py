@@ -159,10 +159,13 @@ class Pool:
         """This pool with each member's predictions temperature-scaled (``fit_temperatures()``);
         its cards carry the temperatures, so a loaded committee exits as this pool scores it.
         Tempering a tempered pool multiplies the temperatures."""
+        from committee_tasks.committees.temperature import check_temperature
+
         unknown = sorted(set(temperatures) - set(self.members))
         if unknown:
             raise CommitteeError(f"temperatures for {unknown}, which are not members of this pool "
                                  f"({list(self.members)})")
+        temperatures = {name: check_temperature(value, f"member {name!r}") for name, value in temperatures.items()}
         pool = self._with(self.predictions.tempered(temperatures))
         for name, value in temperatures.items():
             pool.temperatures[name] = pool.temperatures.get(name, 1.0) * float(value)

@@ -18,6 +18,7 @@ import numpy as np
 
 from committee_tasks.committees.confidence import DEFAULT_CONFIDENCE, confidence_names
 from committee_tasks.committees.scoring import Cascade, Ensemble, Single
+from committee_tasks.committees.temperature import check_temperature
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.core.precision import OUTPUT_DTYPE_NAMES
 from committee_tasks.core.provenance import provenance as current_provenance
@@ -57,7 +58,7 @@ class CardMember:
             if not isinstance(getattr(self, what), str) or not getattr(self, what):
                 raise CommitteeError(f"member {self.name!r}: {what} must be a non-empty string, "
                                      f"got {getattr(self, what)!r}")
-        object.__setattr__(self, "temperature", float(self.temperature))
+        object.__setattr__(self, "temperature", check_temperature(self.temperature, f"member {self.name!r}"))
         object.__setattr__(self, "entry", _plain(self.entry, f"entry of member {self.name!r}"))
 
 

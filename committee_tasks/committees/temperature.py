@@ -7,15 +7,26 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.optimize import minimize_scalar
 
 from committee_tasks.core.errors import CommitteeError
+
+
+def check_temperature(value, where: str) -> float:
+    """``value`` as a temperature: a finite number > 0 (0 gave NaN probabilities, a negative one
+    inverted them, both without a word)."""
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    temperature = float(value) if number else float("nan")
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise CommitteeError(f"{where}: temperature {value!r} is not a finite number > 0 (T > 1 softens a member's "
+                             "probabilities, T < 1 sharpens them; 1 leaves them as they are)")
+    return temperature
 
 
 def tempered(probs: torch.Tensor, temperature: float) -> torch.Tensor:
     """softmax(log p / T) over the class axis 1."""
     if temperature == 1.0:
         return probs
+    check_temperature(temperature, "tempered")
     return torch.softmax(probs.clamp_min(1e-12).log() / temperature, dim=1)
 
 
@@ -34,6 +45,8 @@ def fit_temperature(probs: np.ndarray, targets: np.ndarray) -> float:
 
     def nll(log_temperature: float) -> float:
         return float(torch.nn.functional.cross_entropy(log_p / np.exp(log_temperature), t))
+
+    from scipy.optimize import minimize_scalar  # here: cards check temperatures without loading scipy
 
     best = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
     return float(np.exp(best.x))
