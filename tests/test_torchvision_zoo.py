@@ -155,6 +155,11 @@ def test_unreachable_url_names_the_file_and_folders(hub_dir, tmp_path):
     assert str(hub_dir) in message and "--weights-dir" in message
     assert "Offline?" in message
     assert list(hub_dir.iterdir()) == []  # no partial download left behind
+    # the weights dir given was searched: a mistyped one (or one without the file) says so
+    assert f"The weights dir given, {tmp_path / 'my_weights'}, does not exist" in message
+    (tmp_path / "my_weights").mkdir()
+    with pytest.raises(WeightsUnavailableError, match="The weights dir given, .*my_weights, has no 'missing-0123abcd.pth'"):
+        resolve_weights(source, tmp_path / "my_weights")
 
 
 def test_no_url_names_every_folder_searched(hub_dir, tmp_path):

@@ -216,10 +216,21 @@ def resolve_weights(source: WeightsSource, weights_dir: str | os.PathLike | None
         raise WeightsUnavailableError(
             f"could not download {source.url} ({type(err).__name__}: {err}). Offline? Put the file "
             f"{source.file_name!r} in {hub_path.parent} (the torch.hub cache) or in a folder you "
-            "pass as --weights-dir"
+            f"pass as --weights-dir (weights_dir= in the Python API){_weights_dir_searched(weights_dir, source)}"
         ) from err
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _weights_dir_searched(weights_dir: str | os.PathLike | None, source: WeightsSource) -> str:
+    """What the given weights dir held, for a message about a file not found: a mistyped folder
+    was searched without a word."""
+    if weights_dir is None:
+        return ""
+    folder = Path(weights_dir)
+    if not folder.is_dir():
+        return f". The weights dir given, {folder}, does not exist" + (" (it is a file)" if folder.exists() else "")
+    return f". The weights dir given, {folder}, has no {source.file_name!r}"
 
 
 def _fetched(source: WeightsSource, searched: list[Path], weights_dir: str | os.PathLike | None) -> tuple[Path, str]:
