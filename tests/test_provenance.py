@@ -35,6 +35,12 @@ def _check_provenance(prov: dict, members: list[str]) -> None:
     assert fingerprints["dataset"]["name"] == "digits-test" and len(fingerprints["dataset"]["fingerprint"]) == 64
     assert set(fingerprints["members"]) == set(members)
     assert all(len(fp) == 64 for fp in fingerprints["members"].values())
+    # what the figures depend on, resolved: the cached dtype sets where a threshold's confidences round
+    settings = prov["settings"]
+    assert (settings["output_dtype"], settings["amp"], settings["batch_size"], settings["limit"]) == (
+        "float16", "auto", 128, None)
+    assert settings["calibration"]["fraction"] == 0.5 and "sha256('committee-tasks/calibration/'" in \
+        settings["calibration"]["rule"]
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +128,29 @@ def test_check_schema_and_git_outside_a_checkout(tmp_path):
     prov = provenance("cpu", fingerprints={"dataset": {"name": "d", "fingerprint": "f"}}, argv=["tool", "--x", "a b"])
     assert prov["command"] == "tool --x 'a b'" and prov["fingerprints"]["dataset"]["name"] == "d"
     assert copy.deepcopy(prov) == json.loads(json.dumps(prov))  # plain JSON
+
+
+def test_a_modified_checkout_records_the_hash_of_its_difference(tmp_path):
+    """"modified" alone cannot tell two runs of one modified tree from runs of two."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", "code.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    clean = git_commit(tmp_path)
+    assert clean["modified"] is False and "diff_sha256" not in clean
+    hashes = []
+    for text in ("x = 2\n", "x = 3\n", "x = 2\n"):
+        (tmp_path / "code.py").write_text(text)
+        info = git_commit(tmp_path)
+        assert info["commit"] == clean["commit"] and info["modified"] is True
+        hashes.append(info["diff_sha256"])
+    assert hashes[0] == hashes[2] != hashes[1] and len(hashes[0]) == 64

@@ -148,3 +148,19 @@ class PoolRequest:
     calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
     command: Sequence[str] | None = None  # the command line, for provenance
     config: dict | None = None  # {"path", "content"} of a config file, for provenance
+
+    def settings(self, default_batch_size: int) -> dict[str, Any]:
+        """The settings its figures depend on, resolved (defaults included), for provenance: the
+        cached outputs' dtype sets where confidences round (a threshold of 1 exits the samples
+        whose float16 confidence rounds to 1), AMP and the batch the members' arithmetic, and the
+        calibration split which samples the thresholds were fitted on."""
+        from committee_tasks.core.splits import SPLIT_SALT
+
+        execution, calibration = self.execution, self.calibration
+        split = ({"dataset": calibration.dataset, "split": calibration.split} if calibration.dataset else
+                 {"fraction": calibration.fraction,
+                  "rule": f"first 8 bytes of sha256('{SPLIT_SALT}/' + sample id), big-endian, / 2**64 < fraction"})
+        return {"output_dtype": execution.output_dtype, "amp": execution.amp,
+                "batch_size": execution.batch_size or default_batch_size,
+                "device_preprocessing": execution.device_preprocessing, "limit": self.data.limit,
+                "calibration": split}

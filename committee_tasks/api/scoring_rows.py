@@ -217,7 +217,8 @@ def _report(task: Task, request: EvalRequest, pool: Pool, ev: Pool, rows: list, 
         {"confidence": bootstrap.confidence, "resamples": bootstrap.resamples, "seed": bootstrap.seed,
          "method": "percentile bootstrap over samples, paired across rows"},
         measurement, provenance(request.execution.device, request.config, preds.fingerprints,
-                                list(request.command) if request.command else None),
+                                list(request.command) if request.command else None,
+                                request.settings(task.default_batch_size)),
         note, _class_names(pool.dataset, rows), ev, committees)
 
 

@@ -122,7 +122,8 @@ def search_committees(request: SearchRequest) -> SearchResult:
     bootstrap = request.interval
     report = {"schema_version": SCHEMA_VERSION,
               "provenance": provenance(request.execution.device, request.config, pool.predictions.fingerprints,
-                                       list(request.command) if request.command else None),
+                                       list(request.command) if request.command else None,
+                                       request.settings(task.default_batch_size)),
               "task": task.name, "dataset": pool.dataset.name, "dataset_title": pool.dataset.describe(),
               "metric_name": task.metric_name, "worst_case": request.worst_case, "combine": request.combine,
               "any_order": request.any_order,

@@ -6,6 +6,7 @@ threads, date, the command line (and config), and the fingerprints of the datase
 from __future__ import annotations
 
 import datetime
+import hashlib
 import platform
 import shlex
 import subprocess
@@ -31,7 +32,9 @@ def toolkit_version() -> str:
 
 
 def git_commit(root: Path = _PACKAGE_ROOT) -> dict[str, Any] | None:
-    """The checkout's commit and whether tracked files differ from it; None outside a checkout."""
+    """The checkout's commit, whether tracked files differ from it, and if so the sha256 of that
+    difference (``git diff HEAD``), which tells two runs of one modified tree from runs of two;
+    None outside a checkout."""
     if not (root / ".git").exists():
         return None
     try:
@@ -39,9 +42,12 @@ def git_commit(root: Path = _PACKAGE_ROOT) -> dict[str, Any] | None:
                                 timeout=10, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        diff = subprocess.run(["git", "-C", str(root), "diff", "HEAD", "--binary"], capture_output=True,
+                              timeout=10, check=True).stdout if dirty else b""
     except (OSError, subprocess.SubprocessError):
         return None
-    return {"commit": commit, "modified": bool(dirty)}
+    return {"commit": commit, "modified": bool(dirty)} | (
+        {"diff_sha256": hashlib.sha256(diff).hexdigest()} if dirty else {})
 
 
 def library_versions() -> dict[str, str | None]:
@@ -76,8 +82,10 @@ def device_description(device: str | None = None) -> dict[str, Any]:
 
 
 def provenance(device: str | None = None, config: Mapping[str, Any] | None = None,
-               fingerprints: Mapping[str, Any] | None = None, argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Everything needed to trace and redo a result (``fingerprints``: dataset and member hashes)."""
+               fingerprints: Mapping[str, Any] | None = None, argv: Sequence[str] | None = None,
+               settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Everything needed to trace and redo a result (``fingerprints``: dataset and member hashes;
+    ``settings``: those the figures depend on, resolved, e.g. `PoolRequest.settings`)."""
     argv = list(sys.argv if argv is None else argv)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -90,6 +98,7 @@ def provenance(device: str | None = None, config: Mapping[str, Any] | None = Non
         "command": shlex.join(argv),
         "config": dict(config) if config else None,
         "fingerprints": dict(fingerprints or {}),
+        "settings": dict(settings) if settings else None,
     }
 
 
