@@ -123,7 +123,8 @@ def threshold_text(threshold: float) -> str:
     threshold, so a cascade retyped from its name is the same committee. The confidences are
     float32 (and compared in float32), so a float32 value prints as float32's shortest text
     (0.50675964, where six digits, 0.50676, let samples at 0.50675964 through no more); other
-    values as float64's."""
+    values as float64's. They are computed from the outputs as cached (float16 by default), so the
+    same committee needs outputs of the same dtype (cards record it)."""
     if not np.isfinite(threshold):
         return f"{threshold:g}"
     if float(np.float32(threshold)) != threshold:
