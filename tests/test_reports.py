@@ -144,20 +144,22 @@ def test_markdown_one_block_per_task_one_row_per_reference(results):
     rows = _md_rows(md)
     header, body = rows[0], rows[2:]
     assert header[:4] == ["model", "metric", "MACs", "samples/s"]  # the segmentation task measured throughput
-    assert len(header) == 10 and all(len(r) == 10 for r in rows)
+    assert len(header) == 11 and all(len(r) == 11 for r in rows)
     titles = [r[0] for r in body if r[0].startswith("**")]
     assert titles == ["**classification: CIFAR-10 test set — top-1 on 5,000 evaluation samples**",
                       "**segmentation: PASCAL VOC 2012 val split — mIoU on 749 evaluation samples**"]
     data = {r[0]: r for r in body if not r[0].startswith("**")}
     assert list(data) == ["resnet56", "resnet44", "resnet32", "fcn_resnet50", "deeplabv3_resnet101"]
-    # evaluation-split figures with their intervals: metric, MACs, similar cost (metric, Δ),
+    # evaluation-split figures with their intervals: metric, MACs, similar cost (metric, Δ, MACs),
     # similar accuracy (metric, Δ, MACs, speedup)
+    cost_macs = format_macs(results[0]["references"][0]["similar_cost"]["macs_mean"]["evaluation"])
     assert data["resnet56"] == ["resnet56", "93.48 [92.98, 93.98]", "125.5M", "–", "93.80 [93.30, 94.30]",
-                                "+0.32 [+0.07, +0.57]", "93.40 [92.90, 93.90]", "-0.08 [-0.33, +0.17]", "53.0M",
-                                "2.37x"]
+                                "+0.32 [+0.07, +0.57]", cost_macs, "93.40 [92.90, 93.90]", "-0.08 [-0.33, +0.17]",
+                                "53.0M", "2.37x"]
     assert data["fcn_resnet50"][:4] == ["fcn_resnet50", "60.50 [60.00, 61.00]", "152.7G", "3"]
     assert data["deeplabv3_resnet101"][-4:] == ["–", "–", "–", "–"]  # no committee at similar accuracy
     assert data["deeplabv3_resnet101"][4:6] == ["61.60 [61.10, 62.10]", "-5.60 [-5.85, -5.35]"]
+    assert cost_macs not in ("–", "125.5M")
     assert "95% bootstrap interval over the evaluation samples (paired for Δ)" in md
 
 
@@ -203,7 +205,7 @@ def test_latex_structure(results, names):
     assert _braces_balanced(tex)
     spec = re.search(r"\\begin\{tabular\}\{([lrc]+)\}", tex).group(1)
     ncols = len(spec)
-    assert ncols == 10 + 2 * names
+    assert ncols == 11 + 2 * names
     lines = tex.strip().splitlines()
     rows = [line for line in lines if line.rstrip().endswith(r"\\")]
     assert all(_latex_cells_span(r) == ncols for r in rows)
@@ -214,7 +216,7 @@ def test_latex_structure(results, names):
     end = lines.index(r"\end{tabular}")
     assert lines[1] == r"\toprule" and lines[end - 1] == r"\bottomrule"
     assert all(line.startswith("% ") for line in lines[end + 1:]) and "bootstrap interval" in lines[end + 1]
-    assert r"\multicolumn{2}{c}{Cascade, similar cost}" in tex or names
+    assert r"\multicolumn{3}{c}{Cascade, similar cost}" in tex or names
     assert r"\multicolumn{4}{c}{Cascade, similar accuracy}" in tex or names
     assert tex.count(r"\midrule") == 2 and r"\cmidrule(lr)" in tex
     # names are escaped: no bare _ > or unicode left

@@ -196,19 +196,20 @@ def _cells(row: Mapping[str, Any], throughput: bool, names: bool, times: str = "
              format_macs(row["macs_mean"])]
     if throughput:
         cells.append(format_number(row["throughput"], ".0f"))
-    for g, extra in (("similar_cost_", []), ("similar_accuracy_", ["macs", "speedup"])):
+    for g in ("similar_cost_", "similar_accuracy_"):
         cells += [row[g + "name"] or DASH] if names else []
         cells += [format_with_interval(row[g + "metric_evaluation"], row.get(g + "metric_ci"), ".2f"),
-                  format_with_interval(row[g + "delta"], row.get(g + "delta_ci"), "+.2f")]
-        if extra:
-            cells += [format_macs(row[g + "macs_evaluation"]), format_number(row[g + "speedup"], ".2f", times)]
+                  format_with_interval(row[g + "delta"], row.get(g + "delta_ci"), "+.2f"),
+                  format_macs(row[g + "macs_evaluation"])]  # at similar cost too: how much of the budget it takes
+        if g == "similar_accuracy_":
+            cells.append(format_number(row[g + "speedup"], ".2f", times))
     return cells
 
 
 def _columns(throughput: bool, names: bool) -> tuple[list[str], list[str], list[str]]:
     """(single-model columns, similar-cost columns, similar-accuracy columns)."""
     single = ["model", "metric", "MACs"] + (["samples/s"] if throughput else [])
-    cost = (["committee"] if names else []) + ["metric", "Δ"]
+    cost = (["committee"] if names else []) + ["metric", "Δ", "MACs"]
     accuracy = (["committee"] if names else []) + ["metric", "Δ", "MACs", "speedup"]
     return single, cost, accuracy
 
@@ -243,7 +244,7 @@ def _notes(tables: Mapping[str, Any]) -> str:
     interval = (f" [low, high]: {100 * level:g}% bootstrap interval over the evaluation samples (paired for Δ)."
                 if level else "")
     return ("MACs: mean multiply-adds per sample. ≈ cost: the most accurate committee within the model's MACs "
-            "(Δ = its metric − the model's); ≈ accuracy: the cheapest committee matching the model's metric "
+            "on the calibration split (Δ = its metric − the model's; MACs: its own); ≈ accuracy: the cheapest committee matching the model's metric "
             "(speedup = model MACs / committee MACs). Evaluation-split figures; thresholds fitted on the "
             "calibration split." + interval)
 
