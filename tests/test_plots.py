@@ -285,14 +285,19 @@ def test_digits_figure_is_honest_and_uncluttered(digits_result):
     if largest["similar_accuracy"]["metric"]["evaluation"] < members["digits_cnn_l"]["metric"]["evaluation"]:
         assert any(a["miss"] and a["reference"] == "digits_cnn_l" for a in info["arrows"])
 
-    # labels: members whole, every ensemble and arrow target short, no thresholds
+    # labels: members whole, every ensemble and arrow target short, thresholds only where cascades
+    # of the same members need them apart (here two s>m targets)
     names = {n: t.get_text() for n, t in info["names"].items()}
     assert {n: names[n] for n in DIGITS} == {n: n for n in DIGITS}
     for p in result["points"]:
         if p["kind"] == "ensemble":
             assert names[p["name"]] == "+".join(n.split("_")[-1] for n in p["members"])
-    for arrow in info["arrows"]:
-        assert "@" not in names[arrow["target"]] and "digits_cnn" not in names[arrow["target"]]
+    targets = {arrow["target"] for arrow in info["arrows"]}
+    assert len({names[t] for t in targets}) == len(targets)
+    for target in targets:
+        short, _, thresholds = names[target].partition(" @")
+        assert "@" not in short and "digits_cnn" not in short and short in ("s>m", "s>m>l")
+        assert not thresholds or sum(names[t].startswith(short + " @") for t in targets) > 1
 
     # the front: the calibration front's members and committees at their evaluation figures, cheapest first
     positions = {p["name"]: (split_value(p["macs_mean"]), split_value(p["metric"]))
@@ -328,7 +333,10 @@ def test_no_text_overlaps(case):
     labelled = set(info["names"])
     assert {p["name"] for p in result["points"] if p["kind"] == "ensemble"} <= labelled
     assert {a["target"] for a in info["arrows"]} <= labelled
-    assert all("@" not in t.get_text() for t in info["labels"])
+    texts = [t.get_text() for t in info["labels"]]
+    for text in texts:  # thresholds only where cascades of the same members need them apart
+        short, at, _ = text.partition(" @")
+        assert "@" not in short and (not at or sum(t.startswith(short + " @") for t in texts) > 1)
 
 
 def test_crowded_labels_and_bounds():
@@ -344,6 +352,34 @@ def test_crowded_labels_and_bounds():
     cost = [a for a in info["arrows"] if "similar_cost" in a["groups"]]
     assert cost and all("worst-case MACs" in a["label"].get_text() for a in cost)
     assert any("worst-case MACs" in t.get_text() for t in info["legend"].get_texts())
+
+
+def test_cascades_of_the_same_members_are_told_apart_by_their_thresholds():
+    """Three stars were labelled resnet20>resnet32>resnet44 (thresholds left out): which was which?"""
+    from committee_tasks.reporting.plots import _distinct_labels
+
+    pool = ["resnet20", "resnet32", "resnet44", "resnet56"]
+    names = ["cascade(resnet20>resnet32>resnet44)@0.7686575,0.45251465",
+             "cascade(resnet20>resnet32>resnet44)@0.7686575,0.54974365",
+             "cascade(resnet20>resnet32>resnet44)@0.9396587,0.45251465",
+             "cascade(resnet20>resnet56)@0.901,inf", "cascade(resnet20>resnet56)@0.9049,inf",
+             "cascade(resnet32>resnet56)@0.9", "ensemble(resnet20+resnet56)"]
+    labels = _distinct_labels({n: committee_label(n, pool) for n in names})
+    assert list(labels.values()) == [
+        "resnet20>resnet32>resnet44 @0.77,0.45", "resnet20>resnet32>resnet44 @0.77,0.55",
+        "resnet20>resnet32>resnet44 @0.94,0.45", "resnet20>resnet56 @0.901,inf", "resnet20>resnet56 @0.905,inf",
+        "resnet32>resnet56", "resnet20+resnet56"]  # alone: still no thresholds
+    crowded = crowded_result()  # b0>b1 twice, at 0.90 and 0.79
+    fig, info = render_result(crowded)
+    twice = [t.get_text() for n, t in info["names"].items() if n.startswith("cascade(effnet_b0>effnet_b1)@")]
+    assert sorted(twice) == ["b0>b1 @0.79,0.8", "b0>b1 @0.9,0.8"] and overlap_problems(fig) == []
+
+
+def test_the_metric_axis_names_its_unit():
+    result = crowded_result()
+    assert render_result(result)[0].axes[0].get_ylabel() == "top-1 (evaluation split)"  # a file without the unit
+    result["metric_unit"] = "%"
+    assert render_result(result)[0].axes[0].get_ylabel() == "top-1 (%, evaluation split)"
 
 
 def test_plot_is_a_readable_png(tmp_path):

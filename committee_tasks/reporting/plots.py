@@ -10,7 +10,8 @@ dotted where it misses, saying by how much) and at similar cost (the most accura
 model's mean MACs, or worst-case MACs with `--worst-case`, on the calibration split: dashed). Every
 arrow's label gives the MACs ratio and the metric difference on the evaluation split.
 
-Labels use short names (the members' common prefix up to a separator dropped, no thresholds). Every
+Labels use short names (the members' common prefix up to a separator dropped, no thresholds unless
+cascades of the same members need them apart). Every
 text - labels, title, legend - is placed so that no two overlap, none covers a marker and all stay
 inside the figure: a deterministic greedy search over candidate positions in display space, widening
 the axes when a label finds no room (`render_result`; tests/test_plots.py checks the rendered boxes).
@@ -133,6 +134,36 @@ def committee_label(name: str, pool: Sequence[str], members: Sequence[str] | Non
     return joiner.join(short_name(m, prefix) for m in members)
 
 
+def _distinct_labels(labels: dict[str, str]) -> dict[str, str]:
+    """Labels by committee name, where cascades of the same members (one label without thresholds)
+    get their thresholds, at the fewest decimals that tell them apart: three stars labelled
+    20>32>44 named three committees."""
+    by_text: dict[str, list[str]] = {}
+    for name, text in labels.items():
+        by_text.setdefault(text, []).append(name)
+    out = dict(labels)
+    for text, names in by_text.items():
+        thresholds = {n: _THRESHOLDS.search(n) for n in names}
+        if len(names) < 2 or not all(thresholds.values()):
+            continue
+        values = {n: [float(t) for t in m[1].split(",")] for n, m in thresholds.items()}
+        for decimals in range(2, 9):
+            shown = {n: ",".join(_threshold_label(v, decimals) for v in vs) for n, vs in values.items()}
+            if len(set(shown.values())) == len(names) or decimals == 8:
+                break
+        out.update({n: f"{text} @{shown[n]}" for n in names})
+    return out
+
+
+_THRESHOLDS = re.compile(r"\)@([^ \]]+)$")
+
+
+def _threshold_label(value: float, decimals: int) -> str:
+    if not math.isfinite(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.{decimals}f}".rstrip("0").rstrip(".") or "0"
+
+
 # ---------------------------------------------------------------- what to draw
 
 def _number(value: float) -> str:
@@ -237,9 +268,10 @@ def _plan(result: Mapping[str, Any]) -> dict[str, Any]:
         unnamed = sum(n not in on_front for n in ensembles)
         ensembles = [n for n in ensembles if n in on_front]
     named += sorted(ensembles, key=lambda n: positions[n][0])
+    texts = _distinct_labels({n: committee_label(n, pool, kinds[n]["members"], kinds[n]["kind"]) for n in named})
     for n in named:
         p = kinds[n]
-        labels.append({"text": committee_label(n, pool, p["members"], p["kind"]), "point": p["xy"],
+        labels.append({"text": texts[n], "point": p["xy"],
                        "kind": "ensemble" if p["kind"] == "ensemble" else "cascade", "name": n})
     return {"result": result, "members": members, "points": points, "front": front, "arrows": arrows,
             "labels": labels, "title": _title(result), "unnamed_ensembles": unnamed}
@@ -519,7 +551,8 @@ def _draw_data(ax, plan: dict[str, Any], margin: float) -> None:
     ax.grid(True, which="major", alpha=0.35)
     ax.grid(True, which="minor", axis="x", alpha=0.15)
     ax.set_xlabel("mean MACs per sample (multiply-adds, log scale)")
-    ax.set_ylabel(f"{plan['result']['metric_name']} (evaluation split)")
+    unit = plan["result"].get("metric_unit")
+    ax.set_ylabel(f"{plan['result']['metric_name']} ({f'{unit}, ' if unit else ''}evaluation split)")
 
 
 def _frame(fig, ax, plan: dict[str, Any], renderer) -> tuple[list, Any]:
