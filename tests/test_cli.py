@@ -64,6 +64,21 @@ def test_later_stages_per_batch_is_measured_and_said(digits_members, tmp_path):
     assert report["rows"][-1]["kind"] == "cascade" and report["rows"][-1]["measurement"]["throughput"]["median"] > 0
 
 
+def test_a_cascades_confidence_and_combine_rule_are_said(digits_members, tmp_path, capsys):
+    """A cascade's name gives members and thresholds only: a margin cascade's row read as max_prob's."""
+    out, md = tmp_path / "r.json", tmp_path / "r.md"
+    assert main(["--dataset", "digits", "--cascade", "digits_cnn_s,digits_cnn_l", "--thresholds", "0.5", "--workers",
+                 "0", "--no-progress", "--measure-samples", "0", "--confidence", "margin", "--cascade-combine", "last",
+                 "--json", str(out), "--markdown", str(md)]) == 0
+    row = json.loads(out.read_text())["rows"][-1]
+    assert (row["kind"], row["confidence"], row["combine"]) == ("cascade", "margin", "last")
+    line = (f"{row['name']}: exits on confidence margin; a stage predicts with its last member alone")
+    assert f"  {line}" in capsys.readouterr().out and f"- {line}" in md.read_text()
+    assert main(["--dataset", "digits", "--cascade", "digits_cnn_s,digits_cnn_l", "--thresholds", "0.5", "--workers",
+                 "0", "--no-progress", "--measure-samples", "0"]) == 0
+    assert "exits on confidence" not in capsys.readouterr().out  # the defaults go without saying
+
+
 def test_flags_override_config_and_limit(digits_members, tmp_path):
     out = tmp_path / "r.json"
     assert main(["--config", str(CONFIG), "--models", "digits_cnn_s", "--cascade", "digits_cnn_s,digits_cnn_m",

@@ -166,6 +166,10 @@ def _row(task: Task, spec, results: dict, reference: str, intervals, measured: d
     entry = getattr(pool.members[r.name], "entry", None) if r.kind == "member" else None
     row = result_row(r, task.metric_name, results[reference], intervals, measured.get(r.name), flag or None,
                      entry.published() if entry else None)
+    if r.kind == "cascade":  # its thresholds mean nothing without the confidence they are on
+        confidence = spec.confidence
+        row["confidence"] = confidence if isinstance(confidence, str) else getattr(confidence, "__name__", "custom")
+        row["combine"] = spec.combine
     per_class = task.per_class(r.statistics)
     if per_class is not None:  # e.g. segmentation's IoU per class: where a committee gains, and loses
         row["per_class"] = {name: [None if np.isnan(v) else float(v) for v in values]

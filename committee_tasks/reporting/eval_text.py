@@ -18,6 +18,19 @@ def skip_kinds(skipped: Mapping[str, str]) -> str:
     return ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
 
 
+def rule_lines(rows) -> list[str]:
+    """For each cascade of another confidence or combine rule than the defaults, which: its name
+    says only its members and thresholds."""
+    lines = []
+    for r in rows:
+        confidence, combine = r.get("confidence", "max_prob"), r.get("combine", "mean")
+        parts = ([f"exits on confidence {confidence}"] if confidence != "max_prob" else []) + (
+            ["a stage predicts with its last member alone"] if combine != "mean" else [])
+        if parts:
+            lines.append(f"{r['name']}: " + "; ".join(parts))
+    return lines
+
+
 def heading(report: Mapping[str, Any]) -> str:
     """What the table is of: task, dataset, split and samples (and skips)."""
     split = " (evaluation split)" if any("calibration" in r for r in report["rows"]) else ""
@@ -34,6 +47,7 @@ def render_eval_report(report: Mapping[str, Any]) -> str:
     skipped = report["skipped"]
     lines = ["", heading(report), markdown_table(rows, confidence)]
     lines += fit_lines(rows, confidence)
+    lines += [f"  {line}" for line in rule_lines(rows)]
     lines += [f"  {r['name']}: {r['measurement_flag']}" for r in rows if r.get("measurement_flag")]
     noisy = [r["name"] for r in rows if (r.get("measurement") or {}).get("noisy") and not r.get("measurement_flag")]
     if noisy:
@@ -63,7 +77,7 @@ def write_eval_files(report: Mapping[str, Any], json_path: Path | None = None, c
         write_csv(report["rows"], csv_path, report["provenance"])
     if markdown_path:  # what the terminal shows around the table too: which split, the fits, the note
         confidence = report["interval"]["confidence"]
-        fits = [f"- {line.strip()}" for line in fit_lines(report["rows"], confidence)]
+        fits = [f"- {line.strip()}" for line in [*fit_lines(report["rows"], confidence), *rule_lines(report["rows"])]]
         parts = [f"**{heading(report)}**", markdown_table(report["rows"], confidence), "\n".join(fits),
                  report["note"], per_class_table(report["rows"], report.get("classes")),
                  "<!-- " + short_line(report["provenance"]) + " -->"]
