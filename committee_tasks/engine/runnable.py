@@ -106,9 +106,10 @@ class CommitteeModule(torch.nn.Module):
     def predict_stream(self, batches: Iterable[torch.Tensor | Mapping[str, torch.Tensor]],
                        max_wait: int | None = None) -> Iterator[CommitteeOutput]:
         """The output of each batch of ``batches`` (as `forward` takes them), in order, for
-        throughput over a stream such as a DataLoader: a cascade's later stages run on rows gathered
-        across batches until a full batch of them (the first batch's size) is waiting
-        (`GatheredCascade`), so a batch comes back once its last row has exited. Rows that reach
+        throughput over a stream such as a DataLoader: a cascade's first stage runs on each batch as
+        it comes, its later stages on rows gathered across batches until a full batch of them (the
+        largest batch seen so far) is waiting (`GatheredCascade`), so a batch comes back once its
+        last row has exited. Rows that reach
         a late stage rarely may wait many batches; ``max_wait`` bounds that, in batches (0: each
         batch on its own, as `forward`). Each sample's output, exit and MACs equal `forward`'s."""
         keyed = (self._keyed(b) for b in batches)

@@ -1,0 +1,80 @@
+"""A loaded committee in deployment: what it takes and refuses (`forward`, `predict_samples`), how
+`predict_stream` sizes its batches, and the executor's checks of the batches it is given."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from committee_tasks import Cascade, CommitteeError, CommitteeExecutor, Ensemble, Member
+from committee_tasks.committees.cards import CommitteeCard
+from committee_tasks.core.image_preprocessing import ImagePreprocessing
+from committee_tasks.engine.runnable import load_committee
+from tests.test_executor import _linear_members
+
+SIZE = 8  # the tiny image members take (3, 8, 8)
+PREPROCESSING = ImagePreprocessing(mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+
+
+def _image_member(name: str, seed: int) -> Member:
+    """A tiny RGB convnet preprocessed as a zoo image member is (uint8 pixels, normalised on the
+    device), recording the rows of every batch it runs on."""
+    torch.manual_seed(seed)
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                 torch.nn.Flatten(), torch.nn.Linear(6, 5))
+    member = Member.from_module(module, PREPROCESSING, name=name, input_size=(3, SIZE, SIZE))
+    member.rows = []
+    module.register_forward_pre_hook(lambda mod, inputs: member.rows.append(len(inputs[0])))
+    return member
+
+
+@pytest.fixture()
+def image_members():
+    return {name: _image_member(name, seed) for seed, name in enumerate(("a", "b"))}
+
+
+def _loaded(committee, members):
+    card = CommitteeCard.from_committee(committee, "classification", members)
+    return load_committee(card, members=members, device="cpu")
+
+
+def _pixels(count: int, seed: int = 0) -> torch.Tensor:
+    """(count, 3, 8, 8) uint8 pixels, as `v2.ToImage` gives them."""
+    return torch.randint(0, 256, (count, 3, SIZE, SIZE), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+# ---- predict_stream: the gathering size ---------------------------------------------------
+
+def test_stream_gathers_at_the_largest_batch_not_the_first(classification):
+    """A 1-row first batch (a warm-up request) used to set every stage's batch size for the whole
+    stream: each later batch then ran one row at a time. The first stage runs each batch as it
+    came; later stages gather up to the largest batch seen."""
+    members, rows = _linear_members(classification, {"a": torch.nn.Identity(), "b": torch.nn.Identity()})
+    module = _loaded(Cascade(["a", "b"], 0.3), members)
+    torch.manual_seed(3)
+    key = module.input_keys[0]
+    batches = [torch.randn(1, 1, 6)] + [torch.randn(n, 1, 6) for n in (64, 50, 64, 64, 64, 64)]
+    for r in rows.values():
+        r.clear()
+    outs = list(module.predict_stream(batches))
+    assert rows["a"] == [1, 64, 50, 64, 64, 64, 64]  # each batch as it came, none regrouped
+    assert all(n == 64 for n in rows["b"][:-1]) and len(rows["b"]) < 5, rows["b"]  # gathered to 64 rows
+    for out, batch in zip(outs, batches):
+        expected = module({key: batch})
+        np.testing.assert_array_equal(out.probs.numpy(), expected.probs.numpy())
+        np.testing.assert_array_equal(out.exit_stage.numpy(), expected.exit_stage.numpy())
+
+
+def test_stream_first_stage_does_not_wait_for_later_batches(classification):
+    """A batch smaller than the first was held back at the first stage until later batches filled
+    it (regrouped into rows of the first batch's size); now only later stages gather."""
+    members, rows = _linear_members(classification, {"a": torch.nn.Identity(), "b": torch.nn.Identity()})
+    module = _loaded(Cascade(["a", "b"], 0.3), members)
+    torch.manual_seed(4)
+    sizes = [32, 20, 20, 20]
+    for r in rows.values():
+        r.clear()
+    outs = list(module.predict_stream([torch.randn(n, 1, 6) for n in sizes]))
+    assert rows["a"] == sizes
+    assert [len(o.exit_stage) for o in outs] == sizes
