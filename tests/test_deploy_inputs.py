@@ -78,3 +78,31 @@ def test_stream_first_stage_does_not_wait_for_later_batches(classification):
     outs = list(module.predict_stream([torch.randn(n, 1, 6) for n in sizes]))
     assert rows["a"] == sizes
     assert [len(o.exit_stage) for o in outs] == sizes
+
+
+# ---- forward: shapes and dtypes checked first, each refusal naming its fix ------------------
+
+@pytest.mark.parametrize("make, message", [
+    (lambda x: x.permute(0, 2, 3, 1), r"got \(4, 8, 8, 3\): channels last; pass x.permute\(0, 3, 1, 2\)"),
+    (lambda x: x[:, :1], r"got 1 channel\(s\) in \(4, 1, 8, 8\) but a, b take 3: .*x.expand\(-1, 3, -1, -1\)"),
+    (lambda x: x[0], r"got one sample of shape \(3, 8, 8\), not a batch: add a batch dimension \(x.unsqueeze\(0\)\)"),
+    (lambda x: x[0].float(), r"got one sample of shape \(3, 8, 8\), not a batch: add a batch dimension"),
+    (lambda x: x.long(), r"a torch.int64 batch for .*: pass uint8 pixels \(x.to\(torch.uint8\)"),
+    (lambda x: x > 100, r"a torch.bool batch for .*: pass uint8 pixels"),
+    (lambda x: torch.nn.functional.interpolate(x.float(), scale_factor=2).to(torch.uint8),
+     r"wrong size: each input has shape \(3, 16, 16\) but a, b take \(3, 8, 8\)"),
+], ids=["channels-last", "one-channel", "unbatched-uint8", "unbatched-float", "int64", "bool", "wrong-size"])
+def test_forward_refuses_batches_that_do_not_fit_naming_the_fix(image_members, make, message):
+    module = _loaded(Cascade(["a", "b"], 0.3), image_members)
+    pixels = _pixels(4)
+    module(pixels)  # fits
+    with pytest.raises(CommitteeError, match=message):
+        module(make(pixels))
+
+
+def test_predict_samples_wants_a_list(image_members):
+    module = _loaded(Cascade(["a", "b"], 0.3), image_members)
+    image = Image.fromarray(_pixels(1)[0].permute(1, 2, 0).numpy())
+    with pytest.raises(CommitteeError, match=r"predict_samples takes a list of samples, got one Image: pass \[item\]"):
+        module.predict_samples(image)
+    assert len(module.predict_samples([image]).exit_stage) == 1

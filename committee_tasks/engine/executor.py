@@ -17,6 +17,7 @@ from committee_tasks.core.devices import (Stopwatch, autocast, cudnn_autotuner, 
                                           to_device, use_amp)
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.engine.gathered import GatheredCascade, join_outputs, row_shapes
+from committee_tasks.engine.inputs import InputShapes, wrong_shape
 from committee_tasks.engine.loop import output_dtype as cached_dtype
 from committee_tasks.core.members import Member, check_eval_mode
 from committee_tasks.core.task import Task
@@ -79,6 +80,30 @@ def run_early_exit(committee: Cascade | Ensemble | Single, task: Task, members: 
         macs += member_macs
         outputs.append(probs)
     return task.combine(outputs), np.full(n, len(members) - 1, dtype=np.int64), macs
+
+
+def batch_misfit(inputs: Mapping[str, torch.Tensor], shapes: InputShapes) -> str | None:
+    """Why a batch (keyed by transform key) does not fit the input ``shapes`` its members declare
+    (`declared_input_shapes`), naming the fix; None if it fits. Checked on the shapes alone, before
+    any conversion: a member never runs at another size than its own. Give it a batch of at least
+    one sample (its first row is read)."""
+    for key, (shape, names) in shapes.items():
+        if key not in inputs:
+            continue
+        got = tuple(inputs[key].shape)
+        if got == shape:
+            return f"got one sample of shape {got}, not a batch: add a batch dimension (x.unsqueeze(0))"
+        if len(got) != len(shape) + 1:
+            return f"got shape {got}: {names} take batches of shape (N, {', '.join(map(str, shape))})"
+        if got[1:] == shape[1:] + shape[:1] and got[1:] != shape:  # (N, H, W, C): images as numpy holds them
+            return f"got {got}: channels last; pass x.permute(0, 3, 1, 2) for (N, {', '.join(map(str, shape))})"
+        if got[2:] == shape[1:] and got[1] != shape[0]:  # grayscale for RGB members would be broadcast
+            return (f"got {got[1]} channel(s) in {got} but {names} take {shape[0]}: pass images with "
+                    f"{shape[0]} channel(s)" + (" (grayscale: x.expand(-1, 3, -1, -1))" if got[1] == 1 else ""))
+        reason = wrong_shape({key: inputs[key][0]}, {key: (shape, names)})
+        if reason:
+            return reason.replace("its input has", "each input has")
+    return None
 
 
 LATER_STAGES = ("gathered", "per-batch")

@@ -20,7 +20,7 @@ from committee_tasks.core.members import Member
 from committee_tasks.core.task import Task
 from committee_tasks.core.samples import Sample
 from committee_tasks.committees.scoring import Cascade
-from committee_tasks.engine.executor import MemberRunner, run_early_exit
+from committee_tasks.engine.executor import MemberRunner, batch_misfit, run_early_exit
 from committee_tasks.engine.gathered import GatheredCascade
 from committee_tasks.engine.inputs import collate, declared_input_shapes, wrong_shape
 from committee_tasks.core.device_preprocessing import device_splits
@@ -81,6 +81,9 @@ class CommitteeModule(torch.nn.Module):
         `Sample`s themselves), applying each member's own preprocessing. Samples whose inputs
         differ in size (segmentation images) run in batches of one size each; their outputs come
         back in the given order, ``probs`` a list of one tensor per sample where their shapes differ."""
+        if not hasattr(raw_items, "__len__") or not hasattr(raw_items, "__getitem__") or isinstance(raw_items, str):
+            raise CommitteeError(f"predict_samples takes a list of samples, got one {type(raw_items).__name__}: "
+                                 "pass [item]")
         if not len(raw_items):
             raise CommitteeError("no samples given: pass at least one")
         raw_items = [item.data if isinstance(item, Sample) else item for item in raw_items]  # a dataset's own items
@@ -138,11 +141,10 @@ class CommitteeModule(torch.nn.Module):
                                  f"{list(inputs)}: pass one batch per key of {keys}, or raw data to predict_samples")
         if not len(inputs[keys[0]]):
             raise CommitteeError("the batch is empty: pass at least one sample")
-        inputs = {k: self._as_evaluated(k, inputs[k]) for k in keys}
-        reason = wrong_shape({k: v[0] for k, v in inputs.items()}, self.input_shapes)
+        reason = batch_misfit(inputs, self.input_shapes)  # before any conversion, which might broadcast
         if reason:  # never run a member at another size than its own (predict_samples refuses it too)
-            raise CommitteeError(f"the batch does not fit: {reason.replace('its input has', 'each input has')}")
-        return inputs
+            raise CommitteeError(f"the batch does not fit: {reason}")
+        return {k: self._as_evaluated(k, inputs[k]) for k in keys}
 
     def _as_evaluated(self, key: str, batch: torch.Tensor) -> torch.Tensor:
         """``batch`` as the pool's evaluation gave it to the members of ``key``: `AsTensor` (a
@@ -152,9 +154,13 @@ class CommitteeModule(torch.nn.Module):
         preprocessing gives uint8, segmentation's, take them as they are);
         other preprocessing made the tensors the members take, and another floating dtype is refused
         by name where it would fail inside a convolution (float64 anywhere, half precision on the
-        CPU; CUDA's autocast takes float16 and bfloat16)."""
+        CPU; CUDA's autocast takes float16 and bfloat16), as is any integer dtype but uint8 (int64
+        pixels, a bool mask)."""
         if key in self.as_tensor_keys:
             return batch.to(torch.float32)
+        if not batch.is_floating_point() and batch.dtype != torch.uint8:
+            raise CommitteeError(f"a {batch.dtype} batch for {key!r}: pass uint8 pixels (x.to(torch.uint8), values "
+                                 "0..255) or the float32 inputs its members' preprocessing gives")
         if batch.dtype == torch.uint8 and key in self.device_parts:  # pixels: finished on the device, as the loop does
             return self.device_parts[key](to_device(batch, self.runner.device))
         half_on_cuda = self.runner.device.type == "cuda" and batch.dtype in (torch.float16, torch.bfloat16)
