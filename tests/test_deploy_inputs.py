@@ -106,3 +106,21 @@ def test_predict_samples_wants_a_list(image_members):
     with pytest.raises(CommitteeError, match=r"predict_samples takes a list of samples, got one Image: pass \[item\]"):
         module.predict_samples(image)
     assert len(module.predict_samples([image]).exit_stage) == 1
+
+
+# ---- the executor: the loaded module's checks ------------------------------------------------
+
+@pytest.mark.parametrize("committee", [Cascade(["a", "b"], 0.3), Ensemble(["a", "b"])], ids=lambda c: c.name)
+@pytest.mark.parametrize("later_stages", ["gathered", "per-batch"])
+def test_executor_refuses_no_batches_and_empty_ones(classification, image_members, committee, later_stages):
+    """No batches crashed inside (max() of nothing; unpacking nothing) and an empty batch gave
+    combined=None even when outputs were kept: both are refused, saying so."""
+    executor = CommitteeExecutor(committee, image_members, classification, device="cpu", later_stages=later_stages)
+    key = image_members["a"].transform_key
+    inputs = PREPROCESSING.normalise(_pixels(4))
+    with pytest.raises(CommitteeError, match=r"no batches given: pass at least one"):
+        executor.run([])
+    with pytest.raises(CommitteeError, match=r"batch 1 of 2 is empty: pass batches of at least one sample"):
+        executor.run([{key: inputs}, {key: inputs[:0]}], warmup=0)
+    with pytest.raises(CommitteeError, match=r"batch 0 of 1 is a Tensor: pass a dict transform key -> batch"):
+        executor.run([inputs], warmup=0)

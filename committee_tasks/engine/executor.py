@@ -116,7 +116,7 @@ class CommitteeExecutor:
     that go on wait until a full batch of them has gathered across batches (`GatheredCascade`),
     as a throughput-oriented deployment batches them; "per-batch": each batch's remaining rows run
     on their own, as `run_batch` (and a loaded card) runs one batch. Outputs, exits and MACs are
-    the same either way."""
+    the same either way. Batches must hold at least one sample each."""
 
     def __init__(self, committee: Cascade | Ensemble, members: Mapping[str, Member], task: Task,
                  device: str = "auto", amp: str | bool = "auto", output_dtype: str = "float16",
@@ -135,6 +135,10 @@ class CommitteeExecutor:
 
     def run_batch(self, inputs: Mapping[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Committee output, exit stage and MACs of each sample of one batch."""
+        self._check([inputs])
+        return self._run_checked(inputs)
+
+    def _run_checked(self, inputs: Mapping[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with cudnn_autotuner(self.device, self.autotune):
             return run_early_exit(self.committee, self.task, self.members, inputs, self.runner)
 
@@ -155,9 +159,12 @@ class CommitteeExecutor:
         """Run over preprocessed batches (`pinned` ones on CUDA); the first ``warmup`` batches
         run once untimed first (see `warm_up` for a warm-up that suits timing). Without
         ``keep_outputs`` (timing only), each batch's outputs are dropped once made and
-        ``combined`` is None: segmentation maps are large (8 Cityscapes images' are 1.3 GB)."""
+        ``combined`` is None: segmentation maps are large (8 Cityscapes images' are 1.3 GB).
+        No batches, or an empty one, is refused: a result of no samples has no output shape to
+        give (a segmentation map's is its image's) and no throughput."""
+        self._check(batches)
         for inputs in batches[:warmup]:
-            self.run_batch(inputs)
+            self._run_checked(inputs)
         watch = Stopwatch(self.device)
         parts = []
 
@@ -173,8 +180,21 @@ class CommitteeExecutor:
         else:
             for inputs in batches:
                 with watch.section():
-                    result = self.run_batch(inputs)
+                    result = self._run_checked(inputs)
                 keep(result)
         combined, stages, macs = zip(*parts)  # joined untimed, as a deployment hands each batch's on
         return ExecutionResult(join_outputs(combined) if keep_outputs else None, np.concatenate(stages),
                                np.concatenate(macs), watch.seconds)
+
+    def _check(self, batches: Sequence[Mapping[str, torch.Tensor]]) -> None:
+        """Refuse what would fail deep inside: no batches, a batch that is not keyed by transform
+        key, an empty one."""
+        if not len(batches):
+            raise CommitteeError("no batches given: pass at least one (dicts transform key -> batch)")
+        for i, inputs in enumerate(batches):
+            which = f"batch {i} of {len(batches)}"
+            if not isinstance(inputs, Mapping):
+                raise CommitteeError(f"{which} is a {type(inputs).__name__}: pass a dict transform key -> batch "
+                                     f"({{{self.members[0].transform_key!r}: batch}})")
+            if not len(next(iter(inputs.values()))):
+                raise CommitteeError(f"{which} is empty: pass batches of at least one sample")
