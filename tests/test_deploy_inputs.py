@@ -108,7 +108,22 @@ def test_predict_samples_wants_a_list(image_members):
     assert len(module.predict_samples([image]).exit_stage) == 1
 
 
-# ---- the executor: the loaded module's checks ------------------------------------------------
+# ---- the executor: the loaded module's checks -----------------------------------------------
+
+@pytest.mark.parametrize("later_stages", ["gathered", "per-batch"])
+def test_executor_refuses_wrong_sizes_as_the_loaded_module_does(classification, image_members, later_stages):
+    executor = CommitteeExecutor(Cascade(["a", "b"], 0.3), image_members, classification, device="cpu",
+                                 later_stages=later_stages)
+    key = image_members["a"].transform_key
+    inputs = PREPROCESSING.normalise(_pixels(4))
+    bigger = torch.nn.functional.interpolate(inputs, scale_factor=2)
+    with pytest.raises(CommitteeError, match=r"batch 1 of 2 does not fit: wrong size: each input has shape "
+                                             r"\(3, 16, 16\) but a, b take \(3, 8, 8\)"):
+        executor.run([{key: inputs}, {key: bigger}], warmup=0)
+    with pytest.raises(CommitteeError, match=r"batch 0 of 1 does not fit: got \(4, 8, 8, 3\): channels last"):
+        executor.run_batch({key: inputs.permute(0, 2, 3, 1)})
+    assert len(executor.run([{key: inputs}], warmup=0).exit_stage) == 4
+
 
 @pytest.mark.parametrize("committee", [Cascade(["a", "b"], 0.3), Ensemble(["a", "b"])], ids=lambda c: c.name)
 @pytest.mark.parametrize("later_stages", ["gathered", "per-batch"])

@@ -17,7 +17,7 @@ from committee_tasks.core.devices import (Stopwatch, autocast, cudnn_autotuner, 
                                           to_device, use_amp)
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.engine.gathered import GatheredCascade, join_outputs, row_shapes
-from committee_tasks.engine.inputs import InputShapes, wrong_shape
+from committee_tasks.engine.inputs import InputShapes, declared_input_shapes, wrong_shape
 from committee_tasks.engine.loop import output_dtype as cached_dtype
 from committee_tasks.core.members import Member, check_eval_mode
 from committee_tasks.core.task import Task
@@ -116,7 +116,8 @@ class CommitteeExecutor:
     that go on wait until a full batch of them has gathered across batches (`GatheredCascade`),
     as a throughput-oriented deployment batches them; "per-batch": each batch's remaining rows run
     on their own, as `run_batch` (and a loaded card) runs one batch. Outputs, exits and MACs are
-    the same either way. Batches must hold at least one sample each."""
+    the same either way. Batches must hold at least one sample each, of the input shape the
+    members declare (`batch_misfit`), as a loaded card's module requires."""
 
     def __init__(self, committee: Cascade | Ensemble, members: Mapping[str, Member], task: Task,
                  device: str = "auto", amp: str | bool = "auto", output_dtype: str = "float16",
@@ -132,6 +133,7 @@ class CommitteeExecutor:
         self.runner = MemberRunner(device, amp, output_dtype, temperatures)
         self.device = self.runner.device
         self.runner.place(self.members)
+        self.input_shapes = declared_input_shapes(self.members)
 
     def run_batch(self, inputs: Mapping[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Committee output, exit stage and MACs of each sample of one batch."""
@@ -187,8 +189,8 @@ class CommitteeExecutor:
                                np.concatenate(macs), watch.seconds)
 
     def _check(self, batches: Sequence[Mapping[str, torch.Tensor]]) -> None:
-        """Refuse what would fail deep inside: no batches, a batch that is not keyed by transform
-        key, an empty one."""
+        """Refuse what would fail deep inside or run wrong: no batches, a batch that is not keyed
+        by transform key, an empty one, or one whose inputs do not fit the members' sizes."""
         if not len(batches):
             raise CommitteeError("no batches given: pass at least one (dicts transform key -> batch)")
         for i, inputs in enumerate(batches):
@@ -198,3 +200,6 @@ class CommitteeExecutor:
                                      f"({{{self.members[0].transform_key!r}: batch}})")
             if not len(next(iter(inputs.values()))):
                 raise CommitteeError(f"{which} is empty: pass batches of at least one sample")
+            reason = batch_misfit(inputs, self.input_shapes)
+            if reason:
+                raise CommitteeError(f"{which} does not fit: {reason}")
