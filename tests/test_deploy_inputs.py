@@ -139,3 +139,25 @@ def test_executor_refuses_no_batches_and_empty_ones(classification, image_member
         executor.run([{key: inputs}, {key: inputs[:0]}], warmup=0)
     with pytest.raises(CommitteeError, match=r"batch 0 of 1 is a Tensor: pass a dict transform key -> batch"):
         executor.run([inputs], warmup=0)
+
+
+# ---- predict_samples: decoded as the datasets decode, in batches ----------------------------
+
+def _images(count: int) -> list[Image.Image]:
+    return [Image.fromarray(x.permute(1, 2, 0).numpy()) for x in _pixels(count, seed=5)]
+
+
+def test_predict_samples_decodes_images_as_the_datasets_do(image_members):
+    """A palette image (PNG-8) was preprocessed as its palette indices (one channel, broadcast:
+    silently wrong) and an RGBA one failed inside torch; the datasets decode both to RGB first."""
+    module = _loaded(Ensemble(["a", "b"]), image_members)
+    rgb = _images(6)
+    palette = [im.convert("P", palette=Image.ADAPTIVE, colors=16) for im in rgb]
+    rgba = [im.convert("RGBA") for im in rgb]
+    gray = [im.convert("LA") for im in rgb]
+    for images in (palette, rgba, gray):
+        expected = module.predict_samples([im.convert("RGB") for im in images])
+        got = module.predict_samples(images)
+        torch.testing.assert_close(got.probs, expected.probs, rtol=0, atol=0)
+    with pytest.raises(CommitteeError, match=r"sample 1 of 2: 32-bit floating-point image: its value range is not"):
+        module.predict_samples([rgb[0], Image.fromarray(np.full((SIZE, SIZE), 0.5, np.float32))])

@@ -78,15 +78,18 @@ class CommitteeModule(torch.nn.Module):
 
     def predict_samples(self, raw_items: Sequence[Any]) -> CommitteeOutput:
         """Run on decoded samples (what the task's dataset yields as ``Sample.data``, or its
-        `Sample`s themselves), applying each member's own preprocessing. Samples whose inputs
-        differ in size (segmentation images) run in batches of one size each; their outputs come
-        back in the given order, ``probs`` a list of one tensor per sample where their shapes differ."""
+        `Sample`s themselves), each decoded as the task's datasets decode theirs (`Task.decode`:
+        an image as 8-bit RGB, a palette image through its palette, alpha dropped) and preprocessed
+        by each member's own preprocessing. Samples whose inputs differ in size (segmentation
+        images) run in batches of one size each; their outputs come back in the given order,
+        ``probs`` a list of one tensor per sample where their shapes differ."""
         if not hasattr(raw_items, "__len__") or not hasattr(raw_items, "__getitem__") or isinstance(raw_items, str):
             raise CommitteeError(f"predict_samples takes a list of samples, got one {type(raw_items).__name__}: "
                                  "pass [item]")
         if not len(raw_items):
             raise CommitteeError("no samples given: pass at least one")
-        raw_items = [item.data if isinstance(item, Sample) else item for item in raw_items]  # a dataset's own items
+        raw_items = [self._decoded(item.data if isinstance(item, Sample) else item, i, len(raw_items))
+                     for i, item in enumerate(raw_items)]  # a dataset's own items
         transforms = {m.transform_key: self.host_parts.get(m.transform_key, m.transform) for m in self.members}
         items = [(str(i), None, *self.task.member_inputs(item, transforms)) for i, item in enumerate(raw_items)]
         for i, (_, _, inputs, _) in enumerate(items):  # never run a member at another size than its own
@@ -105,6 +108,12 @@ class CommitteeModule(torch.nn.Module):
             probs = [rows[i] for i in order.tolist()]
         return CommitteeOutput(probs, torch.cat([o.exit_stage for o in outs])[order],
                                torch.cat([o.macs for o in outs])[order])
+
+    def _decoded(self, data: Any, index: int, count: int) -> Any:
+        try:
+            return self.task.decode(data)
+        except ValueError as err:  # an image the datasets would skip (a float image)
+            raise CommitteeError(f"sample {index} of {count}: {err}") from None
 
     def predict_stream(self, batches: Iterable[torch.Tensor | Mapping[str, torch.Tensor]],
                        max_wait: int | None = None) -> Iterator[CommitteeOutput]:
