@@ -41,7 +41,8 @@ def _loaded(committee, members):
 
 def _pixels(count: int, seed: int = 0) -> torch.Tensor:
     """(count, 3, 8, 8) uint8 pixels, as `v2.ToImage` gives them."""
-    return torch.randint(0, 256, (count, 3, SIZE, SIZE), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (count, 3, SIZE, SIZE), dtype=torch.uint8, generator=generator)
 
 
 # ---- predict_stream: the gathering size ---------------------------------------------------
@@ -161,3 +162,24 @@ def test_predict_samples_decodes_images_as_the_datasets_do(image_members):
         torch.testing.assert_close(got.probs, expected.probs, rtol=0, atol=0)
     with pytest.raises(CommitteeError, match=r"sample 1 of 2: 32-bit floating-point image: its value range is not"):
         module.predict_samples([rgb[0], Image.fromarray(np.full((SIZE, SIZE), 0.5, np.float32))])
+
+
+def test_predict_samples_runs_in_batches_with_the_same_results(image_members):
+    """All samples ran as one batch (5,000 images: 2.5 GB); now ``batch_size`` at a time."""
+    module = _loaded(Cascade(["a", "b"], 0.3), image_members)
+    module.predict_samples(_images(1))  # the members count their MACs (a 1-row run each)
+    image_members["a"].rows.clear()
+    module.predict_samples(_images(130))
+    assert image_members["a"].rows == [128, 2]  # the evaluation loop's default batch size
+    images = _images(10)
+    whole = module.predict_samples(images, batch_size=10)
+    for member in image_members.values():
+        member.rows.clear()
+    chunked = module.predict_samples(images, batch_size=4)
+    assert image_members["a"].rows == [4, 4, 2]
+    torch.testing.assert_close(chunked.probs, whole.probs, rtol=0, atol=0)
+    np.testing.assert_array_equal(chunked.exit_stage.numpy(), whole.exit_stage.numpy())
+    np.testing.assert_array_equal(chunked.macs.numpy(), whole.macs.numpy())
+    for wrong in (0, 2.5, True):
+        with pytest.raises(CommitteeError, match=r"batch_size .*: pass a positive number of samples"):
+            module.predict_samples(images, batch_size=wrong)

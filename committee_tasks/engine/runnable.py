@@ -22,7 +22,8 @@ from committee_tasks.core.samples import Sample
 from committee_tasks.committees.scoring import Cascade
 from committee_tasks.engine.executor import MemberRunner, batch_misfit, run_early_exit
 from committee_tasks.engine.gathered import GatheredCascade
-from committee_tasks.engine.inputs import collate, declared_input_shapes, wrong_shape
+from committee_tasks.engine.inputs import Batch, collate, declared_input_shapes, wrong_shape
+from committee_tasks.engine.loop import LoopOptions
 from committee_tasks.core.device_preprocessing import device_splits
 from committee_tasks.core.devices import to_device
 
@@ -76,31 +77,29 @@ class CommitteeModule(torch.nn.Module):
         combined, exit_stage, macs = run_early_exit(self.committee, self.task, self.members, batch, self.runner)
         return CommitteeOutput(torch.from_numpy(combined), torch.from_numpy(exit_stage), torch.from_numpy(macs))
 
-    def predict_samples(self, raw_items: Sequence[Any]) -> CommitteeOutput:
+    def predict_samples(self, raw_items: Sequence[Any], batch_size: int = LoopOptions.batch_size) -> CommitteeOutput:
         """Run on decoded samples (what the task's dataset yields as ``Sample.data``, or its
-        `Sample`s themselves), each decoded as the task's datasets decode theirs (`Task.decode`:
-        an image as 8-bit RGB, a palette image through its palette, alpha dropped) and preprocessed
-        by each member's own preprocessing. Samples whose inputs differ in size (segmentation
-        images) run in batches of one size each; their outputs come back in the given order,
-        ``probs`` a list of one tensor per sample where their shapes differ."""
+        `Sample`s themselves), ``batch_size`` at a time (the evaluation loop's default), each
+        decoded as the task's datasets decode theirs (`Task.decode`: an image as 8-bit RGB, a
+        palette image through its palette, alpha dropped) and preprocessed by each member's own
+        preprocessing. Samples whose inputs differ in size (segmentation images) run in batches of
+        one size each; their outputs come back in the given order, ``probs`` a list of one tensor
+        per sample where their shapes differ."""
         if not hasattr(raw_items, "__len__") or not hasattr(raw_items, "__getitem__") or isinstance(raw_items, str):
             raise CommitteeError(f"predict_samples takes a list of samples, got one {type(raw_items).__name__}: "
                                  "pass [item]")
         if not len(raw_items):
             raise CommitteeError("no samples given: pass at least one")
-        raw_items = [self._decoded(item.data if isinstance(item, Sample) else item, i, len(raw_items))
-                     for i, item in enumerate(raw_items)]  # a dataset's own items
-        transforms = {m.transform_key: self.host_parts.get(m.transform_key, m.transform) for m in self.members}
-        items = [(str(i), None, *self.task.member_inputs(item, transforms)) for i, item in enumerate(raw_items)]
-        for i, (_, _, inputs, _) in enumerate(items):  # never run a member at another size than its own
-            reason = wrong_shape(inputs, self.input_shapes)
-            if reason:
-                raise CommitteeError(f"sample {i} of {len(items)}: {reason}")
-        parts = collate(items).parts()
-        outs = [self(part.inputs) for part in parts]
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise CommitteeError(f"batch_size {batch_size!r}: pass a positive number of samples")
+        outs, ids = [], []
+        for start in range(0, len(raw_items), batch_size):  # decoded and preprocessed a batch at a time
+            for part in self._preprocessed(raw_items, start, min(start + batch_size, len(raw_items))):
+                outs.append(self(part.inputs))
+                ids.extend(int(sid) for sid in part.ids)
         if len(outs) == 1:
             return outs[0]
-        order = torch.argsort(torch.tensor([int(sid) for part in parts for sid in part.ids]))  # back to given order
+        order = torch.argsort(torch.tensor(ids))  # back to the given order
         if len({tuple(o.probs.shape[1:]) for o in outs}) == 1:
             probs = torch.cat([o.probs for o in outs])[order]
         else:
@@ -108,6 +107,21 @@ class CommitteeModule(torch.nn.Module):
             probs = [rows[i] for i in order.tolist()]
         return CommitteeOutput(probs, torch.cat([o.exit_stage for o in outs])[order],
                                torch.cat([o.macs for o in outs])[order])
+
+    def _preprocessed(self, raw_items: Sequence[Any], start: int, stop: int) -> list[Batch]:
+        """Items ``start:stop`` decoded and preprocessed by each member, as batches of one input
+        shape each (`Batch.parts`), their ids the items' indices."""
+        transforms = {m.transform_key: self.host_parts.get(m.transform_key, m.transform) for m in self.members}
+        items = []
+        for i in range(start, stop):
+            item = raw_items[i]
+            data = item.data if isinstance(item, Sample) else item  # a dataset's own items
+            inputs, _ = self.task.member_inputs(self._decoded(data, i, len(raw_items)), transforms)
+            reason = wrong_shape(inputs, self.input_shapes)
+            if reason:  # never run a member at another size than its own
+                raise CommitteeError(f"sample {i} of {len(raw_items)}: {reason}")
+            items.append((str(i), None, inputs, []))
+        return collate(items).parts()
 
     def _decoded(self, data: Any, index: int, count: int) -> Any:
         try:
