@@ -183,3 +183,20 @@ def test_predict_samples_runs_in_batches_with_the_same_results(image_members):
     for wrong in (0, 2.5, True):
         with pytest.raises(CommitteeError, match=r"batch_size .*: pass a positive number of samples"):
             module.predict_samples(images, batch_size=wrong)
+
+
+# ---- non-finite inputs: refused, naming the samples ------------------------------------------
+
+@pytest.mark.parametrize("committee", [Cascade(["a", "b"], 0.3), Ensemble(["a", "b"])], ids=lambda c: c.name)
+def test_non_finite_inputs_are_refused_naming_the_samples(image_members, committee):
+    """NaN inputs gave NaN probabilities, class 0, every sample at the last stage, silently."""
+    module = _loaded(committee, image_members)
+    inputs = PREPROCESSING.normalise(_pixels(6))
+    inputs[2, 0, 3, 3] = float("nan")
+    inputs[4, 1] = float("inf")
+    message = r"samples \[2, 4\] of {} \(2 in a batch of 6\) got NaN or inf committee outputs: {}"
+    with pytest.raises(CommitteeError, match=message.format("the batch", "their inputs hold NaN or inf values")):
+        module(inputs)
+    with pytest.raises(CommitteeError, match=message.format("batch 1 of the stream", "check the inputs for NaN")):
+        list(module.predict_stream([PREPROCESSING.normalise(_pixels(3)), inputs]))
+    module(torch.where(torch.isfinite(inputs), inputs, 0.0))  # finite: runs

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from committee_tasks.core.errors import CommitteeError
@@ -73,8 +74,11 @@ class CommitteeModule(torch.nn.Module):
     def forward(self, inputs: torch.Tensor | Mapping[str, torch.Tensor]) -> CommitteeOutput:
         """``inputs``: preprocessed batches keyed by member transform key (as the executor gets
         them), or one tensor when every member shares one preprocessing."""
-        batch = self._keyed(inputs)
+        return self._run(self._keyed(inputs), "the batch")
+
+    def _run(self, batch: Mapping[str, torch.Tensor], where: str, ids: Sequence[int] | None = None) -> CommitteeOutput:
         combined, exit_stage, macs = run_early_exit(self.committee, self.task, self.members, batch, self.runner)
+        refuse_non_finite(combined, where, batch, ids)
         return CommitteeOutput(torch.from_numpy(combined), torch.from_numpy(exit_stage), torch.from_numpy(macs))
 
     def predict_samples(self, raw_items: Sequence[Any], batch_size: int = LoopOptions.batch_size) -> CommitteeOutput:
@@ -95,8 +99,9 @@ class CommitteeModule(torch.nn.Module):
         outs, ids = [], []
         for start in range(0, len(raw_items), batch_size):  # decoded and preprocessed a batch at a time
             for part in self._preprocessed(raw_items, start, min(start + batch_size, len(raw_items))):
-                outs.append(self(part.inputs))
-                ids.extend(int(sid) for sid in part.ids)
+                part_ids = [int(sid) for sid in part.ids]
+                outs.append(self._run(self._keyed(part.inputs), f"the {len(raw_items)} given", part_ids))
+                ids.extend(part_ids)
         if len(outs) == 1:
             return outs[0]
         order = torch.argsort(torch.tensor(ids))  # back to the given order
@@ -143,7 +148,8 @@ class CommitteeModule(torch.nn.Module):
             results = GatheredCascade(self.committee, self.task, self.members, self.runner).stream(keyed, max_wait)
         else:
             results = (run_early_exit(self.committee, self.task, self.members, b, self.runner) for b in keyed)
-        for combined, exit_stage, macs in results:
+        for index, (combined, exit_stage, macs) in enumerate(results):
+            refuse_non_finite(combined, f"batch {index} of the stream")
             yield CommitteeOutput(torch.from_numpy(combined), torch.from_numpy(exit_stage), torch.from_numpy(macs))
 
     def _keyed(self, inputs: torch.Tensor | Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
@@ -191,6 +197,27 @@ class CommitteeModule(torch.nn.Module):
             raise CommitteeError(f"a {batch.dtype} batch for {key!r}: its members' preprocessing gives float32 "
                                  "tensors: pass batch.float()")
         return batch
+
+
+def refuse_non_finite(combined: np.ndarray, where: str, batch: Mapping[str, torch.Tensor] | None = None,
+                      ids: Sequence[int] | None = None) -> None:
+    """Refuse NaN or inf committee outputs, naming their samples (by ``ids`` where given, else by
+    row): they would pass as class 0, exiting at the last stage; the evaluation loop refuses them
+    too (`loop._check_finite`). The outputs are on the host already (each member's is copied there
+    as it runs): no further device sync. ``batch``: its inputs, to tell whether they were the cause."""
+    bad = ~np.isfinite(combined.reshape(len(combined), -1)).all(axis=1)
+    if not bad.any():
+        return
+    rows = np.flatnonzero(bad)
+    on = torch.from_numpy(rows)
+    named = [ids[r] for r in rows[:10]] if ids is not None else rows[:10].tolist()
+    inputs_bad = batch is not None and any(v.is_floating_point() and not torch.isfinite(v[on.to(v.device)]).all()
+                                           for v in batch.values())
+    fix = ("their inputs hold NaN or inf values: pass finite inputs" if inputs_bad else
+           "check the inputs for NaN or inf values (torch.isfinite), else the members' weights (or load the card "
+           "with amp='off' if they overflow in float16)")
+    raise CommitteeError(f"samples {named} of {where} ({len(rows)} in a batch of {len(bad)}) got NaN or inf "
+                         f"committee outputs: {fix}")
 
 
 def check_members(card: CommitteeCard, members: Mapping[str, Member]) -> None:
