@@ -197,7 +197,7 @@ class CommitteeExecutor:
             which = f"batch {i} of {len(batches)}"
             if not isinstance(inputs, Mapping):
                 raise CommitteeError(f"{which} is a {type(inputs).__name__}: pass a dict transform key -> batch "
-                                     f"({{{self.members[0].transform_key!r}: batch}})")
+                                     "(the keys: its members' transform_key)")
             if not len(next(iter(inputs.values()))):
                 raise CommitteeError(f"{which} is empty: pass batches of at least one sample")
             reason = batch_misfit(inputs, self.input_shapes)
