@@ -173,6 +173,12 @@ class Task(abc.ABC):
         """Dataset ``name`` at ``root``; ``options`` are ``split`` (None: the dataset's default) and
         every option of `dataset_options(name)`, typed by `read_dataset_options`."""
 
+    def decode(self, data: Any) -> Any:
+        """An item given to a loaded committee's ``predict_samples`` (an uploaded image, say) as
+        this task's datasets yield their samples' data, decoded as they decode theirs, so that the
+        members see what they saw in evaluation. The default takes it as it is."""
+        return data
+
     def member_inputs(self, data: Any, transforms: Mapping[str, Callable[[Any], torch.Tensor]]
                       ) -> tuple[dict[str, torch.Tensor], list[str]]:
         """Every member's input from one sample, keyed like ``transforms``, and notes on how the

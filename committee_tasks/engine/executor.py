@@ -17,6 +17,7 @@ from committee_tasks.core.devices import (Stopwatch, autocast, cudnn_autotuner, 
                                           to_device, use_amp)
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.engine.gathered import GatheredCascade, join_outputs, row_shapes
+from committee_tasks.engine.inputs import InputShapes, declared_input_shapes, wrong_shape
 from committee_tasks.engine.loop import output_dtype as cached_dtype
 from committee_tasks.core.members import Member, check_eval_mode
 from committee_tasks.core.task import Task
@@ -81,6 +82,30 @@ def run_early_exit(committee: Cascade | Ensemble | Single, task: Task, members: 
     return task.combine(outputs), np.full(n, len(members) - 1, dtype=np.int64), macs
 
 
+def batch_misfit(inputs: Mapping[str, torch.Tensor], shapes: InputShapes) -> str | None:
+    """Why a batch (keyed by transform key) does not fit the input ``shapes`` its members declare
+    (`declared_input_shapes`), naming the fix; None if it fits. Checked on the shapes alone, before
+    any conversion: a member never runs at another size than its own. Give it a batch of at least
+    one sample (its first row is read)."""
+    for key, (shape, names) in shapes.items():
+        if key not in inputs:
+            continue
+        got = tuple(inputs[key].shape)
+        if got == shape:
+            return f"got one sample of shape {got}, not a batch: add a batch dimension (x.unsqueeze(0))"
+        if len(got) != len(shape) + 1:
+            return f"got shape {got}: {names} take batches of shape (N, {', '.join(map(str, shape))})"
+        if got[1:] == shape[1:] + shape[:1] and got[1:] != shape:  # (N, H, W, C): images as numpy holds them
+            return f"got {got}: channels last; pass x.permute(0, 3, 1, 2) for (N, {', '.join(map(str, shape))})"
+        if got[2:] == shape[1:] and got[1] != shape[0]:  # grayscale for RGB members would be broadcast
+            return (f"got {got[1]} channel(s) in {got} but {names} take {shape[0]}: pass images with "
+                    f"{shape[0]} channel(s)" + (" (grayscale: x.expand(-1, 3, -1, -1))" if got[1] == 1 else ""))
+        reason = wrong_shape({key: inputs[key][0]}, {key: (shape, names)})
+        if reason:
+            return reason.replace("its input has", "each input has")
+    return None
+
+
 LATER_STAGES = ("gathered", "per-batch")
 
 
@@ -91,7 +116,8 @@ class CommitteeExecutor:
     that go on wait until a full batch of them has gathered across batches (`GatheredCascade`),
     as a throughput-oriented deployment batches them; "per-batch": each batch's remaining rows run
     on their own, as `run_batch` (and a loaded card) runs one batch. Outputs, exits and MACs are
-    the same either way."""
+    the same either way. Batches must hold at least one sample each, of the input shape the
+    members declare (`batch_misfit`), as a loaded card's module requires."""
 
     def __init__(self, committee: Cascade | Ensemble, members: Mapping[str, Member], task: Task,
                  device: str = "auto", amp: str | bool = "auto", output_dtype: str = "float16",
@@ -107,9 +133,14 @@ class CommitteeExecutor:
         self.runner = MemberRunner(device, amp, output_dtype, temperatures)
         self.device = self.runner.device
         self.runner.place(self.members)
+        self.input_shapes = declared_input_shapes(self.members)
 
     def run_batch(self, inputs: Mapping[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Committee output, exit stage and MACs of each sample of one batch."""
+        self._check([inputs])
+        return self._run_checked(inputs)
+
+    def _run_checked(self, inputs: Mapping[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with cudnn_autotuner(self.device, self.autotune):
             return run_early_exit(self.committee, self.task, self.members, inputs, self.runner)
 
@@ -130,9 +161,12 @@ class CommitteeExecutor:
         """Run over preprocessed batches (`pinned` ones on CUDA); the first ``warmup`` batches
         run once untimed first (see `warm_up` for a warm-up that suits timing). Without
         ``keep_outputs`` (timing only), each batch's outputs are dropped once made and
-        ``combined`` is None: segmentation maps are large (8 Cityscapes images' are 1.3 GB)."""
+        ``combined`` is None: segmentation maps are large (8 Cityscapes images' are 1.3 GB).
+        No batches, or an empty one, is refused: a result of no samples has no output shape to
+        give (a segmentation map's is its image's) and no throughput."""
+        self._check(batches)
         for inputs in batches[:warmup]:
-            self.run_batch(inputs)
+            self._run_checked(inputs)
         watch = Stopwatch(self.device)
         parts = []
 
@@ -148,8 +182,24 @@ class CommitteeExecutor:
         else:
             for inputs in batches:
                 with watch.section():
-                    result = self.run_batch(inputs)
+                    result = self._run_checked(inputs)
                 keep(result)
         combined, stages, macs = zip(*parts)  # joined untimed, as a deployment hands each batch's on
         return ExecutionResult(join_outputs(combined) if keep_outputs else None, np.concatenate(stages),
                                np.concatenate(macs), watch.seconds)
+
+    def _check(self, batches: Sequence[Mapping[str, torch.Tensor]]) -> None:
+        """Refuse what would fail deep inside or run wrong: no batches, a batch that is not keyed
+        by transform key, an empty one, or one whose inputs do not fit the members' sizes."""
+        if not len(batches):
+            raise CommitteeError("no batches given: pass at least one (dicts transform key -> batch)")
+        for i, inputs in enumerate(batches):
+            which = f"batch {i} of {len(batches)}"
+            if not isinstance(inputs, Mapping):
+                raise CommitteeError(f"{which} is a {type(inputs).__name__}: pass a dict transform key -> batch "
+                                     "(the keys: its members' transform_key)")
+            if not len(next(iter(inputs.values()))):
+                raise CommitteeError(f"{which} is empty: pass batches of at least one sample")
+            reason = batch_misfit(inputs, self.input_shapes)
+            if reason:
+                raise CommitteeError(f"{which} does not fit: {reason}")

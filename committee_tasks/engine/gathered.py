@@ -84,16 +84,17 @@ class _Outcome:
 
 
 class GatheredCascade:
-    """Runs ``committee`` over a stream of batches (preprocessed inputs keyed by transform key),
-    each stage on ``rows`` rows at a time where that many are waiting (None: the first batch's
-    size); ``runner`` is the executor's `MemberRunner`. Batches whose inputs differ in shape
-    (images of different sizes) are never mixed: every waiting row finishes before such a batch
-    starts. A stream of one batch with ``rows`` its size is the batch-by-batch cascade
-    (`run_early_exit`)."""
+    """Runs ``committee`` over a stream of batches (preprocessed inputs keyed by transform key):
+    the first stage on each batch as it comes, each later stage on ``rows`` rows at a time where
+    that many are waiting (None: the largest batch seen so far, so a small first batch, a warm-up
+    request, does not set the size for the rest of the stream); ``runner`` is the executor's
+    `MemberRunner`. Batches whose inputs differ in shape (images of different sizes) are never
+    mixed: every waiting row finishes before such a batch starts. A stream of one batch is the
+    batch-by-batch cascade (`run_early_exit`)."""
 
     def __init__(self, committee: Cascade, task: Task, members: Sequence[Member], runner, rows: int | None = None):
         self.committee, self.task, self.members, self.runner = committee, task, list(members), runner
-        self.rows = rows
+        self.rows = rows or 0  # grows to the largest batch seen (`stream`)
         # the inputs a row must keep on the device while it waits for stage k: those of members k..
         self.keys_from = [{m.transform_key for m in self.members[k:]} for k in range(len(self.members))]
 
@@ -114,7 +115,7 @@ class GatheredCascade:
         for index, batch in enumerate(batches):
             self.current = index
             n = len(next(iter(batch.values())))
-            self.rows = self.rows or n
+            self.rows = max(self.rows, n)
             batch_shapes = row_shapes(batch)
             if shapes is not None and batch_shapes != shapes:
                 self._advance(drain=True)  # rows of another shape never join these
@@ -122,7 +123,7 @@ class GatheredCascade:
             self.open[index] = _Outcome(np.full(n, len(self.members) - 1, dtype=np.int64),
                                         np.zeros(n, dtype=np.float64), n)
             inputs = {k: to_device(batch[k], self.runner.device) for k in self.keys_from[0]}
-            self.waiting[0].append(_Rows(np.full(n, index), np.arange(n), inputs, []))
+            self._run_stage(0, _Rows(np.full(n, index), np.arange(n), inputs, []))  # a batch is full as it came
             self._advance(drain=False)
             while done in self.open and not self.open[done].left:
                 yield self.open.pop(done).result()
@@ -138,9 +139,9 @@ class GatheredCascade:
         return join_outputs(combined), np.concatenate(stages), np.concatenate(macs)
 
     def _advance(self, drain: bool) -> None:
-        """Run every stage, first to last, on full batches of its waiting rows, and on what is left
-        when ``drain`` or when its oldest row is overdue (`_overdue`)."""
-        for k in range(len(self.members)):
+        """Run every later stage, second to last, on full batches of its waiting rows, and on what
+        is left when ``drain`` or when its oldest row is overdue (`_overdue`)."""
+        for k in range(1, len(self.members)):
             while (waiting := sum(map(len, self.waiting[k]))) and (waiting >= self.rows or drain or self._overdue(k)):
                 self._run_stage(k, self._take(k, self.rows))
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from committee_tasks.core.errors import CommitteeError
@@ -20,9 +21,10 @@ from committee_tasks.core.members import Member
 from committee_tasks.core.task import Task
 from committee_tasks.core.samples import Sample
 from committee_tasks.committees.scoring import Cascade
-from committee_tasks.engine.executor import MemberRunner, run_early_exit
+from committee_tasks.engine.executor import MemberRunner, batch_misfit, run_early_exit
 from committee_tasks.engine.gathered import GatheredCascade
-from committee_tasks.engine.inputs import collate, declared_input_shapes, wrong_shape
+from committee_tasks.engine.inputs import Batch, collate, declared_input_shapes, wrong_shape
+from committee_tasks.engine.loop import LoopOptions
 from committee_tasks.core.device_preprocessing import device_splits
 from committee_tasks.core.devices import to_device
 
@@ -72,29 +74,37 @@ class CommitteeModule(torch.nn.Module):
     def forward(self, inputs: torch.Tensor | Mapping[str, torch.Tensor]) -> CommitteeOutput:
         """``inputs``: preprocessed batches keyed by member transform key (as the executor gets
         them), or one tensor when every member shares one preprocessing."""
-        batch = self._keyed(inputs)
+        return self._run(self._keyed(inputs), "the batch")
+
+    def _run(self, batch: Mapping[str, torch.Tensor], where: str, ids: Sequence[int] | None = None) -> CommitteeOutput:
         combined, exit_stage, macs = run_early_exit(self.committee, self.task, self.members, batch, self.runner)
+        refuse_non_finite(combined, where, batch, ids)
         return CommitteeOutput(torch.from_numpy(combined), torch.from_numpy(exit_stage), torch.from_numpy(macs))
 
-    def predict_samples(self, raw_items: Sequence[Any]) -> CommitteeOutput:
+    def predict_samples(self, raw_items: Sequence[Any], batch_size: int = LoopOptions.batch_size) -> CommitteeOutput:
         """Run on decoded samples (what the task's dataset yields as ``Sample.data``, or its
-        `Sample`s themselves), applying each member's own preprocessing. Samples whose inputs
-        differ in size (segmentation images) run in batches of one size each; their outputs come
-        back in the given order, ``probs`` a list of one tensor per sample where their shapes differ."""
+        `Sample`s themselves), ``batch_size`` at a time (the evaluation loop's default), each
+        decoded as the task's datasets decode theirs (`Task.decode`: an image as 8-bit RGB, a
+        palette image through its palette, alpha dropped) and preprocessed by each member's own
+        preprocessing. Samples whose inputs differ in size (segmentation images) run in batches of
+        one size each; their outputs come back in the given order, ``probs`` a list of one tensor
+        per sample where their shapes differ."""
+        if not hasattr(raw_items, "__len__") or not hasattr(raw_items, "__getitem__") or isinstance(raw_items, str):
+            raise CommitteeError(f"predict_samples takes a list of samples, got one {type(raw_items).__name__}: "
+                                 "pass [item]")
         if not len(raw_items):
             raise CommitteeError("no samples given: pass at least one")
-        raw_items = [item.data if isinstance(item, Sample) else item for item in raw_items]  # a dataset's own items
-        transforms = {m.transform_key: self.host_parts.get(m.transform_key, m.transform) for m in self.members}
-        items = [(str(i), None, *self.task.member_inputs(item, transforms)) for i, item in enumerate(raw_items)]
-        for i, (_, _, inputs, _) in enumerate(items):  # never run a member at another size than its own
-            reason = wrong_shape(inputs, self.input_shapes)
-            if reason:
-                raise CommitteeError(f"sample {i} of {len(items)}: {reason}")
-        parts = collate(items).parts()
-        outs = [self(part.inputs) for part in parts]
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise CommitteeError(f"batch_size {batch_size!r}: pass a positive number of samples")
+        outs, ids = [], []
+        for start in range(0, len(raw_items), batch_size):  # decoded and preprocessed a batch at a time
+            for part in self._preprocessed(raw_items, start, min(start + batch_size, len(raw_items))):
+                part_ids = [int(sid) for sid in part.ids]
+                outs.append(self._run(self._keyed(part.inputs), f"the {len(raw_items)} given", part_ids))
+                ids.extend(part_ids)
         if len(outs) == 1:
             return outs[0]
-        order = torch.argsort(torch.tensor([int(sid) for part in parts for sid in part.ids]))  # back to given order
+        order = torch.argsort(torch.tensor(ids))  # back to the given order
         if len({tuple(o.probs.shape[1:]) for o in outs}) == 1:
             probs = torch.cat([o.probs for o in outs])[order]
         else:
@@ -103,12 +113,34 @@ class CommitteeModule(torch.nn.Module):
         return CommitteeOutput(probs, torch.cat([o.exit_stage for o in outs])[order],
                                torch.cat([o.macs for o in outs])[order])
 
+    def _preprocessed(self, raw_items: Sequence[Any], start: int, stop: int) -> list[Batch]:
+        """Items ``start:stop`` decoded and preprocessed by each member, as batches of one input
+        shape each (`Batch.parts`), their ids the items' indices."""
+        transforms = {m.transform_key: self.host_parts.get(m.transform_key, m.transform) for m in self.members}
+        items = []
+        for i in range(start, stop):
+            item = raw_items[i]
+            data = item.data if isinstance(item, Sample) else item  # a dataset's own items
+            inputs, _ = self.task.member_inputs(self._decoded(data, i, len(raw_items)), transforms)
+            reason = wrong_shape(inputs, self.input_shapes)
+            if reason:  # never run a member at another size than its own
+                raise CommitteeError(f"sample {i} of {len(raw_items)}: {reason}")
+            items.append((str(i), None, inputs, []))
+        return collate(items).parts()
+
+    def _decoded(self, data: Any, index: int, count: int) -> Any:
+        try:
+            return self.task.decode(data)
+        except ValueError as err:  # an image the datasets would skip (a float image)
+            raise CommitteeError(f"sample {index} of {count}: {err}") from None
+
     def predict_stream(self, batches: Iterable[torch.Tensor | Mapping[str, torch.Tensor]],
                        max_wait: int | None = None) -> Iterator[CommitteeOutput]:
         """The output of each batch of ``batches`` (as `forward` takes them), in order, for
-        throughput over a stream such as a DataLoader: a cascade's later stages run on rows gathered
-        across batches until a full batch of them (the first batch's size) is waiting
-        (`GatheredCascade`), so a batch comes back once its last row has exited. Rows that reach
+        throughput over a stream such as a DataLoader: a cascade's first stage runs on each batch as
+        it comes, its later stages on rows gathered across batches until a full batch of them (the
+        largest batch seen so far) is waiting (`GatheredCascade`), so a batch comes back once its
+        last row has exited. Rows that reach
         a late stage rarely may wait many batches; ``max_wait`` bounds that, in batches (0: each
         batch on its own, as `forward`). Each sample's output, exit and MACs equal `forward`'s."""
         keyed = (self._keyed(b) for b in batches)
@@ -116,7 +148,8 @@ class CommitteeModule(torch.nn.Module):
             results = GatheredCascade(self.committee, self.task, self.members, self.runner).stream(keyed, max_wait)
         else:
             results = (run_early_exit(self.committee, self.task, self.members, b, self.runner) for b in keyed)
-        for combined, exit_stage, macs in results:
+        for index, (combined, exit_stage, macs) in enumerate(results):
+            refuse_non_finite(combined, f"batch {index} of the stream")
             yield CommitteeOutput(torch.from_numpy(combined), torch.from_numpy(exit_stage), torch.from_numpy(macs))
 
     def _keyed(self, inputs: torch.Tensor | Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
@@ -137,11 +170,10 @@ class CommitteeModule(torch.nn.Module):
                                  f"{list(inputs)}: pass one batch per key of {keys}, or raw data to predict_samples")
         if not len(inputs[keys[0]]):
             raise CommitteeError("the batch is empty: pass at least one sample")
-        inputs = {k: self._as_evaluated(k, inputs[k]) for k in keys}
-        reason = wrong_shape({k: v[0] for k, v in inputs.items()}, self.input_shapes)
+        reason = batch_misfit(inputs, self.input_shapes)  # before any conversion, which might broadcast
         if reason:  # never run a member at another size than its own (predict_samples refuses it too)
-            raise CommitteeError(f"the batch does not fit: {reason.replace('its input has', 'each input has')}")
-        return inputs
+            raise CommitteeError(f"the batch does not fit: {reason}")
+        return {k: self._as_evaluated(k, inputs[k]) for k in keys}
 
     def _as_evaluated(self, key: str, batch: torch.Tensor) -> torch.Tensor:
         """``batch`` as the pool's evaluation gave it to the members of ``key``: `AsTensor` (a
@@ -151,9 +183,13 @@ class CommitteeModule(torch.nn.Module):
         preprocessing gives uint8, segmentation's, take them as they are);
         other preprocessing made the tensors the members take, and another floating dtype is refused
         by name where it would fail inside a convolution (float64 anywhere, half precision on the
-        CPU; CUDA's autocast takes float16 and bfloat16)."""
+        CPU; CUDA's autocast takes float16 and bfloat16), as is any integer dtype but uint8 (int64
+        pixels, a bool mask)."""
         if key in self.as_tensor_keys:
             return batch.to(torch.float32)
+        if not batch.is_floating_point() and batch.dtype != torch.uint8:
+            raise CommitteeError(f"a {batch.dtype} batch for {key!r}: pass uint8 pixels (x.to(torch.uint8), values "
+                                 "0..255) or the float32 inputs its members' preprocessing gives")
         if batch.dtype == torch.uint8 and key in self.device_parts:  # pixels: finished on the device, as the loop does
             return self.device_parts[key](to_device(batch, self.runner.device))
         half_on_cuda = self.runner.device.type == "cuda" and batch.dtype in (torch.float16, torch.bfloat16)
@@ -161,6 +197,27 @@ class CommitteeModule(torch.nn.Module):
             raise CommitteeError(f"a {batch.dtype} batch for {key!r}: its members' preprocessing gives float32 "
                                  "tensors: pass batch.float()")
         return batch
+
+
+def refuse_non_finite(combined: np.ndarray, where: str, batch: Mapping[str, torch.Tensor] | None = None,
+                      ids: Sequence[int] | None = None) -> None:
+    """Refuse NaN or inf committee outputs, naming their samples (by ``ids`` where given, else by
+    row): they would pass as class 0, exiting at the last stage; the evaluation loop refuses them
+    too (`loop._check_finite`). The outputs are on the host already (each member's is copied there
+    as it runs): no further device sync. ``batch``: its inputs, to tell whether they were the cause."""
+    bad = ~np.isfinite(combined.reshape(len(combined), -1)).all(axis=1)
+    if not bad.any():
+        return
+    rows = np.flatnonzero(bad)
+    on = torch.from_numpy(rows)
+    named = [ids[r] for r in rows[:10]] if ids is not None else rows[:10].tolist()
+    inputs_bad = batch is not None and any(v.is_floating_point() and not torch.isfinite(v[on.to(v.device)]).all()
+                                           for v in batch.values())
+    fix = ("their inputs hold NaN or inf values: pass finite inputs" if inputs_bad else
+           "check the inputs for NaN or inf values (torch.isfinite), else the members' weights (or load the card "
+           "with amp='off' if they overflow in float16)")
+    raise CommitteeError(f"samples {named} of {where} ({len(rows)} in a batch of {len(bad)}) got NaN or inf "
+                         f"committee outputs: {fix}")
 
 
 def check_members(card: CommitteeCard, members: Mapping[str, Member]) -> None:

@@ -51,6 +51,17 @@ class ClassificationTask(Top1Statistics, Task):
         input_size = model.get("input_size") or (spec and spec.input_size) or (base.input_size if base else (3,))
         return model.entry(self.name, base, preprocessing, tuple(input_size))
 
+    def decode(self, data: Any) -> Any:
+        """A PIL image as the image-file datasets decode theirs (`to_rgb`): 8-bit RGB, a palette
+        image through its palette, alpha dropped, 16-bit grey scaled; a float image is refused."""
+        from PIL import Image
+
+        if isinstance(data, Image.Image):
+            from .datasets import to_rgb
+
+            return to_rgb(data)
+        return data
+
     def to_probs(self, outputs: torch.Tensor) -> torch.Tensor:
         import torch
 
