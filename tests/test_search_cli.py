@@ -43,6 +43,15 @@ def test_search_on_digits_writes_the_report_schema(digits_members, tmp_path, cap
     cost = largest["similar_cost"]
     assert cost["macs_mean"]["calibration"] <= largest["macs_mean"] * 1.05
     assert len(report["comparison"]) == 4  # two confidences, with and without temperature
+    # a committee chosen for several references: its card names them all (it named the first alone)
+    chosen = {}
+    for entry in report["references"]:
+        for key in ("similar_accuracy", "similar_cost"):
+            if entry[key]:
+                chosen.setdefault(entry[key]["name"], []).append(f"{key.replace('_', ' ')} to {entry['reference']}")
+    twice = next(name for name, what in chosen.items() if len(what) > 1)
+    figures = next(c.card.figures for c in map(load_committee, cards.glob("*.json")) if c.card.qualified_name == twice)
+    assert [figures["chosen_for"], *figures["also_chosen_for"]] == chosen[twice]
     assert "Pareto front" in printed and "speedup at similar top-1" in printed
     # each variant names its committees, prints its temperatures and writes their cards, which run
     # as the variant scored them (they had no name, no temperatures and no card)

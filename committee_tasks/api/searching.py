@@ -52,15 +52,18 @@ class SearchResult:
         names their files."""
         report = self.report
         points = {p["name"]: p for p in report["points"]}
-        cards, chosen = {}, set()
+        picks: dict[str, list[tuple[str, dict]]] = {}  # committee -> every (what it was chosen for, pick)
         for entry in report["references"]:
             for key in ("similar_accuracy", "similar_cost"):
-                pick = entry.get(key)
-                if pick and pick["name"] not in chosen:  # its card names the first reference it was chosen for
-                    chosen.add(pick["name"])
-                    card = self._card(pick, points.get(pick["name"]), f"{key.replace('_', ' ')} to "
-                                      f"{entry['reference']}", report["confidence"], report["temperatures"])
-                    cards[card.qualified_name] = card
+                if entry.get(key):
+                    picks.setdefault(entry[key]["name"], []).append(
+                        (f"{key.replace('_', ' ')} to {entry['reference']}", entry[key]))
+        cards = {}
+        for name, chosen in picks.items():  # its figures (Δ, speedup) are against the first; the others named
+            (chosen_for, pick), others = chosen[0], [what for what, _ in chosen[1:]]
+            card = self._card(pick, points.get(name), chosen_for, report["confidence"], report["temperatures"],
+                              also_chosen_for=others)
+            cards[card.qualified_name] = card
         for variant in report.get("comparison", [])[1:]:  # the first is the search above
             label = variant["confidence"] + (", tempered" if variant["temperature"] else "")
             for key, pick in variant.get("picks", {}).items():
@@ -69,7 +72,8 @@ class SearchResult:
                 cards.setdefault(card.qualified_name, card)
         return cards
 
-    def _card(self, pick: dict, point: dict | None, chosen_for: str, confidence: str, temperatures: dict):
+    def _card(self, pick: dict, point: dict | None, chosen_for: str, confidence: str, temperatures: dict,
+              also_chosen_for: list[str] | None = None):
         from committee_tasks.committees.scoring import Cascade, Ensemble, Single
 
         report = self.report
@@ -93,6 +97,8 @@ class SearchResult:
             "chosen_for": chosen_for, "metric_name": report["metric_name"],
             "macs_worst": point["macs_worst"], "exit_fractions": point["exit_fractions"],
             "split": report["split"], "worst_case": report["worst_case"]}
+        if also_chosen_for:  # a committee picked for several references (CIFAR: ≈ cost to resnet44 and resnet56)
+            figures["also_chosen_for"] = also_chosen_for
         return self.pool.card(committee, figures, temperatures)
 
 
