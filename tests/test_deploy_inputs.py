@@ -164,6 +164,22 @@ def test_predict_samples_decodes_images_as_the_datasets_do(image_members):
         module.predict_samples([rgb[0], Image.fromarray(np.full((SIZE, SIZE), 0.5, np.float32))])
 
 
+def test_predict_samples_reads_image_files_as_the_datasets_do(image_members, tmp_path):
+    """A file path raised an AttributeError deep inside the preprocessing."""
+    module = _loaded(Ensemble(["a", "b"]), image_members)
+    images = _images(3)
+    paths = []
+    for i, image in enumerate(images):
+        image.convert("P", palette=Image.ADAPTIVE, colors=16).save(tmp_path / f"{i}.png")
+        paths.append(tmp_path / f"{i}.png")
+    expected = module.predict_samples([Image.open(p).convert("RGB") for p in paths])
+    for given in (paths, [str(p) for p in paths]):
+        torch.testing.assert_close(module.predict_samples(given).probs, expected.probs, rtol=0, atol=0)
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(CommitteeError, match=r"sample 1 of 2: cannot read the image '.*broken.png'"):
+        module.predict_samples([paths[0], tmp_path / "broken.png"])
+
+
 def test_predict_samples_runs_in_batches_with_the_same_results(image_members):
     """All samples ran as one batch (5,000 images: 2.5 GB); now ``batch_size`` at a time."""
     module = _loaded(Cascade(["a", "b"], 0.3), image_members)

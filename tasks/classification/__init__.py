@@ -52,13 +52,22 @@ class ClassificationTask(Top1Statistics, Task):
         return model.entry(self.name, base, preprocessing, tuple(input_size))
 
     def decode(self, data: Any) -> Any:
-        """A PIL image as the image-file datasets decode theirs (`to_rgb`): 8-bit RGB, a palette
-        image through its palette, alpha dropped, 16-bit grey scaled; a float image is refused."""
+        """A PIL image, or an image file's path, as the image-file datasets decode theirs
+        (`to_rgb`): 8-bit RGB, a palette image through its palette, alpha dropped, 16-bit grey
+        scaled; a float image is refused."""
+        import os
+
         from PIL import Image
 
-        if isinstance(data, Image.Image):
-            from .datasets import to_rgb
+        from .datasets import to_rgb
 
+        if isinstance(data, (str, os.PathLike)):
+            try:
+                with Image.open(data) as img:
+                    return to_rgb(img)
+            except (OSError, Image.DecompressionBombError) as err:  # missing, unreadable, not an image
+                raise ValueError(f"cannot read the image {os.fspath(data)!r}: {err}") from err
+        if isinstance(data, Image.Image):
             return to_rgb(data)
         return data
 
