@@ -216,3 +216,19 @@ def test_non_finite_inputs_are_refused_naming_the_samples(image_members, committ
     with pytest.raises(CommitteeError, match=message.format("batch 1 of the stream", "check the inputs for NaN")):
         list(module.predict_stream([PREPROCESSING.normalise(_pixels(3)), inputs]))
     module(torch.where(torch.isfinite(inputs), inputs, 0.0))  # finite: runs
+
+
+def test_float_pixels_given_as_if_normalised_are_refused(image_members):
+    """Float pixels 0..255 passed to forward ran and predicted garbage (agreement 0.25 with the
+    right inputs); a normalising preprocessing never gives such values."""
+    module = _loaded(Ensemble(["a", "b"]), image_members)
+    pixels = _pixels(4)
+    expected = module(pixels).probs
+    with pytest.raises(CommitteeError, match=r"float batch for .* with values 0\.\.255, where its members' "
+                                             r"preprocessing gives -2\.5\.\.2\.5 \(normalised\): pass uint8 pixels"):
+        module(pixels.float())
+    from committee_tasks.core.device_preprocessing import split_for_device
+
+    normalised = split_for_device(PREPROCESSING).device(pixels)  # what the loop gives the members
+    torch.testing.assert_close(module(normalised).probs, expected, rtol=0, atol=0)
+    assert module(normalised * 1.1).probs.shape == expected.shape  # near the range (resizing overshoots): taken

@@ -66,6 +66,7 @@ class CommitteeModule(torch.nn.Module):
         self.host_parts = {key: split.host for key, split in device_splits(self.members, self.runner.device,
                                                                            "auto").items()}
         self.input_shapes = declared_input_shapes(self.members)
+        self.value_ranges: dict[tuple[str, int], tuple[float, float]] = {}  # (key, channels) -> normalised range
         self.eval()  # as its members run (and `training` says so)
 
     def train(self, mode: bool = True) -> CommitteeModule:
@@ -196,7 +197,35 @@ class CommitteeModule(torch.nn.Module):
         if batch.is_floating_point() and batch.dtype != torch.float32 and not half_on_cuda:
             raise CommitteeError(f"a {batch.dtype} batch for {key!r}: its members' preprocessing gives float32 "
                                  "tensors: pass batch.float()")
+        if key in self.device_parts and batch.dim() >= 3:
+            self._check_normalised(key, batch)
         return batch
+
+    def _check_normalised(self, key: str, batch: torch.Tensor) -> None:
+        """Refuse float pixels 0..255 given as if normalised (they ran, and predicted garbage): an
+        image preprocessing that ends in a normalisation gives values within what it makes of
+        pixels 0 and 255, give or take what resizing overshoots."""
+        channels = batch.shape[-3]
+        if (key, channels) not in self.value_ranges:
+            self.value_ranges[key, channels] = _normalised_range(self.device_parts[key], channels)
+        low, high = self.value_ranges[key, channels]
+        least, most = (float(v) for v in torch.aminmax(batch.detach().float()))
+        if least < low - NORMALISED_SLACK or most > high + NORMALISED_SLACK:
+            raise CommitteeError(
+                f"a float batch for {key!r} with values {least:.3g}..{most:.3g}, where its members' preprocessing "
+                f"gives {low:.3g}..{high:.3g} (normalised): pass uint8 pixels (resized and cropped; the committee "
+                "normalises them) or inputs as the preprocessing makes them, not float pixels 0..255")
+
+
+NORMALISED_SLACK = 1.0  # in normalised units (about a quarter of the pixel range): bicubic resizing overshoots
+
+
+def _normalised_range(device_part, channels: int) -> tuple[float, float]:
+    """The least and greatest value the device part of an image preprocessing makes of pixels
+    (it normalises each channel: the extremes come from pixels 0 and 255)."""
+    ends = torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1).expand(2, channels, 1, 1)
+    values = device_part(ends.contiguous()).float()
+    return float(values.min()), float(values.max())
 
 
 def refuse_non_finite(combined: np.ndarray, where: str, batch: Mapping[str, torch.Tensor] | None = None,
