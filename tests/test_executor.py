@@ -146,6 +146,19 @@ def test_later_stages_must_be_named_right(classification, cached):
                           later_stages="gather")
 
 
+def test_members_come_as_a_dict_or_a_list_and_a_missing_one_is_named(classification, cached):
+    """A list raised a TypeError, a missing member a bare KeyError."""
+    members, _, _ = cached
+    cascade = Cascade(["digits_cnn_s", "digits_cnn_m"], 0.9)
+    listed = CommitteeExecutor(cascade, list(members.values()), classification, device="cpu")
+    assert [m.name for m in listed.members] == ["digits_cnn_s", "digits_cnn_m"]
+    with pytest.raises(CommitteeError, match=r"cascade\(digits_cnn_s>digits_cnn_m\)@0.9 needs member\(s\) "
+                                             r"\['digits_cnn_m'\], not among those given: \['digits_cnn_s'\]"):
+        CommitteeExecutor(cascade, {"digits_cnn_s": members["digits_cnn_s"]}, classification, device="cpu")
+    with pytest.raises(CommitteeError, match="give a dict name -> Member or a list of Members"):
+        CommitteeExecutor(cascade, ["digits_cnn_s", "digits_cnn_m"], classification, device="cpu")
+
+
 @pytest.mark.real_data
 def test_cascade_benchmark_runs_both_ways_of_running_later_stages(shared_data, tmp_path):
     """benchmarks/cascade_speed.py on 512 CIFAR-10 images, one round: every row timed quiet and

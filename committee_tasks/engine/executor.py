@@ -109,6 +109,20 @@ def batch_misfit(inputs: Mapping[str, torch.Tensor], shapes: InputShapes) -> str
 LATER_STAGES = ("gathered", "per-batch")
 
 
+def _members_of(committee, members: Mapping[str, Member] | Sequence[Member]) -> list[Member]:
+    """The committee's members in its order, from a mapping by name or a list of members (a list
+    raised a TypeError and a missing member a bare KeyError)."""
+    if not isinstance(members, Mapping):
+        members = list(members)
+        if not all(isinstance(m, Member) for m in members):
+            raise CommitteeError(f"members: give a dict name -> Member or a list of Members, got {members!r:.200}")
+        members = {m.name: m for m in members}
+    missing = [name for name in committee.members if name not in members]
+    if missing:
+        raise CommitteeError(f"{committee.name} needs member(s) {missing}, not among those given: {sorted(members)}")
+    return [members[name] for name in committee.members]
+
+
 class CommitteeExecutor:
     """Runs an `Ensemble` or `Cascade` of built members on batches of preprocessed inputs, timed.
 
@@ -128,7 +142,7 @@ class CommitteeExecutor:
         self.committee = committee
         self.gathered = later_stages == "gathered" and isinstance(committee, Cascade) and len(committee.members) > 1
         self.autotune = autotune  # cuDNN's autotuner on CUDA (core/devices.py: cudnn_autotuner)
-        self.members = [members[name] for name in committee.members]
+        self.members = _members_of(committee, members)
         self.task = task
         self.runner = MemberRunner(device, amp, output_dtype, temperatures)
         self.device = self.runner.device
