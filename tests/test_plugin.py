@@ -445,3 +445,25 @@ def test_sample_statistics_of_another_shape_are_refused_before_any_search(statis
     with pytest.raises(CommitteeError, match=rf"task 'odd_statistics': sample_statistics gave shape {shape} for 8 "
                                              r"samples, where \(N, K\) is due"):
         Pool.evaluate([member], data, OddStatistics())
+
+
+def test_a_task_sets_the_confidence_its_cascades_exit_on_by_default(scratch_registry):
+    """A multi-label task's cascades exited on max_prob unless every command named another."""
+    from committee_tasks import ArrayDataset, EvalRequest, Member, Pool, SearchRequest
+    from committee_tasks.api.objectives import Match
+    from committee_tasks_builtin.classification import ClassificationTask
+
+    @scratch_registry.register_task
+    class MarginFirst(ClassificationTask):
+        name = "margin_first"
+        default_confidence = "margin"
+
+    assert EvalRequest(task="margin_first", models=["m"]).confidence == "margin"
+    assert EvalRequest(task="margin_first", models=["m"], confidence="neg_entropy").confidence == "neg_entropy"
+    assert EvalRequest(models=["m"]).confidence == "max_prob"  # the built-in tasks' default
+    assert SearchRequest(task="margin_first", pool=["a", "b"]).confidences == ("margin",)
+    torch.manual_seed(0)
+    members = [Member.from_module(torch.nn.Linear(4, 3), name=name) for name in ("a", "b")]
+    pool = Pool.evaluate(members, ArrayDataset(torch.randn(40, 4), torch.randint(0, 3, (40,))), MarginFirst())
+    fitted = pool.fit(["a", "b"], Match("b"))
+    assert fitted is not None and fitted.confidence == "margin"

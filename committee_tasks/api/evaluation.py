@@ -76,7 +76,7 @@ class EvalRequest(PoolRequest):
     ensembles: Sequence[Sequence[str]] = ()
     cascades: Sequence[CascadeRequest] = ()
     objectives: Sequence[Objective] = ()  # fit every threshold-less cascade for each
-    confidence: str = "max_prob"
+    confidence: str | None = None  # None: the task's default_confidence
     combine: str = "mean"  # a cascade stage's prediction: mean of members so far, or "last"
     # speedups against it (default: the model a fit matches, else the member with the most MACs, first on a tie)
     reference: str | None = None
@@ -103,6 +103,8 @@ class EvalRequest(PoolRequest):
             if len(members) < 2:
                 raise CommitteeError(f"--ensemble needs at least 2 members, got {list(members)}")
             check_unique(members, f"--ensemble {','.join(members)}")
+        if self.confidence is None:
+            self.confidence = task_default_confidence(self.task)
         get_confidence(self.confidence)  # an unknown name fails now
         FitSettings(self.confidence, self.combine, self.levels)  # --levels, checked before any work
         if self.combine not in ("mean", "last"):
@@ -253,6 +255,18 @@ def prepare_task(name: str, models_from: ModelOptions) -> Task:
     for path in models_from.zoo_files:
         task.add_zoo_file(path)
     return task
+
+
+def task_default_confidence(task: str | Task) -> str:
+    """The confidence a request's cascades exit on where it names none: its task's
+    ``default_confidence`` (a task not yet known is refused where it is prepared)."""
+    from committee_tasks.committees.confidence import DEFAULT_CONFIDENCE
+    from committee_tasks.core.registry import get_task
+
+    try:
+        return (get_task(task) if isinstance(task, str) else task).default_confidence
+    except CommitteeError:
+        return DEFAULT_CONFIDENCE
 
 
 def cache_confidences(task: Task, confidences: Sequence[Any]) -> None:

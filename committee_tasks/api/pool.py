@@ -185,10 +185,12 @@ class Pool:
 
     def fit(self, members: Sequence[str] | str, objective: Objective, settings: FitSettings | None = None):
         """The cascade ``members`` (in this order; a list, or "a,b" as the command line takes it)
-        with thresholds fitted on this pool for ``objective``; None when no setting meets it."""
+        with thresholds fitted on this pool for ``objective``; None when no setting meets it.
+        ``settings`` default to the task's confidence (`Task.default_confidence`)."""
         from committee_tasks.committees.scoring import member_names
 
-        return objective.fit(self.predictions, self.task, member_names(members), settings or FitSettings())
+        settings = settings or FitSettings(confidence=self.task.default_confidence)
+        return objective.fit(self.predictions, self.task, member_names(members), settings)
 
     def member(self, name: str) -> Member:
         """The built member (building it now if it was only described)."""

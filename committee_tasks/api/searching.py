@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from committee_tasks.api.evaluation import cache_confidences, calibration_dataset, check_pool, load_pool, prepare_task
+from committee_tasks.api.evaluation import (cache_confidences, calibration_dataset, check_pool, load_pool,
+                                            prepare_task, task_default_confidence)
 from committee_tasks.api.options import PoolRequest
 from committee_tasks.core.errors import CommitteeError
 from committee_tasks.search.committee_search import SearchSettings
@@ -20,7 +21,7 @@ class SearchRequest(SearchSettings, PoolRequest):
     """`SearchSettings` (pool, references, sizes, grid, intervals) on top of `PoolRequest`'s task,
     data and options, and the confidence functions to compare."""
 
-    confidences: Sequence[str] = ("max_prob",)
+    confidences: Sequence[str] | None = None  # None: the task's default_confidence
     temperature: bool = False  # also compare each confidence after temperature scaling
 
     def __post_init__(self):
@@ -29,6 +30,8 @@ class SearchRequest(SearchSettings, PoolRequest):
         from committee_tasks.committees.scoring import check_unique
 
         super().__post_init__()
+        if self.confidences is None:
+            self.confidences = (task_default_confidence(self.task),)
         check_unique(self.references, "--references")
         check_unique(list(self.confidences), "--confidence")
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not (

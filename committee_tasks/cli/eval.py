@@ -33,7 +33,8 @@ def build_parser(prog: str = "tools/eval.py") -> argparse.ArgumentParser:
                              "(one value: all stages); leave out to fit them")
     models.add_argument("--committee", type=Path, action="append", default=[], metavar="CARD.json",
                         help="evaluate a saved committee card (written by --cards; repeatable)")
-    models.add_argument("--confidence", default="max_prob", help=f"cascade confidence: {CONFIDENCE_HELP}")
+    models.add_argument("--confidence", help=f"cascade confidence (default: the task's, max_prob for the "
+                        f"built-in ones): {CONFIDENCE_HELP}")
     models.add_argument("--cascade-combine", choices=["mean", "last"], default="mean",
                         help="stage-k prediction: mean of members so far (default) or the last member only")
     models.add_argument("--reference", help="model the speedups are measured against (default: the model a fit "

@@ -34,8 +34,9 @@ def build_parser(prog: str = "tools/search.py") -> argparse.ArgumentParser:
     s.add_argument("--any-order", action="store_true", help="cascades in every member order, not only cheapest first")
     s.add_argument("--worst-case", action="store_true",
                    help="keep only committees whose worst-case MACs stay within the reference's")
-    s.add_argument("--confidence", type=names, default=["max_prob"],
-                   help=f"confidence function(s) to compare, comma-separated: {CONFIDENCE_HELP}")
+    s.add_argument("--confidence", type=names,
+                   help=f"confidence function(s) to compare, comma-separated (default: the task's, max_prob for "
+                        f"the built-in ones): {CONFIDENCE_HELP}")
     s.add_argument("--temperature", action="store_true",
                    help="also compare each confidence after per-member temperature scaling")
     s.add_argument("--cascade-combine", choices=["mean", "last"], default="mean",

@@ -36,6 +36,9 @@ class Task(abc.ABC):
     prefetch_batches: ClassVar[int] = 4  # batches each DataLoader worker prepares ahead
     # said after a member's failure on a batch: how a model that takes only some input sizes is fixed
     member_failure_hint: ClassVar[str] = ""
+    # the confidence a cascade exits on where none is named (--confidence, the requests, Pool.fit):
+    # a multi-label task's, say, where the largest class probability says little
+    default_confidence: ClassVar[str] = "max_prob"
     # Outputs too big to cache (segmentation: C x H x W per image)? Then the loop caches, per sample,
     # the statistics and these confidences of every member subset of up to max_subset_size members.
     caches_outputs: ClassVar[bool] = True
