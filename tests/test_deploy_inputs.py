@@ -232,3 +232,20 @@ def test_float_pixels_given_as_if_normalised_are_refused(image_members):
     normalised = split_for_device(PREPROCESSING).device(pixels)  # what the loop gives the members
     torch.testing.assert_close(module(normalised).probs, expected, rtol=0, atol=0)
     assert module(normalised * 1.1).probs.shape == expected.shape  # near the range (resizing overshoots): taken
+
+
+@pytest.mark.parametrize("resize", [None, 10])
+def test_images_in_the_other_channel_order_are_refused_naming_the_fix(image_members, resize):
+    """A (C, H, W) array or an (H, W, C) tensor failed inside the resize ("The size of tensor a (40)
+    must match the size of tensor b (3)")."""
+    preprocessing = ImagePreprocessing(resize=resize, crop=SIZE, mean=PREPROCESSING.mean, std=PREPROCESSING.std)
+    hwc = np.asarray(_images(1)[0])
+    expected = preprocessing(hwc)
+    torch.testing.assert_close(preprocessing(torch.from_numpy(hwc).permute(2, 0, 1)), expected)  # (C, H, W) tensor
+    with pytest.raises(CommitteeError, match=r"array of shape \(3, 8, 8\) is channels first: .* image.transpose"):
+        preprocessing(hwc.transpose(2, 0, 1))
+    with pytest.raises(CommitteeError, match=r"tensor of shape \(8, 8, 3\) is channels last: .* image.permute"):
+        preprocessing(torch.from_numpy(hwc))
+    module = _loaded(Ensemble(["a", "b"]), image_members)
+    with pytest.raises(CommitteeError, match="sample 0 of 1: .*channels first"):
+        module.predict_samples([hwc.transpose(2, 0, 1)])

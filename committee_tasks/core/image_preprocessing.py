@@ -106,6 +106,7 @@ class ImagePreprocessing:
         from torchvision.transforms.v2 import InterpolationMode
         from torchvision.transforms.v2 import functional as F
 
+        _check_layout(image)
         if not isinstance(image, (Image.Image, torch.Tensor)):  # an (H, W, C) array
             if self.resize is None:  # a (C, H, W) view: stacking the batch copies it once (to_image's
                 image = torch.from_numpy(np.atleast_3d(np.asarray(image))).permute(2, 0, 1)  # copy: 80 of 100 us)
@@ -119,3 +120,24 @@ class ImagePreprocessing:
             image = F.center_crop(image, list(self.crop))
         return image.as_subclass(torch.Tensor) if isinstance(image, torch.Tensor) else F.to_image(image).as_subclass(
             torch.Tensor)
+
+
+_CHANNELS = (1, 3, 4)
+
+
+def _check_layout(image: Any) -> None:
+    """Refuse an array in (C, H, W) or a tensor in (H, W, C): images are (H, W, C) as numpy and
+    PIL hold them, (C, H, W) as torchvision takes tensors, and the other order failed inside the
+    resize with a message about tensor sizes."""
+    import torch
+
+    shape = tuple(getattr(image, "shape", ()))
+    if len(shape) != 3:
+        return
+    if isinstance(image, torch.Tensor):
+        if shape[-1] in _CHANNELS and shape[0] not in _CHANNELS:
+            raise CommitteeError(f"an image tensor of shape {shape} is channels last: tensors are (C, H, W), as "
+                                 "torchvision takes them; pass image.permute(2, 0, 1)")
+    elif shape[0] in _CHANNELS and shape[-1] not in _CHANNELS:
+        raise CommitteeError(f"an image array of shape {shape} is channels first: arrays are (H, W, C), as numpy "
+                             "and PIL hold images; pass image.transpose(1, 2, 0)")

@@ -122,7 +122,11 @@ class CommitteeModule(torch.nn.Module):
         for i in range(start, stop):
             item = raw_items[i]
             data = item.data if isinstance(item, Sample) else item  # a dataset's own items
-            inputs, _ = self.task.member_inputs(self._decoded(data, i, len(raw_items)), transforms)
+            decoded = self._decoded(data, i, len(raw_items))
+            try:
+                inputs, _ = self.task.member_inputs(decoded, transforms)
+            except CommitteeError as err:  # a preprocessing's refusal (an array in the other channel order)
+                raise CommitteeError(f"sample {i} of {len(raw_items)}: {err}") from None
             reason = wrong_shape(inputs, self.input_shapes)
             if reason:  # never run a member at another size than its own
                 raise CommitteeError(f"sample {i} of {len(raw_items)}: {reason}")
