@@ -123,6 +123,9 @@ def test_objectives_are_objects():
     # MACs as the tables print them ("50M" was looked up as a model name), in the API too
     assert Budget.parse("50M") == Budget(macs=5e7) == Budget("50M") == Budget("5e7")
     assert Budget.parse("4.09G") == Budget(macs=4.09e9) and Budget.parse("115.4K") == Budget(macs=115400.0)
+    # echoed as the tables print MACs (it read "budget 2.5e+08 MACs" for --budget 250M)
+    assert [Budget(text).label for text in ("250M", "2.5e8", "123456789")] == [
+        "budget 250M MACs", "budget 250M MACs", "budget 123.457M MACs"]
     with pytest.raises(CommitteeError, match="a reference model or a number of MACs"):
         Budget()
     assert Budget(macs="50M") == Budget(macs=np.int64(50_000_000)) == Budget(macs=5e7)  # a TypeError at fit time

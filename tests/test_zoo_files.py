@@ -110,7 +110,7 @@ def test_dataset_root_and_unknown_model_errors():
         task.build_dataset("hear", "/data")
     with pytest.raises(CommitteeError, match=r"dataset 'there' needs --data-root DIR \(the files\)$"):
         task.build_dataset("there", None)
-    with pytest.raises(UnknownNameError, match=r"`tools/eval.py --list-models --task filetask 'b\*'`"):
+    with pytest.raises(UnknownNameError, match=r"`tools/eval.py --task filetask --list-models 'b\*'`"):
         task.model_entry("nope")
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence, Union
 
 from committee_tasks.core.errors import CommitteeError, require
-from committee_tasks.core.units import parse_macs
+from committee_tasks.core.units import format_macs, parse_macs
 
 if TYPE_CHECKING:
     from committee_tasks.committees.predictions import PoolPredictions
@@ -110,7 +110,7 @@ class Budget(_Objective):
 
     @property
     def label(self) -> str:
-        return f"budget {self.reference}" if self.reference else f"budget {self.macs:g} MACs"
+        return f"budget {self.reference}" if self.reference else f"budget {format_macs(self.macs, 6)} MACs"
 
     def fit(self, calib: PoolPredictions, task: Task, members: Sequence[str], settings: FitSettings) -> Cascade | None:
         budget = self.macs if self.macs is not None else _reference_figures(calib, task, self.reference).macs_mean

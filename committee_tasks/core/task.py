@@ -100,7 +100,8 @@ class Task(abc.ABC):
         if name not in zoo:
             pattern = f" {self.list_models_example!r}" if self.list_models_example else ""
             raise unknown_name("model", name, zoo,
-                               fix=f"List them with `tools/eval.py --list-models --task {self.name}{pattern}`.")
+                               fix=f"List them with `tools/eval.py --task {self.name} --list-models{pattern}` "
+                                   "(the pattern right after --list-models).")
         return zoo[name]
 
     @abc.abstractmethod
