@@ -9,6 +9,7 @@ import pytest
 from committee_tasks import CommitteeError, PoolPredictions, Single
 from committee_tasks.search.greedy import greedy_cascade
 from committee_tasks.cli.search import main
+from committee_tasks.core.units import format_macs
 from tests.conftest import REPO, read_strict_json
 from tests.test_committees import random_pool
 
@@ -53,6 +54,10 @@ def test_search_on_digits_writes_the_report_schema(digits_members, tmp_path, cap
     figures = next(c.card.figures for c in map(load_committee, cards.glob("*.json")) if c.card.qualified_name == twice)
     assert [figures["chosen_for"], *figures["also_chosen_for"]] == chosen[twice]
     assert "Pareto front" in printed and "speedup at similar top-1" in printed
+    # the committee at similar cost with its MACs on both splits (the budget holds on calibration)
+    c = cost["macs_mean"]
+    assert "| Δ | MACs | similar accuracy: committee |" in printed and \
+        f"| {format_macs(c['calibration'])} / {format_macs(c['evaluation'])} |" in printed
     # each variant names its committees, prints its temperatures and writes their cards, which run
     # as the variant scored them (they had no name, no temperatures and no card)
     tempered = report["comparison"][3]
