@@ -198,6 +198,18 @@ def test_cards_written_by_eval_are_evaluated_again(digits_members, tmp_path, cap
     assert f"card {fitted['name']} was fitted on 314 samples of this dataset, which are scored here too" in caplog.text
 
 
+def test_eval_cards_keep_the_measured_speed(digits_members, tmp_path):
+    """A card kept the MACs speedup only, where eval had measured the real one with its spread."""
+    assert main(["--dataset", "digits", "--workers", "0", "--no-progress", "--cascade", "digits_cnn_s,digits_cnn_l",
+                 "--thresholds", "0.9", "--measure-samples", "128", "--measure-rounds", "2", "--json",
+                 str(tmp_path / "r.json"), "--cards", str(tmp_path / "cards")]) == 0
+    row = next(r for r in json.loads((tmp_path / "r.json").read_text())["rows"] if r["kind"] == "cascade")
+    (card,) = (tmp_path / "cards").glob("*.json")
+    figures = read_strict_json(card)["figures"]
+    assert figures["measurement"] == row["measurement"] and len(figures["measurement"]["throughput_rounds"]) == 2
+    assert figures.get("speedup_measured") == row["speedup_measured"]
+
+
 def test_a_card_chosen_with_temperatures_is_evaluated_with_them(digits_members, tmp_path, capsys):
     """eval --temperature --cards wrote a card that eval --committee refused; it is now scored
     with its temperatures, as the committee module runs it (load_committee)."""

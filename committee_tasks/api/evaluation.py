@@ -190,7 +190,9 @@ class EvalReport:
 
 def card_figures(row: dict[str, Any]) -> dict[str, Any]:
     keys = ("metric_name", "metric", "metric_ci", "delta_metric", "delta_ci", "reference", "macs_mean", "macs_worst",
-            "speedup_macs", "exit_fractions", "fit", "calibration")
+            "speedup_macs", "exit_fractions", "fit", "calibration",
+            # measured, where it was: the speedup a deployment may expect, with its spread over rounds
+            "throughput", "speedup_measured", "measurement", "measurement_flag")
     return {k: row[k] for k in keys if k in row}
 
 
