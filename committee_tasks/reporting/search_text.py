@@ -80,7 +80,9 @@ def render_search(report: Mapping[str, Any], front: int = 12) -> str:
     level = f"{100 * report['interval']['confidence']:g}%"
     lines = [f"\n{report['task']} on {report['dataset']}: thresholds fitted on {split['calibration']} calibration "
              f"samples, figures as calibration / evaluation ({split['evaluation']} samples) with {level} intervals on "
-             f"the evaluation split; {report['configurations']:,} settings searched ({report['method']}"
+             f"the evaluation split; {report['configurations']:,} "
+             f"{'candidates: the members and the cascades built' if report['method'] == 'greedy' else 'settings searched'}"
+             f" ({report['method']}"
              f"{_swept(report)}, confidence {report['confidence']})",
              f"| reference | {metric} | MACs | similar cost: committee | {metric} | Δ | MACs | similar accuracy: "
              f"committee | {metric} | Δ | MACs | speedup |",

@@ -114,7 +114,7 @@ def _committee(c: Candidate, confidence: str, combine: str):
 
 
 def _greedy_picks(task: Task, cal: PoolPredictions, s: SearchSettings, confidence: str, timings: dict,
-                  figures: _Figures) -> tuple[dict, list]:
+                  figures: _Figures) -> tuple[dict, list, int]:
     """Picks per reference and the front among what the greedy construction considers: the members
     and one cascade built per reference. Like the exhaustive search, a pick is the cheapest
     candidate matching the reference's calibration metric (within ``alpha``, the construction's
@@ -124,6 +124,7 @@ def _greedy_picks(task: Task, cal: PoolPredictions, s: SearchSettings, confidenc
     built = [greedy_cascade(cal, task, s.pool, ref, s.alpha, confidence, s.levels, max_stages=s.max_size,
                             combine=s.combine)
              for ref in s.references] if s.max_size >= 2 else []  # --max-size 1: members only
+    built = [c for c in built if c is not None]  # a reference no member helps: its picks are members
     timings["greedy"] = time.perf_counter() - t0
     candidates = list({c.name: c for c in [*(Single(m) for m in s.pool), *built]}.values())
     figs = {c.name: figures(c) for c in candidates}
@@ -140,7 +141,7 @@ def _greedy_picks(task: Task, cal: PoolPredictions, s: SearchSettings, confidenc
     front = [c for c in candidates if not any(
         cost[o.name] <= cost[c.name] and metric[o.name] >= metric[c.name]
         and (cost[o.name], metric[o.name]) != (cost[c.name], metric[c.name]) for o in candidates)]
-    return picks, front
+    return picks, front, len(candidates)  # what it chose among: the members and the cascades it built
 
 
 def _exhaustive(task: Task, cal: PoolPredictions, ev: PoolPredictions, s: SearchSettings, confidence: str,
@@ -198,8 +199,7 @@ def search_variant(task: Task, cal: PoolPredictions, ev: PoolPredictions, confid
     timings: dict[str, float] = {}
     points: dict[str, dict[str, Any]] = {}
     if s.uses_greedy:
-        picks, front_specs = _greedy_picks(task, cal, s, confidence, timings, figures)
-        configurations = len(s.pool)
+        picks, front_specs, configurations = _greedy_picks(task, cal, s, confidence, timings, figures)
     else:
         picks, front_specs, configurations, points = _exhaustive(task, cal, ev, s, confidence, figures, timings)
     front_names = {spec.name for spec in front_specs}

@@ -22,9 +22,12 @@ from committee_tasks.core.task import Task
 
 def greedy_cascade(preds: PoolPredictions, task: Task, pool: Sequence[str], reference: str, alpha: float = 0.0,
                    confidence: str = "max_prob", levels: int = 20, max_stages: int = 6,
-                   combine: str = "mean") -> Cascade:
+                   combine: str = "mean") -> Cascade | None:
     """``combine``: a stage's prediction is the mean of the members so far ("mean"), or its own
-    member's ("last"), as the cascade it returns combines them."""
+    member's ("last"), as the cascade it returns combines them. Every group of samples, those each
+    stage lets exit and those left for the last stage, stays within ``alpha`` of the reference's
+    metric on them, on these predictions. None where no member lets any sample exit so (the
+    reference alone is then the best the construction finds)."""
     if reference not in pool:
         raise CommitteeError(f"reference {reference!r} is not in the pool {list(pool)}")
 
@@ -37,6 +40,7 @@ def greedy_cascade(preds: PoolPredictions, task: Task, pool: Sequence[str], refe
     remaining = np.ones(len(preds.ids), dtype=bool)
     chosen: list[str] = []
     thresholds: list[float] = []
+    exits: list[np.ndarray] = []  # the rows each chosen stage lets exit
     while remaining.any() and len(chosen) < max_stages - 1:
         best = None  # (samples per MAC, member, threshold, exiting mask)
         rows = np.flatnonzero(remaining)
@@ -61,7 +65,23 @@ def greedy_cascade(preds: PoolPredictions, task: Task, pool: Sequence[str], refe
         _, member, t, exiting = best
         chosen.append(member)
         thresholds.append(t)
+        exits.append(exiting)
         remaining[exiting] = False
+
+    def last_stage_within_alpha() -> bool:
+        """With ``combine="mean"`` the samples left predict with the mean of every chosen member
+        and the reference, not the reference alone: held to alpha too (the cascade built for
+        resnet32 scored 92.53 against its 92.67 at alpha 0)."""
+        if combine != "mean" or not chosen or not remaining.any():
+            return True
+        rows = np.flatnonzero(remaining)
+        stats = preds.stage([*chosen, reference], task, rows).statistics
+        return task.metric(stats.sum(axis=0)) >= task.metric(ref_stats[rows].sum(axis=0)) - alpha
+
+    while not last_stage_within_alpha():  # the latest stage's samples go on to the last stage again
+        chosen.pop()
+        thresholds.pop()
+        remaining[exits.pop()] = True
     if not chosen:
-        raise CommitteeError(f"no member of the pool lets any sample exit within {alpha} of {reference}")
+        return None
     return Cascade([*chosen, reference], thresholds, confidence=confidence, combine=combine)
