@@ -297,3 +297,22 @@ def test_a_reference_no_member_helps_leaves_the_greedy_search_standing(classific
     alone = search_variant(classification, pool.subset(half), pool.subset(~half), "max_prob",
                            SearchSettings(pool=["ref"], greedy=True))  # a pool of one: its member, as exhaustive
     assert [r["reference"] for r in alone["references"]] == ["ref"] and alone["front"] == ["ref"]
+
+
+def test_the_greedy_front_keeps_one_of_points_tied_on_both_figures(classification):
+    """A cascade whose later stage no calibration sample reaches ties its first member on cost and
+    metric; the front listed both (CIFAR at --alpha 2: resnet20 and three resnet20>... cascades)."""
+    from committee_tasks.search.committee_search import SearchSettings, search_variant
+
+    pool = _weak_and_reference()
+    pool.outputs["weak"] = pool.outputs["ref"].copy()
+    pool.outputs["weak"][np.arange(len(pool.ids)), pool.targets] = 1.0  # sure of the right class everywhere
+    half = np.arange(len(pool.ids)) % 4 < 2
+    out = search_variant(classification, pool.subset(half), pool.subset(~half), "max_prob",
+                         SearchSettings(pool=["weak", "ref"], greedy=True, alpha=2.0))
+    # cascade(weak>ref)@1 was built and ties weak (every sample exits at its first stage): listed no more
+    assert out["front"] == ["weak"] and not out["points"]
+    with pytest.raises(CommitteeError, match=r"--alpha must be a finite number >= 0 .* got nan"):
+        SearchSettings(pool=["weak", "ref"], greedy=True, alpha=float("nan"))
+    with pytest.raises(CommitteeError, match="a reference is listed twice"):
+        SearchSettings(pool=["weak", "ref"], references=["ref", "ref"])

@@ -25,19 +25,13 @@ class SearchRequest(SearchSettings, PoolRequest):
     temperature: bool = False  # also compare each confidence after temperature scaling
 
     def __post_init__(self):
-        import math
-
         from committee_tasks.committees.scoring import check_unique
 
-        super().__post_init__()
+        super().__post_init__()  # the search's settings: pool, references, alpha, ...
         if self.confidences is None:
             self.confidences = (task_default_confidence(self.task),)
         check_unique(self.references, "--references")
         check_unique(list(self.confidences), "--confidence")
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not (
-                math.isfinite(self.alpha) and self.alpha >= 0):
-            raise CommitteeError(f"--alpha must be a finite number >= 0 (the metric slack a greedy cascade may give "
-                                 f"up against the reference, in metric units), got {self.alpha!r}")
 
 
 @dataclass

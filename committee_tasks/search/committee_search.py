@@ -3,6 +3,8 @@ accuracy, similar cost), the Pareto front and every ensemble, with each figure o
 and evaluation-split intervals. `committee_tasks.api.search_committees` calls it per variant."""
 from __future__ import annotations
 
+import math
+
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -46,6 +48,12 @@ class SearchSettings:
         outside = [r for r in self.references if r not in self.pool]
         if outside:
             raise CommitteeError(f"references {outside} are not in the pool {self.pool}: add them to --pool")
+        if len(set(self.references)) != len(self.references):
+            raise CommitteeError(f"a reference is listed twice in --references {self.references}")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not (
+                math.isfinite(self.alpha) and self.alpha >= 0):
+            raise CommitteeError(f"--alpha must be a finite number >= 0 (the metric slack a greedy cascade may give "
+                                 f"up against the reference, in metric units), got {self.alpha!r}")
         if self.max_size < 1 or self.levels < 2:
             raise CommitteeError(f"--max-size must be >= 1 and --levels >= 2, got {self.max_size} and {self.levels}")
         if self.combine not in ("mean", "last"):
@@ -141,6 +149,12 @@ def _greedy_picks(task: Task, cal: PoolPredictions, s: SearchSettings, confidenc
     front = [c for c in candidates if not any(
         cost[o.name] <= cost[c.name] and metric[o.name] >= metric[c.name]
         and (cost[o.name], metric[o.name]) != (cost[c.name], metric[c.name]) for o in candidates)]
+    # of points tied on both (a cascade whose later stages no calibration sample reaches ties its
+    # first member), the front keeps the one of fewest members: the others add nothing there
+    tied: dict[tuple[float, float], Any] = {}
+    for c in sorted(front, key=lambda c: len(c.members)):
+        tied.setdefault((cost[c.name], metric[c.name]), c)
+    front = [c for c in front if tied[cost[c.name], metric[c.name]] is c]
     return picks, front, len(candidates)  # what it chose among: the members and the cascades it built
 
 
