@@ -13,7 +13,6 @@ from typing import Any, Sequence
 from committee_tasks.api.evaluation import (cache_confidences, calibration_dataset, check_pool, load_pool,
                                             prepare_task, task_default_confidence)
 from committee_tasks.api.options import PoolRequest
-from committee_tasks.core.errors import CommitteeError
 from committee_tasks.search.committee_search import SearchSettings
 
 @dataclass
