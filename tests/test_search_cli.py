@@ -314,5 +314,5 @@ def test_the_greedy_front_keeps_one_of_points_tied_on_both_figures(classificatio
     assert out["front"] == ["weak"] and not out["points"]
     with pytest.raises(CommitteeError, match=r"--alpha must be a finite number >= 0 .* got nan"):
         SearchSettings(pool=["weak", "ref"], greedy=True, alpha=float("nan"))
-    with pytest.raises(CommitteeError, match="a reference is listed twice"):
+    with pytest.raises(CommitteeError, match="--references lists 'ref' more than once"):
         SearchSettings(pool=["weak", "ref"], references=["ref", "ref"])

@@ -29,7 +29,6 @@ class SearchRequest(SearchSettings, PoolRequest):
         super().__post_init__()  # the search's settings: pool, references, alpha, ...
         if self.confidences is None:
             self.confidences = (task_default_confidence(self.task),)
-        check_unique(self.references, "--references")
         check_unique(list(self.confidences), "--confidence")
 
 

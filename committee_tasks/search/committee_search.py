@@ -39,7 +39,7 @@ class SearchSettings:
     interval: Bootstrap = field(default_factory=Bootstrap)
 
     def __post_init__(self):
-        from committee_tasks.committees.scoring import member_names
+        from committee_tasks.committees.scoring import check_unique, member_names
 
         self.pool = member_names(self.pool)  # a list, or "a,b,c"
         if len(set(self.pool)) != len(self.pool):
@@ -48,8 +48,7 @@ class SearchSettings:
         outside = [r for r in self.references if r not in self.pool]
         if outside:
             raise CommitteeError(f"references {outside} are not in the pool {self.pool}: add them to --pool")
-        if len(set(self.references)) != len(self.references):
-            raise CommitteeError(f"a reference is listed twice in --references {self.references}")
+        check_unique(self.references, "--references")
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not (
                 math.isfinite(self.alpha) and self.alpha >= 0):
             raise CommitteeError(f"--alpha must be a finite number >= 0 (the metric slack a greedy cascade may give "
