@@ -80,7 +80,7 @@ def register_confidence(name: str, fn: Callable[[torch.Tensor], torch.Tensor] | 
     if name in _REGISTRY and _REGISTRY[name][0] != origin:
         raise CommitteeError(f"confidence {name!r} is registered twice: by {_REGISTRY[name][0]} and by {origin}; "
                              "rename one of them")
-    _REGISTRY[name] = (origin, _float32_per_sample(name, fn))
+    _REGISTRY[name] = (origin, _Float32PerSample(name, fn))
     return fn
 
 
@@ -97,10 +97,6 @@ class _Float32PerSample:
             raise CommitteeError(f"confidence {self.__name__!r} returned shape {tuple(out.shape)} for probabilities "
                                  f"of shape {tuple(probs.shape)}; it must return one value per sample")
         return out
-
-
-def _float32_per_sample(name: str, fn: Callable) -> Callable[[torch.Tensor], torch.Tensor]:
-    return _Float32PerSample(name, fn)
 
 
 def _origin(fn) -> str:
@@ -192,18 +188,14 @@ class _OnNumpy:
         return f"<confidence {self.__name__}>"
 
 
-def _on_numpy(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[np.ndarray], np.ndarray]:
-    return _OnNumpy(fn)
-
-
-max_prob, margin, neg_entropy = (_on_numpy(f) for f in (max_prob_t, margin_t, neg_entropy_t))
+max_prob, margin, neg_entropy = (_OnNumpy(f) for f in (max_prob_t, margin_t, neg_entropy_t))
 
 
 def get_confidence(name_or_fn: str | Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
     """A confidence on numpy arrays: a registered name, or a callable used as it is."""
     if callable(name_or_fn):
         return name_or_fn
-    return _on_numpy(_lookup(name_or_fn))
+    return _OnNumpy(_lookup(name_or_fn))
 
 
 def get_torch_confidence(name_or_fn) -> Callable[[torch.Tensor], torch.Tensor]:
