@@ -59,12 +59,11 @@ class ClassificationTask(Top1Statistics, Task):
 
         from PIL import Image
 
-        from .datasets import to_rgb
+        from .datasets import read_rgb, to_rgb
 
         if isinstance(data, (str, os.PathLike)):
             try:
-                with Image.open(data) as img:
-                    return to_rgb(img)
+                return read_rgb(data)
             except (OSError, Image.DecompressionBombError) as err:  # missing, unreadable, not an image
                 raise ValueError(f"cannot read the image {os.fspath(data)!r}: {err}") from err
         if isinstance(data, Image.Image):

@@ -142,6 +142,12 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # also forces the full decode: a truncated file fails here
 
 
+def read_rgb(path: str | Path) -> Image.Image:
+    """An image file as the image datasets read theirs: decoded in full, as 8-bit RGB (`to_rgb`)."""
+    with Image.open(path) as img:
+        return to_rgb(img)
+
+
 class ImageFileDataset(SampleDataset):
     """Image files with integer labels; the id is the path relative to the root. ``num_classes``:
     the classes the labels index (None: unknown; then only labels beyond the members' are refused).
@@ -173,9 +179,7 @@ class ImageFileDataset(SampleDataset):
         return _hash_strings([f"{f}|{d or 'unreadable'}|{y}" for f, d, y in zip(self.files, digests, self.labels)])
 
     def __getitem__(self, index: int) -> Sample:
-        with Image.open(self.root / self.files[index]) as img:
-            img = to_rgb(img)
-        return Sample(self.files[index], img, self.labels[index])
+        return Sample(self.files[index], read_rgb(self.root / self.files[index]), self.labels[index])
 
 
 def _is_image(path: Path) -> bool:
