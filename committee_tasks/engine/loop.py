@@ -666,12 +666,16 @@ def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: li
     return skipped, notes
 
 
+def non_finite_rows(probs: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Which rows of ``probs`` (N, ...) hold a NaN or inf, as a boolean array."""
+    if isinstance(probs, np.ndarray):
+        return ~np.isfinite(probs.reshape(len(probs), -1)).all(axis=1)
+    return (~torch.isfinite(probs.reshape(len(probs), -1)).all(dim=1)).cpu().numpy()
+
+
 def _check_finite(probs: torch.Tensor | np.ndarray, member: str, ids: list[str]) -> None:
     """Checked before outputs are kept anywhere (on the device, or on their host copy)."""
-    if isinstance(probs, np.ndarray):
-        bad = ~np.isfinite(probs.reshape(len(probs), -1)).all(axis=1)
-    else:
-        bad = (~torch.isfinite(probs.reshape(len(probs), -1)).all(dim=1)).cpu().numpy()
+    bad = non_finite_rows(probs)
     if bad.any():
         first = [ids[i] for i in np.flatnonzero(bad)[:5]]
         raise NonFiniteOutputError(

@@ -24,7 +24,7 @@ from committee_tasks.committees.scoring import Cascade
 from committee_tasks.engine.executor import MemberRunner, batch_misfit, run_early_exit
 from committee_tasks.engine.gathered import GatheredCascade
 from committee_tasks.engine.inputs import Batch, collate, declared_input_shapes, wrong_shape
-from committee_tasks.engine.loop import LoopOptions
+from committee_tasks.engine.loop import LoopOptions, non_finite_rows
 from committee_tasks.core.device_preprocessing import device_splits
 from committee_tasks.core.devices import to_device
 
@@ -101,7 +101,8 @@ class CommitteeModule(torch.nn.Module):
         for start in range(0, len(raw_items), batch_size):  # decoded and preprocessed a batch at a time
             for part in self._preprocessed(raw_items, start, min(start + batch_size, len(raw_items))):
                 part_ids = [int(sid) for sid in part.ids]
-                outs.append(self._run(self._keyed(part.inputs), f"the {len(raw_items)} given", part_ids))
+                outs.append(self._run(self._keyed(part.inputs, preprocessed_here=True), f"the {len(raw_items)} given",
+                                      part_ids))
                 ids.extend(part_ids)
         if len(outs) == 1:
             return outs[0]
@@ -157,7 +158,11 @@ class CommitteeModule(torch.nn.Module):
             refuse_non_finite(combined, f"batch {index} of the stream")
             yield CommitteeOutput(torch.from_numpy(combined), torch.from_numpy(exit_stage), torch.from_numpy(macs))
 
-    def _keyed(self, inputs: torch.Tensor | Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+    def _keyed(self, inputs: torch.Tensor | Mapping[str, torch.Tensor],
+               preprocessed_here: bool = False) -> Mapping[str, torch.Tensor]:
+        """``inputs`` keyed by transform key, checked and as the members take them.
+        ``preprocessed_here``: made by `predict_samples` from the members' own preprocessing, each
+        sample's shape checked there: not checked again for size, nor scanned for raw pixels."""
         keys = self.input_keys
         if isinstance(inputs, torch.Tensor):
             if len(keys) > 1:
@@ -175,12 +180,12 @@ class CommitteeModule(torch.nn.Module):
                                  f"{list(inputs)}: pass one batch per key of {keys}, or raw data to predict_samples")
         if not len(inputs[keys[0]]):
             raise CommitteeError("the batch is empty: pass at least one sample")
-        reason = batch_misfit(inputs, self.input_shapes)  # before any conversion, which might broadcast
+        reason = None if preprocessed_here else batch_misfit(inputs, self.input_shapes)  # before any conversion
         if reason:  # never run a member at another size than its own (predict_samples refuses it too)
             raise CommitteeError(f"the batch does not fit: {reason}")
-        return {k: self._as_evaluated(k, inputs[k]) for k in keys}
+        return {k: self._as_evaluated(k, inputs[k], check_range=not preprocessed_here) for k in keys}
 
-    def _as_evaluated(self, key: str, batch: torch.Tensor) -> torch.Tensor:
+    def _as_evaluated(self, key: str, batch: torch.Tensor, check_range: bool = True) -> torch.Tensor:
         """``batch`` as the pool's evaluation gave it to the members of ``key``: `AsTensor` (a
         `Member.from_module` without a transform) made float32 of any numeric array, so here too;
         uint8 pixels (resized and cropped as the preprocessing does) are converted and normalised
@@ -201,7 +206,7 @@ class CommitteeModule(torch.nn.Module):
         if batch.is_floating_point() and batch.dtype != torch.float32 and not half_on_cuda:
             raise CommitteeError(f"a {batch.dtype} batch for {key!r}: its members' preprocessing gives float32 "
                                  "tensors: pass batch.float()")
-        if key in self.device_parts and batch.dim() >= 3:
+        if check_range and key in self.device_parts and batch.dim() >= 3:
             self._check_normalised(key, batch)
         return batch
 
@@ -238,7 +243,7 @@ def refuse_non_finite(combined: np.ndarray, where: str, batch: Mapping[str, torc
     row): they would pass as class 0, exiting at the last stage; the evaluation loop refuses them
     too (`loop._check_finite`). The outputs are on the host already (each member's is copied there
     as it runs): no further device sync. ``batch``: its inputs, to tell whether they were the cause."""
-    bad = ~np.isfinite(combined.reshape(len(combined), -1)).all(axis=1)
+    bad = non_finite_rows(combined)
     if not bad.any():
         return
     rows = np.flatnonzero(bad)
