@@ -53,7 +53,8 @@ def test_the_prepared_gpu_check_runs_on_the_cpu():
                  "  CPU: realized", "(later stage gathered into full batches; per batch ", "rows go on): copy to the device",
                  "resnet50 alone on the batch",
                  "tolerances: max |Δp| <= 0.02, argmax agreement >= 95%: met",
-                 "2-rank torchrun on the CPU (gloo) (digits, 4 rows, 599 samples): report equal to one process: yes"):
+                 "2-rank torchrun on the CPU (gloo) (digits, 4 rows, 599 samples): report equal to one process: yes; "
+                 "cached outputs bit for bit: yes"):
         assert line in done.stdout, line
 
 

@@ -407,3 +407,13 @@ def test_an_incomplete_torchrun_environment_and_a_missing_gpu_are_named(monkeypa
         with pytest.raises(CommitteeError, match="device 'cuda' requested but CUDA is not available; use --device cpu"):
             rank_device(Rank(1, 2, 1), "cuda")
     assert rank_device(Rank(1, 2, 1), "cpu") == "cpu"
+    # more ranks than GPUs on a machine: named, with both fixes (fewer ranks, or ranks sharing cuda:0)
+    import committee_tasks.core.devices as devices
+
+    monkeypatch.setattr(devices, "resolve_device", lambda device: torch.device(device))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert rank_device(Rank(0, 2, 0), "cuda") == "cuda:0"
+    with pytest.raises(CommitteeError, match=r"local rank 1 on its machine, which has 1 CUDA device\(s\): --device "
+                       r"cuda gives each rank its own GPU, so --nproc_per_node at most 1; or --device cuda:0"):
+        rank_device(Rank(1, 2, 1), "cuda")
+    assert rank_device(Rank(1, 2, 1), "cuda:0") == "cuda:0"  # both ranks share it (gloo's barrier allows that)

@@ -13,9 +13,10 @@ and locks keep writers apart); the cache is the only thing the processes share.
 * ``--shard I/N`` (SLURM arrays, several machines, a notebook per GPU): share I of N; a later run
   of the same command reads the union once every share is done.
 * torchrun (``WORLD_SIZE`` > 1 in the environment): share RANK of WORLD_SIZE on
-  ``cuda:LOCAL_RANK`` (or the CPU, gloo backend); after a barrier rank 0 alone reads the union,
-  scores, measures and reports, and the other ranks exit. Nothing crosses between ranks but that
-  barrier.
+  ``cuda:LOCAL_RANK`` (or the CPU); after a barrier rank 0 alone reads the union, scores, measures
+  and reports, and the other ranks exit. Nothing crosses between ranks but that barrier, so the
+  group is gloo's even between GPUs: a barrier needs no GPU, and ranks may then share one
+  (``--device cuda:0``), which NCCL refuses.
 """
 from __future__ import annotations
 
@@ -116,7 +117,8 @@ def rank_device(rank: Rank, device: str) -> str:
         count = torch.cuda.device_count()
         if rank.local >= count:
             raise CommitteeError(f"rank {rank.rank} is local rank {rank.local} on its machine, which has {count} CUDA "
-                                 f"device(s): one rank per GPU, so --nproc_per_node at most {count}")
+                                 f"device(s): --device cuda gives each rank its own GPU, so --nproc_per_node at most "
+                                 f"{count}; or --device cuda:0 puts every rank of the machine on that one")
         return f"cuda:{rank.local}"
     if chosen.type == "cuda" and rank.world > 1:
         log.warning("--device %s puts every rank of this machine on that one GPU; --device cuda gives each rank its "
@@ -125,17 +127,18 @@ def rank_device(rank: Rank, device: str) -> str:
 
 
 def join(rank: Rank, device: str) -> None:
-    """Join the job's process group (NCCL between GPUs, gloo on the CPU), if not yet joined."""
+    """Join the job's process group, if not yet joined: gloo, on GPUs too. Its one collective is
+    the final barrier, which needs no GPU; NCCL would add nothing but its refusal of two ranks on
+    one GPU (and, with torch's default device, a context on cuda:0 in every rank)."""
     import torch.distributed as dist
 
     if dist.is_initialized():
         return
-    backend = "nccl" if device.startswith("cuda") else "gloo"
-    if backend == "nccl":
+    if device.startswith("cuda"):
         import torch
 
-        torch.cuda.set_device(device)
-    dist.init_process_group(backend, rank=rank.rank, world_size=rank.world, timeout=BARRIER_TIMEOUT)
+        torch.cuda.set_device(device)  # what the rank allocates without naming a device goes to its own GPU
+    dist.init_process_group("gloo", rank=rank.rank, world_size=rank.world, timeout=BARRIER_TIMEOUT)
 
 
 def wait_for_every_rank() -> None:
