@@ -177,3 +177,19 @@ def test_cascade_benchmark_runs_both_ways_of_running_later_stages(shared_data, t
                  "exits 91.0% / 9.0%", "the members' own speeds allow", "realized / allowed", "realized / MACs-predicted",
                  "quiet ", "one competing process ", "evaluation loop (resnet20+resnet56, fresh cache, 128 samples)"):
         assert line in done.stdout, (line, done.stdout)
+
+
+def test_raw_integer_pixels_are_refused_with_the_fix(classification, cached):
+    """uint8 pixels where the members take their preprocessing's floats failed in a convolution
+    ("Input type (unsigned char) and bias type (float) should be the same")."""
+    members, dataset, preds = cached
+    executor = CommitteeExecutor(Cascade(["digits_cnn_s", "digits_cnn_m"], 0.9), members, classification, device="cpu")
+    batch = preprocessed_batches(dataset, list(members.values()), preds.ids, 8, batch_size=8)[0]
+    raw = {k: (v * 255).clamp(0, 255).to(torch.uint8) for k, v in batch.items()}
+    with pytest.raises(CommitteeError, match=r"member 'digits_cnn_s' failed on a torch.uint8 batch of shape \(8, 1, 8, "
+                                             r"8\) \(.*\): pass the inputs its preprocessing makes \(member.transform "
+                                             r"of each sample\), or raw samples to predict_samples"):
+        executor.run([raw])
+    with pytest.raises(CommitteeError, match="failed on a torch.uint8 batch"):
+        executor.run_batch(raw)
+    assert executor.run_batch(batch)[0].shape[0] == 8  # the preprocessed batch runs

@@ -54,8 +54,16 @@ class MemberRunner:
 
     def __call__(self, member: Member, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         check_eval_mode(member)
-        with autocast(self.device, self.amp):
-            probs, macs = member.predict_with_cost(to_device(x, self.device))  # no copy when already there
+        try:
+            with autocast(self.device, self.amp):
+                probs, macs = member.predict_with_cost(to_device(x, self.device))  # no copy when already there
+        except RuntimeError as err:
+            if x.is_floating_point():
+                raise
+            # raw pixels where the member takes its preprocessing's floats: a dtype error deep in a layer
+            raise CommitteeError(f"member {member.name!r} failed on a {x.dtype} batch of shape {tuple(x.shape)} "
+                                 f"({str(err).splitlines()[0]}): pass the inputs its preprocessing makes "
+                                 "(member.transform of each sample), or raw samples to predict_samples") from err
         rounded = probs.cpu().numpy().astype(self.out_dtype)  # as the cache stores them
         temperature = self.temperatures.get(member.name, 1.0)
         return (rounded if temperature == 1.0 else tempered_numpy(rounded, temperature)), macs
