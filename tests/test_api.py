@@ -234,6 +234,29 @@ def test_a_card_of_a_tempered_pool_carries_its_temperatures():
             pool.tempered({"small": value})
 
 
+def test_a_guarantee_is_not_fitted_on_the_samples_a_pool_was_tempered_on():
+    """What `EvalRequest` refuses (--guarantee with --temperature), the Python API ran: temperatures
+    fitted on the calibration samples, then a Learn-then-Test guarantee certified on those same
+    samples, which it assumes the members never saw."""
+    from committee_tasks import Guarantee
+
+    small, large = _members()
+    pool = Pool.evaluate([small, large], _data(), options=ExecutionOptions(output_dtype="float32", progress=False))
+    calib, evaluation = pool.split(0.5)
+    guarantee, members = Guarantee("large", eps=5.0, delta=0.2), ["small", "large"]
+    refused = r"a Guarantee needs members fixed before the calibration samples are seen; this pool's temperatures " \
+              rf"were fitted on {len(calib.predictions.ids)} of its {len(calib.predictions.ids)} samples"
+    with pytest.raises(CommitteeError, match=refused):
+        calib.tempered(calib.fit_temperatures()).fit(members, guarantee)
+    whole = pool.tempered(pool.fit_temperatures())  # the pool's views keep what it was tempered on
+    with pytest.raises(CommitteeError, match="this pool's temperatures were fitted on"):
+        whole.split(0.5)[0].fit(members, guarantee)
+    fitted = evaluation.fit_temperatures()
+    assert isinstance(fitted, dict) and set(fitted) == set(members)
+    calib.tempered(fitted).fit(members, guarantee)  # fitted on other samples: certified as before
+    calib.tempered(calib.fit_temperatures()).fit(members, Match("large"))  # no guarantee: no refusal
+
+
 def test_a_member_put_back_in_training_mode_is_refused_not_run():
     """A notebook fine-tuning a member after its card was made: its BatchNorm would learn from
     the committee's batches and its outputs differ from the card's."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from committee_tasks.api.objectives import FitSettings, Objective
+from committee_tasks.api.objectives import FitSettings, Guarantee, Objective
 from committee_tasks.api.options import MEMORY, CalibrationOptions, ExecutionOptions
 from committee_tasks.core.errors import CommitteeError
 
@@ -78,6 +78,14 @@ def check_split_sizes(calibration: int, total: int, fraction: float) -> None:
                                  f"{low:.3g} and {high:.3g} (0.5 by default)")
 
 
+class FittedTemperatures(dict):
+    """Per-member temperatures (name -> T), with the ids of the samples they were fitted on."""
+
+    def __init__(self, temperatures: Mapping[str, float], fitted_on):
+        super().__init__(temperatures)
+        self.fitted_on = frozenset(fitted_on.tolist() if hasattr(fitted_on, "tolist") else fitted_on)
+
+
 @dataclass
 class Pool:
     """Members and their cached predictions on the same samples."""
@@ -90,6 +98,7 @@ class Pool:
     cache: Any = None
     options: ExecutionOptions = field(default_factory=ExecutionOptions)
     temperatures: dict[str, float] = field(default_factory=dict)  # `tempered`: what its predictions were scaled by
+    tempered_on: frozenset = frozenset()  # ids of the samples its temperatures were fitted on (`FittedTemperatures`)
 
     def __repr__(self) -> str:  # what it holds, not every per-sample array (a notebook cell of 10,000 rows)
         dataset = f", dataset={self.dataset.name!r}" if self.dataset is not None else ""
@@ -130,7 +139,7 @@ class Pool:
     # ---- views of the same pool ----------------------------------------------------------
     def _with(self, predictions: PoolPredictions, dataset: SampleDataset | None = None) -> Pool:
         return Pool(self.task, self.members, predictions, dataset or self.dataset, self.loop_throughput,
-                    self.cache, self.options, dict(self.temperatures))
+                    self.cache, self.options, dict(self.temperatures), self.tempered_on)
 
     def split(self, fraction: float = 0.5) -> tuple[Pool, Pool]:
         """(calibration, evaluation): a split deterministic by sample id (see core/splits.py)."""
@@ -165,18 +174,22 @@ class Pool:
         if unknown:
             raise CommitteeError(f"temperatures for {unknown}, which are not members of this pool "
                                  f"({list(self.members)})")
+        fitted_on = getattr(temperatures, "fitted_on", frozenset())
         temperatures = {name: check_temperature(value, f"member {name!r}") for name, value in temperatures.items()}
         pool = self._with(self.predictions.tempered(temperatures))
+        pool.tempered_on = self.tempered_on | fitted_on
         for name, value in temperatures.items():
             pool.temperatures[name] = pool.temperatures.get(name, 1.0) * float(value)
         return pool
 
-    def fit_temperatures(self) -> dict[str, float]:
-        """Per-member temperatures minimising the NLL of this pool's targets."""
+    def fit_temperatures(self) -> FittedTemperatures:
+        """Per-member temperatures minimising the NLL of this pool's targets (a dict, which also
+        remembers those samples: a pool tempered with it fits no `Guarantee` on them)."""
         from committee_tasks.committees.temperature import fit_temperature
 
         self.predictions.require_outputs("temperature scaling (--temperature)")
-        return {m: fit_temperature(self.predictions.outputs[m], self.predictions.targets) for m in self.members}
+        return FittedTemperatures({m: fit_temperature(self.predictions.outputs[m], self.predictions.targets)
+                                   for m in self.members}, self.predictions.ids)
 
     # ---- questions ------------------------------------------------------------------------
     def score(self, committee) -> CommitteeResult:
@@ -190,6 +203,12 @@ class Pool:
         from committee_tasks.committees.scoring import member_names
 
         settings = settings or FitSettings(confidence=self.task.default_confidence)
+        seen = self.tempered_on.intersection(self.predictions.ids.tolist()) if isinstance(objective, Guarantee) else ()
+        if seen:  # what `EvalRequest` refuses as --guarantee with --temperature
+            raise CommitteeError(f"a Guarantee needs members fixed before the calibration samples are seen; this "
+                                 f"pool's temperatures were fitted on {len(seen)} of its {len(self.predictions.ids)} "
+                                 "samples: fit them on other samples (another split or dataset), or fit a Match or "
+                                 "Budget objective")
         return objective.fit(self.predictions, self.task, member_names(members), settings)
 
     def member(self, name: str) -> Member:
