@@ -7,8 +7,10 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -417,3 +419,34 @@ def test_an_incomplete_torchrun_environment_and_a_missing_gpu_are_named(monkeypa
                        r"cuda gives each rank its own GPU, so --nproc_per_node at most 1; or --device cuda:0"):
         rank_device(Rank(1, 2, 1), "cuda")
     assert rank_device(Rank(1, 2, 1), "cuda:0") == "cuda:0"  # both ranks share it (gloo's barrier allows that)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_rank_waiting_for_its_peers_still_ends_on_sigterm_and_ctrl_c(tmp_path, signum):
+    """A process with torchrun's environment whose peers never come (a wrong launcher or
+    --nproc_per_node) waits inside torch.distributed's C++ rendezvous, where Python's handlers
+    never run: SIGTERM and Ctrl-C did nothing for up to the 7-day barrier timeout."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(port), "COMMITTEE_TASKS_CACHE": str(tmp_path / "cache")}
+    process = subprocess.Popen([sys.executable, str(REPO / "tools" / "eval.py"), *EVAL], env=env, cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # rank 0 serves the rendezvous' store once it waits in it
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read().decode()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        time.sleep(1)
+        process.send_signal(signum)
+        assert process.wait(timeout=30) == -signum  # the default action: it ends at once
+    finally:
+        process.kill()
+        process.wait()

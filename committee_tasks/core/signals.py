@@ -39,3 +39,21 @@ def terminate_as_exception():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def default_signals():
+    """Within the block, SIGTERM and Ctrl-C take their default action: the process ends at once.
+    For waits inside C++ (torch.distributed's rendezvous and barrier), where Python's handlers
+    never run: a process stuck there (no peer ever joins) ignored SIGTERM and Ctrl-C for up to the
+    barrier's timeout. Only for blocks with nothing unwritten: a rank joins before its share and
+    meets the barrier after writing it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_DFL) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -134,16 +134,23 @@ def join(rank: Rank, device: str) -> None:
 
     if dist.is_initialized():
         return
+    from committee_tasks.core.signals import default_signals
+
     if device.startswith("cuda"):
         import torch
 
         torch.cuda.set_device(device)  # what the rank allocates without naming a device goes to its own GPU
-    dist.init_process_group("gloo", rank=rank.rank, world_size=rank.world, timeout=BARRIER_TIMEOUT)
+    with default_signals():  # it waits in C++ for every rank: SIGTERM and Ctrl-C must still end it
+        dist.init_process_group("gloo", rank=rank.rank, world_size=rank.world, timeout=BARRIER_TIMEOUT)
 
 
 def wait_for_every_rank() -> None:
-    """The barrier after every rank's share, then leave the group: rank 0 goes on alone."""
+    """The barrier after every rank's share, then leave the group: rank 0 goes on alone. The
+    share is written by then, so SIGTERM or Ctrl-C during the wait ends the process at once."""
     import torch.distributed as dist
 
-    dist.barrier()
+    from committee_tasks.core.signals import default_signals
+
+    with default_signals():
+        dist.barrier()
     dist.destroy_process_group()
