@@ -33,7 +33,9 @@ start=$(date +%s.%N)
 COMMITTEE_TASKS_CACHE=$tmp/two $py -m torch.distributed.run --standalone --nproc_per_node 2 tools/eval.py \
     "${args[@]}" --json "$tmp/two.json" > "$tmp/two.log" 2>&1 || { tail -30 "$tmp/two.log"; exit 1; }
 end=$(date +%s.%N)
-grep -q "rank 1 of 2: computed" "$tmp/two.log" || { echo "$what: rank 1 computed nothing"; tail -30 "$tmp/two.log"; exit 1; }
+# rank 1 must have had a share: a split giving rank 0 everything would match one process too
+grep -Eq "rank 1 of 2: computed [1-9][0-9]* samples" "$tmp/two.log" \
+    || { echo "$what: rank 1 computed nothing"; tail -30 "$tmp/two.log"; exit 1; }
 $py - "$tmp" "$start" "$end" "$what" <<'PY'
 import json, sys
 from pathlib import Path
@@ -42,9 +44,11 @@ import numpy as np
 tmp = Path(sys.argv[1])
 reports = [json.loads((tmp / f"{n}.json").read_text()) for n in ("one", "two")]
 rows = [{r["name"]: r for r in report["rows"]} for report in reports]
-keys = ("metric", "metric_ci", "macs_mean", "macs_worst", "delta_metric", "delta_ci", "exit_fractions")
-same_report = (reports[0]["samples"] == reports[1]["samples"] and rows[0].keys() == rows[1].keys()
-               and all(r.get(k) == rows[1][n].get(k) for n, r in rows[0].items() for k in keys))
+MEASURED = {"throughput", "throughput_eval_loop", "throughput_eval_loop_by_writer", "speedup_measured"}  # timings
+same_report = (all(reports[0].get(k) == reports[1].get(k) for k in ("samples", "skipped", "classes", "temperatures"))
+               and list(rows[0]) == list(rows[1])
+               and all(r.keys() - MEASURED == rows[1][n].keys() - MEASURED
+                       and all(v == rows[1][n][k] for k, v in r.items() if k not in MEASURED) for n, r in rows[0].items()))
 
 
 def cached(root: Path) -> dict:
@@ -53,6 +57,9 @@ def cached(root: Path) -> dict:
     for manifest in sorted(root.rglob("manifest.json")):
         shards = [np.load(s) for s in sorted(manifest.parent.glob("shard-*.npz"))]
         arrays = {k: np.concatenate([s[k] for s in shards]) for k in shards[0].files}
+        if len(set(arrays["ids"].tolist())) != len(arrays["ids"]):
+            print(f"{root.name}: {manifest.parent.name} holds a sample twice")
+            return {}
         order = np.argsort(arrays["ids"], kind="stable")
         found[manifest.parent.name] = {k: v[order] for k, v in arrays.items()}
     return found
