@@ -3,6 +3,9 @@ cache leaves it out) instead of ending a long run; a member that fails on everyt
 that fails only as a whole, and running out of memory still end the run with the member's error."""
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 import pytest
 import torch
@@ -135,3 +138,29 @@ def test_statistics_caching_tasks_skip_the_sample_in_every_subset(tmp_path):
                              options=options())
     for subset in (["a"], ["b"], ["a", "b"]):
         np.testing.assert_array_equal(preds.record(subset).statistics, clean.record(subset).statistics)
+
+
+class DyingWorker(ArrayDataset):
+    """Its DataLoader worker is killed (as the kernel's OOM killer does) when it reads sample 30,
+    which it reaches (the batches it prepares ahead taken) while a member runs."""
+
+    def __getitem__(self, index):
+        if index == 30 and torch.utils.data.get_worker_info() is not None:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().__getitem__(index)
+
+
+def test_a_dataloader_worker_that_dies_is_not_blamed_on_a_member(classification, tmp_path):
+    """torch raises a dead worker's RuntimeError wherever the main thread is, often inside a
+    member's forward pass: the run ended with "member 'resnet20' failed on a batch of inputs ...
+    DataLoader worker (pid 5125) is killed by signal"."""
+    import time
+
+    source = arrays(n=40, odd=())
+    dataset = DyingWorker(source.inputs, source.targets)
+    slow = Member.from_module(Picky(seed=1), name="slow")
+    slow.module.forward = lambda x, head=slow.module.head: (time.sleep(0.2), head(x))[1]  # the worker dies meanwhile
+    with pytest.raises(CommitteeError, match=r"the data loading failed, not a member: DataLoader worker \(pid.*\) .*"
+                                             r"Run the same command again to go on, with fewer --workers"):
+        evaluate_pool(classification, [slow], dataset, PredictionCache(tmp_path),
+                      options=LoopOptions(batch_size=4, num_workers=1, device="cpu", progress=False))

@@ -490,6 +490,8 @@ class _Runner:
             with self.watches[m.name].section(), autocast(self.device, self.amp):
                 probs, macs = m.predict_with_cost(x)
         except Exception as err:  # e.g. a model fed another dataset's input size
+            if worker_died(err):  # raised wherever the main thread was, here too: not the member's failure
+                raise
             hint = f" ({self.task.member_failure_hint})" if self.task.member_failure_hint else ""
             raise MemberFailure(
                 f"member {m.name!r} failed on a batch of inputs of shape {tuple(x.shape)} "
@@ -625,6 +627,12 @@ class _Runner:
             raise errors[0]
 
 
+def worker_died(err: BaseException) -> bool:
+    """A DataLoader worker process died (killed, out of memory). torch's SIGCHLD handler raises
+    this in the main thread wherever it is, in a member's forward pass too."""
+    return isinstance(err, RuntimeError) and str(err).startswith("DataLoader worker (pid")
+
+
 def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: list[int],
          pending: dict[str, _Pending], options: LoopOptions,
          subsets: dict[tuple[int, ...], _Pending] | None = None,
@@ -656,6 +664,12 @@ def _run(task: Task, members: Sequence[Member], dataset: SampleDataset, todo: li
                     skipped.update(runner.run_batch(part))
                 bar.update(len(batch) + len(batch.skipped))
                 phases.lap("outputs")
+    except RuntimeError as err:
+        if not worker_died(err):
+            raise
+        raise CommitteeError(f"the data loading failed, not a member: {str(err).splitlines()[0]} Most often the "
+                             "system ran out of memory and killed it (dmesg says); what was computed is kept. Run the "
+                             "same command again to go on, with fewer --workers if memory is short") from err
     finally:  # keep what was computed, even when interrupted or failing
         bar.close()
         runner.finish()
