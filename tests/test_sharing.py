@@ -7,6 +7,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -176,6 +177,8 @@ def test_torchrun_with_two_ranks_equals_one_process(single, tmp_path):
     assert threads["world_size"] == 2  # the job's size, which local_ranks no longer says
     per_rank = [r["throughput_eval_loop_by_writer"] for r in rows if r["kind"] == "member"]
     assert per_rank and all(len(w) == 2 and all(v > 0 for v in w.values()) for w in per_rank)  # each rank's own
+    assert all(sorted(re.search(r"-(rank\dof2)-", w).group(1) for w in writers) == ["rank0of2", "rank1of2"]
+               for writers in per_rank)  # named by rank, to tell whose figure is whose
 
 
 def test_two_processes_writing_one_cache_at_once(single, tmp_path):

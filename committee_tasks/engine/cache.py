@@ -303,9 +303,12 @@ def locked(path: Path):
 
 
 def writer_id() -> str:
-    """A name no other writer of a cache has: host, process and a random part."""
+    """A name no other writer of a cache has: host, torchrun rank (so that per-writer figures say
+    whose they are), process and a random part."""
     host = "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:32] or "host"
-    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
+    world, rank = os.environ.get("WORLD_SIZE", ""), os.environ.get("RANK", "")
+    ranked = f"rank{rank}of{world}-" if world.isdigit() and int(world) > 1 and rank.isdigit() else ""
+    return f"{host}-{ranked}{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class BaseMemberCache(abc.ABC):
