@@ -328,7 +328,7 @@ def test_a_rank_killed_mid_run_then_a_rerun_computes_only_what_is_missing(tmp_pa
     deadline, paused, killed = time.monotonic() + 300, {}, None
     try:
         while killed is None and job.poll() is None and time.monotonic() < deadline:
-            writers = {s.name.split("-")[2] for s in cache.rglob("shard-*.npz")}
+            writers = {s.name.split("-")[-3] for s in cache.rglob("shard-*.npz")}
             for rank in {0, 1} - set(paused):
                 if (pid := _rank_process(cache, rank)) and str(pid) in writers:
                     os.kill(pid, signal.SIGSTOP)  # it has written outputs and has more to compute
@@ -347,7 +347,7 @@ def test_a_rank_killed_mid_run_then_a_rerun_computes_only_what_is_missing(tmp_pa
     assert job.returncode != 0 and "terminated (SIGTERM)" in output, output  # rank 0 stopped, its work written
     kept = {m: ids for m in ("digits_cnn_s", "digits_cnn_m") if (ids := cache_ids(cache, m))}
     assert kept and all(0 < len(ids) < 1797 for ids in kept.values()), {m: len(i) for m, i in kept.items()}
-    writers = {s.name.split("-")[2] for s in cache.rglob("shard-*.npz")}
+    writers = {s.name.split("-")[-3] for s in cache.rglob("shard-*.npz")}
     assert str(killed) in writers and len(writers) == 2  # both ranks' outputs survived
 
     from committee_tasks.engine.loop import subset_indices
