@@ -187,8 +187,9 @@ def test_raw_integer_pixels_are_refused_with_the_fix(classification, cached):
     batch = preprocessed_batches(dataset, list(members.values()), preds.ids, 8, batch_size=8)[0]
     raw = {k: (v * 255).clamp(0, 255).to(torch.uint8) for k, v in batch.items()}
     with pytest.raises(CommitteeError, match=r"member 'digits_cnn_s' failed on a torch.uint8 batch of shape \(8, 1, 8, "
-                                             r"8\) \(.*\): pass the inputs its preprocessing makes \(member.transform "
-                                             r"of each sample\), or raw samples to predict_samples"):
+                                             r"8\) \(.*\); if it takes the float inputs its preprocessing makes, pass "
+                                             r"those \(member.transform of each sample\), or raw samples to "
+                                             r"predict_samples"):
         executor.run([raw])
     with pytest.raises(CommitteeError, match="failed on a torch.uint8 batch"):
         executor.run_batch(raw)

@@ -129,7 +129,7 @@ def rank_device(rank: Rank, device: str) -> str:
 def join(rank: Rank, device: str) -> None:
     """Join the job's process group, if not yet joined: gloo, on GPUs too. Its one collective is
     the final barrier, which needs no GPU; NCCL would add nothing but its refusal of two ranks on
-    one GPU (and, with torch's default device, a context on cuda:0 in every rank)."""
+    one GPU."""
     import torch.distributed as dist
 
     if dist.is_initialized():

@@ -60,10 +60,11 @@ class MemberRunner:
         except RuntimeError as err:
             if x.is_floating_point():
                 raise
-            # raw pixels where the member takes its preprocessing's floats: a dtype error deep in a layer
+            # raw pixels where the member takes its preprocessing's floats fail deep in a layer, on its dtype
             raise CommitteeError(f"member {member.name!r} failed on a {x.dtype} batch of shape {tuple(x.shape)} "
-                                 f"({str(err).splitlines()[0]}): pass the inputs its preprocessing makes "
-                                 "(member.transform of each sample), or raw samples to predict_samples") from err
+                                 f"({str(err).splitlines()[0]}); if it takes the float inputs its preprocessing "
+                                 "makes, pass those (member.transform of each sample), or raw samples to "
+                                 "predict_samples") from err
         rounded = probs.cpu().numpy().astype(self.out_dtype)  # as the cache stores them
         temperature = self.temperatures.get(member.name, 1.0)
         return (rounded if temperature == 1.0 else tempered_numpy(rounded, temperature)), macs
