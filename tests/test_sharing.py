@@ -179,6 +179,9 @@ def test_torchrun_with_two_ranks_equals_one_process(single, tmp_path):
     assert per_rank and all(len(w) == 2 and all(v > 0 for v in w.values()) for w in per_rank)  # each rank's own
     assert all(sorted(re.search(r"-(rank\dof2)-", w).group(1) for w in writers) == ["rank0of2", "rank1of2"]
                for writers in per_rank)  # named by rank, to tell whose figure is whose
+    printed = re.findall(r"digits_cnn_\w: evaluation loop samples/s per writer: \S+-rank0of2-\S+ [\d.]+, "
+                         r"\S+-rank1of2-\S+ [\d.]+ \(over all: [\d.]+\)", ranks.stdout)
+    assert len(printed) == 2, ranks.stdout  # under the table too, for each member
 
 
 def test_two_processes_writing_one_cache_at_once(single, tmp_path):

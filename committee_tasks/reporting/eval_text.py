@@ -31,6 +31,20 @@ def rule_lines(rows) -> list[str]:
     return lines
 
 
+def writer_lines(rows) -> list[str]:
+    """Each member's loop throughput per writer, where several processes computed its outputs
+    (torchrun ranks, --shard shares, earlier runs): each one device's speed, and over all of them."""
+    lines = []
+    for r in rows:
+        by_writer = r.get("throughput_eval_loop_by_writer")
+        if by_writer:
+            overall = r.get("throughput_eval_loop")
+            lines.append(f"{r['name']}: evaluation loop samples/s per writer: "
+                         + ", ".join(f"{w} {v:.1f}" for w, v in sorted(by_writer.items()))
+                         + (f" (over all: {overall:.1f})" if overall else ""))
+    return lines
+
+
 def heading(report: Mapping[str, Any]) -> str:
     """What the table is of: task, dataset, split and samples (and skips)."""
     split = " (evaluation split)" if any("calibration" in r for r in report["rows"]) else ""
@@ -48,6 +62,7 @@ def render_eval_report(report: Mapping[str, Any]) -> str:
     lines = ["", heading(report), markdown_table(rows, confidence)]
     lines += fit_lines(rows, confidence)
     lines += [f"  {line}" for line in rule_lines(rows)]
+    lines += [f"  {line}" for line in writer_lines(rows)]
     lines += [f"  {r['name']}: {r['measurement_flag']}" for r in rows if r.get("measurement_flag")]
     noisy = [r["name"] for r in rows if (r.get("measurement") or {}).get("noisy") and not r.get("measurement_flag")]
     if noisy:
@@ -77,7 +92,8 @@ def write_eval_files(report: Mapping[str, Any], json_path: Path | None = None, c
         write_csv(report["rows"], csv_path, report["provenance"])
     if markdown_path:  # what the terminal shows around the table too: which split, the fits, the note
         confidence = report["interval"]["confidence"]
-        fits = [f"- {line.strip()}" for line in [*fit_lines(report["rows"], confidence), *rule_lines(report["rows"])]]
+        fits = [f"- {line.strip()}" for line in [*fit_lines(report["rows"], confidence), *rule_lines(report["rows"]),
+                                                   *writer_lines(report["rows"])]]
         parts = [f"**{heading(report)}**", markdown_table(report["rows"], confidence), "\n".join(fits),
                  report["note"], per_class_table(report["rows"], report.get("classes")),
                  "<!-- " + short_line(report["provenance"]) + " -->"]
