@@ -43,7 +43,8 @@ MEMBER_FAILURE = "member failure"  # how the reason of a sample skipped for a me
 
 
 # never the sample's fault: the run ends (a CUDA error leaves the device unusable, so every sample would "fail")
-DEVICE_TROUBLE = (MemoryError, torch.cuda.OutOfMemoryError, getattr(torch, "AcceleratorError", torch.cuda.OutOfMemoryError))
+DEVICE_TROUBLE = (MemoryError, torch.cuda.OutOfMemoryError,
+                  getattr(torch, "AcceleratorError", torch.cuda.OutOfMemoryError))
 
 
 class MemberFailure(CommitteeError):
@@ -585,6 +586,8 @@ class _Runner:
             except DEVICE_TROUBLE:
                 raise error from None
             except Exception as err:
+                if worker_died(err):  # as in `predict`: the data loading's failure, not this sample's
+                    raise
                 first_line = (str(err).strip().splitlines() or [""])[0][:300]
                 alone[i] = (f"{MEMBER_FAILURE}: member {m.name!r} fails on this sample alone (input shape "
                             f"{tuple(x.shape)}): {type(err).__name__}: {first_line}")
