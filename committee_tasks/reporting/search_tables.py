@@ -244,7 +244,8 @@ def _notes(tables: Mapping[str, Any]) -> str:
     interval = (f" [low, high]: {100 * level:g}% bootstrap interval over the evaluation samples (paired for Δ)."
                 if level else "")
     return ("MACs: mean multiply-adds per sample. ≈ cost: the most accurate committee within the model's MACs "
-            "on the calibration split (Δ = its metric − the model's; MACs: its own); ≈ accuracy: the cheapest committee matching the model's metric "
+            "on the calibration split (Δ = its metric − the model's; MACs: its own); ≈ accuracy: the cheapest "
+            "committee matching the model's metric "
             "(speedup = model MACs / committee MACs). Evaluation-split figures; thresholds fitted on the "
             "calibration split." + interval)
 

@@ -72,6 +72,11 @@ def _swept(report: Mapping[str, Any]) -> str:
     return f"; thresholds: {thresholds['levels']} levels per stage, swept exactly: {thresholds['swept_exactly']}"
 
 
+def _counted(method: str) -> str:
+    """What the search's count counts."""
+    return "candidates: the members and the cascades built" if method == "greedy" else "settings searched"
+
+
 def render_search(report: Mapping[str, Any], front: int = 12) -> str:
     """The references table, the Pareto front (``front`` points shown), the confidence comparison
     and the search's timings."""
@@ -80,9 +85,7 @@ def render_search(report: Mapping[str, Any], front: int = 12) -> str:
     level = f"{100 * report['interval']['confidence']:g}%"
     lines = [f"\n{report['task']} on {report['dataset']}: thresholds fitted on {split['calibration']} calibration "
              f"samples, figures as calibration / evaluation ({split['evaluation']} samples) with {level} intervals on "
-             f"the evaluation split; {report['configurations']:,} "
-             f"{'candidates: the members and the cascades built' if report['method'] == 'greedy' else 'settings searched'}"
-             f" ({report['method']}"
+             f"the evaluation split; {report['configurations']:,} {_counted(report['method'])} ({report['method']}"
              f"{_swept(report)}, confidence {report['confidence']})",
              f"| reference | {metric} | MACs | similar cost: committee | {metric} | Δ | MACs | similar accuracy: "
              f"committee | {metric} | Δ | MACs | speedup |",

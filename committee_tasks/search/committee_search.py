@@ -4,7 +4,6 @@ and evaluation-split intervals. `committee_tasks.api.search_committees` calls it
 from __future__ import annotations
 
 import math
-
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
